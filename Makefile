@@ -1,0 +1,39 @@
+# Squall — see README.md. Every target works on a fresh machine with Go 1.26.
+GO        ?= go
+BIN       := bin/squall-node
+PKGS      := ./...
+BENCHTIME ?= 1s
+
+.PHONY: all build run test test-short bench lint proto fuzz clean
+
+all: build
+
+build: ## build bin/squall-node
+	$(GO) build -o $(BIN) ./cmd/node
+
+run: build ## start a standalone node: HTTP 127.0.0.1:8080, embedded NATS 127.0.0.1:4222
+	./$(BIN) $(ARGS)
+
+test: ## vet, then every test with the race detector (what CI runs)
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+test-short: ## quick tests without the race detector
+	$(GO) test -short -count=1 $(PKGS)
+
+bench: ## the hot-path benchmarks (figures in docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./window/ ./event/ ./actors/ ./httpapi/ ./cluster/
+
+lint: ## gofmt and vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+proto: ## regenerate messages/*.pb.go (fetches protoc into .cache/)
+	./scripts/protoc.sh
+
+fuzz: ## run each decoder fuzzer for FUZZTIME (default 20s)
+	for f in FuzzDecodeJSON FuzzDecodeNDJSON FuzzDecodeProto; do \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} ./event/ || exit 1; done
+
+clean:
+	rm -rf bin

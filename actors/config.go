@@ -1,0 +1,96 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/squallhq/squall/window"
+)
+
+// Config configures an Engine. Start from DefaultConfig.
+type Config struct {
+	// Node is this node's id, shown in key-state documents. Default "standalone".
+	Node string
+	// Partitions is the number of key partitions. Default 64.
+	Partitions int
+	// Shape is the window shape of every key. Default window.DefaultShape().
+	Shape window.Shape
+	// IdleTTL passivates a key actor after this long without events
+	// (wall-clock). Default 10m.
+	IdleTTL time.Duration
+	// MaxKeys is the number of live key actors beyond which events for new
+	// keys are shed. Default 2,000,000.
+	MaxKeys int
+	// MaxInflight bounds the events submitted but not yet applied, across
+	// all partitions; Submit waits (or fails with its context) beyond it.
+	// Default 1,048,576.
+	MaxInflight int
+	// Handler runs each key's logic. Default WindowHandler{}.
+	Handler Handler
+	// Sink receives what handlers emit, on the partition's goroutine; it
+	// must not block for long. Default: outputs are discarded and counted.
+	Sink func(Output)
+	// Clock reads wall-clock time (activation, last event, passivation).
+	// Default the system clock.
+	Clock Clock
+	// Logger logs the engine's events. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer registers the engine's metrics. Default: none registered.
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Node:        "standalone",
+		Partitions:  64,
+		Shape:       window.DefaultShape(),
+		IdleTTL:     10 * time.Minute,
+		MaxKeys:     2_000_000,
+		MaxInflight: 1 << 20,
+		Handler:     WindowHandler{},
+		Clock:       SystemClock{},
+	}
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Partitions < 1 || c.Partitions > 1<<16 {
+		errs = append(errs, fmt.Errorf("partitions %d: must be in 1..65536", c.Partitions))
+	}
+	if err := c.Shape.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.IdleTTL <= 0 {
+		errs = append(errs, fmt.Errorf("idle-ttl %s: must be positive", c.IdleTTL))
+	}
+	if c.MaxKeys < 1 {
+		errs = append(errs, fmt.Errorf("max-keys %d: must be positive", c.MaxKeys))
+	}
+	if c.MaxInflight < 1 {
+		errs = append(errs, fmt.Errorf("max-inflight %d: must be positive", c.MaxInflight))
+	}
+	if c.Handler == nil {
+		errs = append(errs, errors.New("handler: must be set"))
+	}
+	if c.Clock == nil {
+		errs = append(errs, errors.New("clock: must be set"))
+	}
+	return errors.Join(errs...)
+}
+
+// Clock reads wall-clock time; tests inject a manual one.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }

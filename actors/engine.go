@@ -1,0 +1,485 @@
+// Package actors runs Squall's key actors: one protoactor partition actor
+// per key partition owns the virtual actors of its keys and runs their
+// handlers inline, in arrival order.
+//
+// The path of a batch: Submit groups the events by partition (Kafka's
+// murmur2 partitioner), sends one message per partition, and each partition
+// actor applies its events to their keys; Submit returns once every
+// partition has applied its share. A key actor is activated on its first
+// event and passivated after IdleTTL without events.
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/cluster"
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/window"
+)
+
+// Errors returned by the Engine.
+var (
+	// ErrClosed is returned by calls on an Engine that is closed or closing.
+	ErrClosed = errors.New("actors: engine closed")
+	// ErrNotFound is returned by Get when the key has no live actor.
+	ErrNotFound = errors.New("actors: key has no live actor")
+)
+
+// Result is what became of one submitted event.
+type Result uint8
+
+// Results of a submitted event. The first three equal window.Outcome.
+const (
+	ResultApplied   = Result(window.Applied)
+	ResultLate      = Result(window.Late)
+	ResultDuplicate = Result(window.Duplicate)
+	// ResultShed: the event's key had no actor and the node holds MaxKeys.
+	ResultShed Result = 3
+	// ResultFailed: the Handler panicked on the event.
+	ResultFailed Result = 4
+	numResults          = 5
+)
+
+var resultNames = [numResults]string{"applied", "late", "duplicate", "shed", "failed"}
+
+// String returns the result's name as used in metric labels.
+func (r Result) String() string {
+	if r < numResults {
+		return resultNames[r]
+	}
+	return fmt.Sprintf("result(%d)", r)
+}
+
+// Accepted reports whether the event was taken by its key (applied, or
+// dropped as late or duplicate by the key's own rules).
+func (r Result) Accepted() bool { return r <= ResultDuplicate }
+
+// requestTimeout bounds a Get or List when the context has no deadline.
+const requestTimeout = 10 * time.Second
+
+// Engine owns the partition actors of a node. It is safe for concurrent use.
+type Engine struct {
+	cfg     Config
+	system  *actor.ActorSystem
+	pids    []*actor.PID
+	live    atomic.Int64
+	sem     *semaphore.Weighted
+	metrics *metrics
+	subs    sync.Pool
+
+	mu       sync.RWMutex // guards closed against Submit's sends
+	closed   bool
+	inflight sync.WaitGroup // submissions sent and not yet applied
+	stop     chan struct{}
+	bg       sync.WaitGroup // the passivation ticker
+	once     sync.Once
+}
+
+// New starts an Engine with cfg.Partitions partition actors.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := &Engine{
+		cfg:    cfg,
+		system: actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet })),
+		pids:   make([]*actor.PID, cfg.Partitions),
+		sem:    semaphore.NewWeighted(int64(cfg.MaxInflight)),
+		stop:   make(chan struct{}),
+	}
+	m, err := newMetrics(cfg.Registerer, e)
+	if err != nil {
+		return nil, err
+	}
+	e.metrics = m
+	for i := range e.pids {
+		id := int32(i)
+		props := actor.PropsFromProducer(func() actor.Actor { return newPartition(e, id) })
+		pid, err := e.system.Root.SpawnNamed(props, fmt.Sprintf("partition-%d", id))
+		if err != nil {
+			e.shutdownActors()
+			return nil, fmt.Errorf("actors: spawn partition %d: %w", id, err)
+		}
+		e.pids[i] = pid
+	}
+	e.bg.Add(1)
+	go e.passivationLoop()
+	return e, nil
+}
+
+// Partitions returns the number of key partitions.
+func (e *Engine) Partitions() int { return e.cfg.Partitions }
+
+// Live returns the number of live key actors.
+func (e *Engine) Live() int64 { return e.live.Load() }
+
+// Submit applies evs to their keys and writes what became of evs[i] to
+// out[i]; len(out) must be len(evs). It returns once every event has been
+// applied (or shed), or with ctx's error while waiting for room in the
+// in-flight bound, in which case nothing was submitted.
+func (e *Engine) Submit(ctx context.Context, evs []event.Event, out []Result) error {
+	if len(out) != len(evs) {
+		return fmt.Errorf("actors: %d results for %d events", len(out), len(evs))
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	s := e.getSubmission()
+	s.out = out
+	s.done = make(chan struct{})
+	if err := e.send(ctx, s, evs); err != nil {
+		e.putSubmission(s)
+		return err
+	}
+	<-s.done
+	e.putSubmission(s)
+	return nil
+}
+
+// SubmitAsync is Submit without the wait: once every event has been
+// applied, done is called (on a partition goroutine; it must not block)
+// with the results. evs may be reused as soon as SubmitAsync returns.
+func (e *Engine) SubmitAsync(ctx context.Context, evs []event.Event, done func([]Result)) error {
+	if len(evs) == 0 {
+		done(nil)
+		return nil
+	}
+	s := e.getSubmission()
+	s.out = make([]Result, len(evs))
+	s.callback = done
+	if err := e.send(ctx, s, evs); err != nil {
+		e.putSubmission(s)
+		return err
+	}
+	return nil
+}
+
+// send groups evs by partition into s and sends one batch per partition.
+func (e *Engine) send(ctx context.Context, s *submission, evs []event.Event) error {
+	weight := min(int64(len(evs)), int64(e.cfg.MaxInflight))
+	if err := e.sem.Acquire(ctx, weight); err != nil {
+		return err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		e.sem.Release(weight)
+		return ErrClosed
+	}
+	e.inflight.Add(1)
+	e.metrics.inflight.Add(float64(len(evs)))
+	s.weight = weight
+	s.start = time.Now()
+
+	n := len(evs)
+	parts := grow(s.parts, n)
+	counts := grow(s.counts, e.cfg.Partitions+1)
+	clear(counts)
+	for i := range evs {
+		p := cluster.Partition(evs[i].Key, e.cfg.Partitions)
+		parts[i] = p
+		counts[p+1]++
+	}
+	for p := 1; p <= e.cfg.Partitions; p++ {
+		counts[p] += counts[p-1]
+	}
+	buf := grow(s.events, n)
+	idx := grow(s.idx, n)
+	pos := grow(s.pos, e.cfg.Partitions)
+	copy(pos, counts[:e.cfg.Partitions])
+	for i := range evs {
+		p := parts[i]
+		buf[pos[p]] = evs[i]
+		idx[pos[p]] = int32(i)
+		pos[p]++
+	}
+	s.parts, s.counts, s.events, s.idx, s.pos = parts, counts, buf, idx, pos
+
+	s.batches = s.batches[:0]
+	for p := 0; p < e.cfg.Partitions; p++ {
+		if lo, hi := counts[p], counts[p+1]; hi > lo {
+			s.batches = append(s.batches, applyBatch{events: buf[lo:hi], idx: idx[lo:hi], sub: s})
+		}
+	}
+	s.pending.Store(int32(len(s.batches)))
+	for i := range s.batches {
+		b := &s.batches[i]
+		e.system.Root.Send(e.pids[cluster.Partition(b.events[0].Key, e.cfg.Partitions)], b)
+	}
+	return nil
+}
+
+// Get returns the state document of key, or ErrNotFound.
+func (e *Engine) Get(ctx context.Context, key string) (*api.KeyState, error) {
+	if e.isClosed() {
+		return nil, ErrClosed
+	}
+	pid := e.pids[cluster.Partition(key, e.cfg.Partitions)]
+	res, err := e.system.Root.RequestFuture(pid, &getKey{key: key}, timeout(ctx)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("actors: get %q: %w", key, err)
+	}
+	st, _ := res.(*api.KeyState)
+	if st == nil {
+		return nil, ErrNotFound
+	}
+	return st, nil
+}
+
+// List returns up to limit live keys with the given prefix, sorted.
+func (e *Engine) List(ctx context.Context, prefix string, limit int) (*api.KeyList, error) {
+	if e.isClosed() {
+		return nil, ErrClosed
+	}
+	futures := make([]*actor.Future, len(e.pids))
+	for i, pid := range e.pids {
+		futures[i] = e.system.Root.RequestFuture(pid, &listKeys{prefix: prefix, limit: limit}, timeout(ctx))
+	}
+	out := &api.KeyList{Live: e.Live(), Keys: []api.KeySummary{}}
+	for _, f := range futures {
+		res, err := f.Result()
+		if err != nil {
+			return nil, fmt.Errorf("actors: list: %w", err)
+		}
+		kl := res.(keyList)
+		out.Keys = append(out.Keys, kl.keys...)
+		out.Truncated = out.Truncated || kl.truncated
+	}
+	sort.Slice(out.Keys, func(i, j int) bool { return out.Keys[i].Key < out.Keys[j].Key })
+	if len(out.Keys) > limit {
+		out.Keys, out.Truncated = out.Keys[:limit], true
+	}
+	return out, nil
+}
+
+// Sweep passivates every key idle for IdleTTL or longer, now, and returns
+// how many it passivated. The engine also sweeps on its own, every
+// IdleTTL/4 (at most every second).
+func (e *Engine) Sweep(ctx context.Context) (int, error) {
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	done := make(chan int, len(e.pids))
+	for _, pid := range e.pids {
+		e.system.Root.Send(pid, &sweep{done: done})
+	}
+	e.mu.RUnlock()
+	total := 0
+	for range e.pids {
+		select {
+		case n := <-done:
+			total += n
+		case <-ctx.Done():
+			return total, ctx.Err()
+		}
+	}
+	return total, nil
+}
+
+func (e *Engine) passivationLoop() {
+	defer e.bg.Done()
+	every := min(e.cfg.IdleTTL/4, time.Second)
+	every = max(every, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			_, err := e.Sweep(ctx)
+			cancel()
+			if errors.Is(err, ErrClosed) {
+				return
+			}
+		}
+	}
+}
+
+// Close stops intake, waits for submitted events to be applied, then stops
+// the partition actors; their keys are dropped. It is safe to call twice.
+func (e *Engine) Close() error {
+	e.once.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		close(e.stop)
+		e.bg.Wait()
+		e.inflight.Wait()
+		e.shutdownActors()
+	})
+	return nil
+}
+
+func (e *Engine) shutdownActors() {
+	for _, pid := range e.pids {
+		if pid != nil {
+			_ = e.system.Root.StopFuture(pid).Wait()
+		}
+	}
+	e.system.Shutdown()
+}
+
+func (e *Engine) isClosed() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.closed
+}
+
+func (e *Engine) reserveKey() bool {
+	if e.live.Add(1) > int64(e.cfg.MaxKeys) {
+		e.live.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (e *Engine) releaseKeys(n int) { e.live.Add(-int64(n)) }
+
+// flush adds a partition batch's tally to the metrics and resets it.
+func (e *Engine) flush(tally *[numResults]int, n int, s *submission) {
+	for r, c := range tally {
+		if c > 0 {
+			e.metrics.results[r].Add(float64(c))
+			tally[r] = 0
+		}
+	}
+	e.metrics.latency.Observe(time.Since(s.start).Seconds())
+	e.metrics.inflight.Sub(float64(n))
+}
+
+func timeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return requestTimeout
+}
+
+// submission is one Submit call in flight; pooled with its buffers.
+type submission struct {
+	e        *Engine
+	out      []Result
+	done     chan struct{}
+	callback func([]Result)
+	pending  atomic.Int32
+	weight   int64
+	start    time.Time
+
+	parts   []int32
+	counts  []int32
+	pos     []int32
+	events  []event.Event
+	idx     []int32
+	batches []applyBatch
+}
+
+// partDone is called by each partition once it has applied its batch; the
+// last one completes the submission.
+func (s *submission) partDone() {
+	if s.pending.Add(-1) != 0 {
+		return
+	}
+	e := s.e
+	e.sem.Release(s.weight)
+	if s.callback != nil {
+		cb, out := s.callback, s.out
+		e.putSubmission(s)
+		cb(out)
+	} else {
+		close(s.done)
+	}
+	e.inflight.Done()
+}
+
+func (e *Engine) getSubmission() *submission {
+	if s, ok := e.subs.Get().(*submission); ok {
+		return s
+	}
+	return &submission{e: e}
+}
+
+func (e *Engine) putSubmission(s *submission) {
+	clear(s.events) // drop references to the caller's strings and tags
+	s.out, s.done, s.callback = nil, nil, nil
+	if cap(s.events) > 1<<16 { // do not pin a huge batch's buffers
+		s.events, s.idx, s.parts = nil, nil, nil
+	}
+	e.subs.Put(s)
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+type metrics struct {
+	results      [numResults]prometheus.Counter
+	activations  prometheus.Counter
+	passivations prometheus.Counter
+	outputs      prometheus.Counter
+	latency      prometheus.Histogram
+	inflight     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, e *Engine) (*metrics, error) {
+	results := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "squall_key_events_total",
+		Help: "Events handed to key actors, by result (applied, late, duplicate, shed, failed).",
+	}, []string{"result"})
+	m := &metrics{
+		activations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "squall_key_activations_total", Help: "Key actors activated.",
+		}),
+		passivations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "squall_key_passivations_total", Help: "Key actors passivated after --idle-ttl without events.",
+		}),
+		outputs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "squall_handler_outputs_total", Help: "Outputs emitted by key handlers.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "squall_apply_latency_seconds",
+			Help:    "Time from submission to applied, per partition batch.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 14),
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "squall_queue_events", Help: "Events submitted to partition actors and not yet applied (queue depth).",
+		}),
+	}
+	for r := range m.results {
+		m.results[r] = results.WithLabelValues(Result(r).String())
+	}
+	if reg == nil {
+		return m, nil
+	}
+	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "squall_key_actors_live", Help: "Live key actors on this node.",
+	}, func() float64 { return float64(e.Live()) })
+	for _, c := range []prometheus.Collector{results, m.activations, m.passivations, m.outputs, m.latency, m.inflight, live} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("actors: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

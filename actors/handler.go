@@ -1,0 +1,69 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/window"
+)
+
+// Handler is a key's logic, run inline by the partition actor that owns the
+// key, one event at a time in arrival order (like a Storm bolt or a Flink
+// KeyedProcessFunction). A Go program that embeds Squall supplies its own;
+// the built-in WindowHandler maintains the window aggregates. A Handler is
+// shared by all keys of a node and called from several partitions at once,
+// so per-key data belongs in Key.State, not in the Handler.
+type Handler interface {
+	// Apply applies ev to the key's state and reports whether it was
+	// applied, late or a duplicate.
+	Apply(k *Key, ev *event.Event) window.Outcome
+}
+
+// WindowHandler is the built-in Handler: it adds the event to the key's
+// window. Embed it to add logic on top.
+type WindowHandler struct{}
+
+// Apply adds ev to k's window.
+func (WindowHandler) Apply(k *Key, ev *event.Event) window.Outcome {
+	return k.win.Add(ev)
+}
+
+// Output is what a Handler emits for a key.
+type Output struct {
+	Key     string
+	Payload any
+}
+
+// Key is a key's virtual actor: its window and the handler's own state.
+// It is only ever touched by its partition's goroutine; a Handler must not
+// keep it beyond Apply.
+type Key struct {
+	name      string
+	partition int32
+	win       *window.Window
+	activated time.Time
+	lastEvent time.Time
+	p         *partition
+
+	// State is free for the Handler's per-key data; it lives and dies with
+	// the key actor.
+	State any
+
+	// prev and next link the partition's keys from least to most recently
+	// used, for passivation.
+	prev, next *Key
+}
+
+// Name returns the key.
+func (k *Key) Name() string { return k.name }
+
+// Partition returns the key's partition.
+func (k *Key) Partition() int32 { return k.partition }
+
+// Window returns the key's window.
+func (k *Key) Window() *window.Window { return k.win }
+
+// Emit hands an output to the engine's Sink.
+func (k *Key) Emit(payload any) {
+	k.p.emit(Output{Key: k.name, Payload: payload})
+}

@@ -1,0 +1,261 @@
+package actors
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/window"
+)
+
+// applyBatch carries the events of one submission that belong to one
+// partition. Results are written at out[idx[i]] for events[i].
+type applyBatch struct {
+	events []event.Event
+	idx    []int32
+	sub    *submission
+}
+
+type getKey struct{ key string }
+
+type listKeys struct {
+	prefix string
+	limit  int
+}
+
+type keyList struct {
+	keys      []api.KeySummary
+	truncated bool
+}
+
+type sweep struct{ done chan<- int }
+
+// partition is the protoactor actor that owns the key actors of one
+// partition and runs their handlers inline, so an event costs a map lookup
+// and a handler call, not a mailbox hop.
+type partition struct {
+	e    *Engine
+	id   int32
+	keys map[string]*Key
+	// highWater is the largest len(keys) since the map was last rebuilt;
+	// Go maps never shrink, so passivation rebuilds a map that has emptied.
+	highWater int
+	// head is the least recently used key, tail the most recent.
+	head, tail *Key
+	// tally counts outcomes of the current batch, flushed to metrics.
+	tally [numResults]int
+}
+
+func newPartition(e *Engine, id int32) *partition {
+	return &partition{e: e, id: id, keys: make(map[string]*Key)}
+}
+
+// Receive implements actor.Actor.
+func (p *partition) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *applyBatch:
+		p.apply(m)
+	case *getKey:
+		k := p.keys[m.key]
+		if k == nil {
+			c.Respond((*api.KeyState)(nil))
+			return
+		}
+		c.Respond(p.state(k))
+	case *listKeys:
+		c.Respond(p.list(m))
+	case *sweep:
+		m.done <- p.passivate(p.e.cfg.Clock.Now())
+	case *actor.Stopped:
+		p.release()
+	}
+}
+
+func (p *partition) apply(b *applyBatch) {
+	now := p.e.cfg.Clock.Now()
+	for i := 0; i < len(b.events); {
+		i = p.applyFrom(b, i, now)
+	}
+	p.e.flush(&p.tally, len(b.events), b.sub)
+	b.sub.partDone()
+}
+
+// applyFrom applies b.events[i:] and returns len(b.events), or, when a
+// Handler panics, the index after the event that made it panic: one bad
+// event or handler bug must not take the partition's other keys down.
+func (p *partition) applyFrom(b *applyBatch, i int, now time.Time) (next int) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.e.cfg.Logger.Error("handler panicked", "key", b.events[i].Key, "panic", fmt.Sprint(r))
+			b.sub.out[b.idx[i]] = ResultFailed
+			p.tally[ResultFailed]++
+			next = i + 1
+		}
+	}()
+	for ; i < len(b.events); i++ {
+		ev := &b.events[i]
+		k := p.keys[ev.Key]
+		if k == nil {
+			if k = p.activate(ev.Key, now); k == nil {
+				b.sub.out[b.idx[i]] = ResultShed
+				p.tally[ResultShed]++
+				continue
+			}
+		}
+		r := Result(p.e.cfg.Handler.Apply(k, ev))
+		b.sub.out[b.idx[i]] = r
+		p.tally[r]++
+		k.lastEvent = now
+		p.touch(k)
+	}
+	return i
+}
+
+func (p *partition) activate(name string, now time.Time) *Key {
+	if !p.e.reserveKey() {
+		return nil
+	}
+	k := &Key{
+		name:      strings.Clone(name),
+		partition: p.id,
+		win:       window.New(&p.e.cfg.Shape),
+		activated: now,
+		p:         p,
+	}
+	p.keys[k.name] = k
+	if len(p.keys) > p.highWater {
+		p.highWater = len(p.keys)
+	}
+	p.e.metrics.activations.Inc()
+	return k
+}
+
+// touch moves k to the tail of the LRU list.
+func (p *partition) touch(k *Key) {
+	if p.tail == k {
+		return
+	}
+	p.unlink(k)
+	k.prev = p.tail
+	if p.tail != nil {
+		p.tail.next = k
+	}
+	p.tail = k
+	if p.head == nil {
+		p.head = k
+	}
+}
+
+func (p *partition) unlink(k *Key) {
+	if k.prev != nil {
+		k.prev.next = k.next
+	} else if p.head == k {
+		p.head = k.next
+	}
+	if k.next != nil {
+		k.next.prev = k.prev
+	} else if p.tail == k {
+		p.tail = k.prev
+	}
+	k.prev, k.next = nil, nil
+}
+
+// passivate removes the keys idle for IdleTTL or longer and returns how many.
+func (p *partition) passivate(now time.Time) int {
+	n := 0
+	for k := p.head; k != nil && now.Sub(k.lastEvent) >= p.e.cfg.IdleTTL; k = p.head {
+		p.unlink(k)
+		delete(p.keys, k.name)
+		n++
+	}
+	if n > 0 {
+		p.e.releaseKeys(n)
+		p.e.metrics.passivations.Add(float64(n))
+		if p.highWater > 1024 && len(p.keys) < p.highWater/4 {
+			m := make(map[string]*Key, len(p.keys))
+			for name, k := range p.keys {
+				m[name] = k
+			}
+			p.keys, p.highWater = m, len(m)
+		}
+	}
+	return n
+}
+
+// release drops every key when the partition stops.
+func (p *partition) release() {
+	p.e.releaseKeys(len(p.keys))
+	p.keys, p.head, p.tail = nil, nil, nil
+}
+
+func (p *partition) emit(o Output) {
+	p.e.metrics.outputs.Inc()
+	if p.e.cfg.Sink != nil {
+		p.e.cfg.Sink(o)
+	}
+}
+
+func (p *partition) state(k *Key) *api.KeyState {
+	applied, late, dup := k.win.Counts()
+	st := &api.KeyState{
+		Key:               k.name,
+		Node:              p.e.cfg.Node,
+		Partition:         p.id,
+		ActivatedAt:       k.activated.UTC(),
+		LastEventAt:       k.lastEvent.UTC(),
+		EventsApplied:     applied,
+		LateDropped:       late,
+		DuplicatesDropped: dup,
+		Window:            k.win.Aggregate(),
+		Subwindows:        make(map[string]window.Aggregates, len(p.e.cfg.Shape.Subwindows)),
+		Tags:              k.win.Tags(),
+		Rules:             []api.RuleState{},
+		Recent:            k.win.Recent(),
+	}
+	for _, d := range p.e.cfg.Shape.Subwindows {
+		st.Subwindows[FormatDuration(d)] = k.win.AggregateOver(d)
+	}
+	if st.Recent == nil {
+		st.Recent = []event.Event{}
+	}
+	return st
+}
+
+func (p *partition) list(m *listKeys) keyList {
+	var out keyList
+	for name, k := range p.keys {
+		if !strings.HasPrefix(name, m.prefix) {
+			continue
+		}
+		applied, _, _ := k.win.Counts()
+		out.keys = append(out.keys, api.KeySummary{
+			Key: name, Node: p.e.cfg.Node, Partition: p.id,
+			EventsApplied: applied, LastEventAt: k.lastEvent.UTC(),
+		})
+	}
+	sort.Slice(out.keys, func(i, j int) bool { return out.keys[i].Key < out.keys[j].Key })
+	if len(out.keys) > m.limit {
+		out.keys, out.truncated = out.keys[:m.limit], true
+	}
+	return out
+}
+
+// FormatDuration prints a sub-window length the way it is configured:
+// "1m", "5m", "90s", "1h", "250ms".
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	default:
+		return fmt.Sprintf("%dms", d/time.Millisecond)
+	}
+}

@@ -1,0 +1,114 @@
+// Package api holds the JSON documents of Squall's HTTP API, shared by the
+// server and the Go client.
+package api
+
+import (
+	"time"
+
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/window"
+)
+
+// Paths of the HTTP API.
+const (
+	PathEvents  = "/v1/events"
+	PathActors  = "/debug/actors"
+	PathActor   = "/debug/actors/" // followed by the percent-encoded key
+	PathCluster = "/debug/cluster"
+	PathMetrics = "/metrics"
+	PathHealthz = "/healthz"
+	PathReadyz  = "/readyz"
+	PathPprof   = "/debug/pprof/"
+)
+
+// IngestResponse answers POST /v1/events (and a NATS request on the events
+// subject): how many events were accepted and why the others were not.
+// Late and duplicate events are accepted (and counted on the key); shed ones
+// are rejected with reason "shed".
+type IngestResponse struct {
+	Accepted int               `json:"accepted"`
+	Rejected []event.Rejection `json:"rejected"`
+	// Error is set when the body as a whole could not be used.
+	Error string `json:"error,omitempty"`
+}
+
+// ReasonShed is the rejection reason of an event shed because the node holds
+// its maximum number of live keys.
+const ReasonShed = "shed: node at --max-keys live keys"
+
+// KeyState is the key-state document of GET /debug/actors/{key} (SPEC §7b).
+type KeyState struct {
+	Key               string                       `json:"key"`
+	Node              string                       `json:"node"`
+	Partition         int32                        `json:"partition"`
+	ActivatedAt       time.Time                    `json:"activated_at"`
+	LastEventAt       time.Time                    `json:"last_event_at"`
+	EventsApplied     uint64                       `json:"events_applied"`
+	LateDropped       uint64                       `json:"late_dropped"`
+	DuplicatesDropped uint64                       `json:"duplicates_dropped"`
+	Window            window.Aggregates            `json:"window"`
+	Subwindows        map[string]window.Aggregates `json:"subwindows"`
+	Tags              map[string]string            `json:"tags,omitempty"`
+	Rules             []RuleState                  `json:"rules"`
+	Recent            []event.Event                `json:"recent"`
+}
+
+// RuleState is one alert rule's state on a key.
+type RuleState struct {
+	Rule  string    `json:"rule"`
+	State string    `json:"state"`
+	Value float64   `json:"value"`
+	Since time.Time `json:"since"`
+}
+
+// KeySummary is one row of GET /debug/actors.
+type KeySummary struct {
+	Key           string    `json:"key"`
+	Node          string    `json:"node"`
+	Partition     int32     `json:"partition"`
+	EventsApplied uint64    `json:"events_applied"`
+	LastEventAt   time.Time `json:"last_event_at"`
+}
+
+// KeyList is the document of GET /debug/actors.
+type KeyList struct {
+	// Live is the number of live key actors on the node (or cluster).
+	Live int64        `json:"live"`
+	Keys []KeySummary `json:"keys"`
+	// Truncated is true when more keys matched than the limit.
+	Truncated bool `json:"truncated"`
+}
+
+// Member is one node of the cluster.
+type Member struct {
+	ID         string  `json:"id"`
+	RemoteAddr string  `json:"remote_addr"`
+	HTTPAddr   string  `json:"http_addr"`
+	Version    string  `json:"version"`
+	Partitions []int32 `json:"partitions"`
+}
+
+// PeerStats counts traffic with one peer node.
+type PeerStats struct {
+	BytesSent      uint64 `json:"bytes_sent"`
+	BytesReceived  uint64 `json:"bytes_received"`
+	EventsSent     uint64 `json:"events_sent"`
+	EventsReceived uint64 `json:"events_received"`
+}
+
+// Cluster is the document of GET /debug/cluster.
+type Cluster struct {
+	Cluster    string               `json:"cluster"`
+	Self       string               `json:"self"`
+	Leader     string               `json:"leader"`
+	Epoch      int64                `json:"epoch"`
+	Partitions int                  `json:"partitions"`
+	Members    []Member             `json:"members"`
+	Assignment map[string]string    `json:"assignment"`
+	Peers      map[string]PeerStats `json:"peers"`
+}
+
+// Error is the body of every non-2xx answer but ingest's.
+type Error struct {
+	Error string `json:"error"`
+}

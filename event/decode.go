@@ -1,0 +1,667 @@
+package event
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+)
+
+// Errors returned by Decoder.Decode for a body that cannot be read as a
+// whole. Problems with single events are Rejections, never errors.
+var (
+	// ErrEmpty means the body holds no event: it is empty or blank, an
+	// empty JSON array, blank NDJSON, or an EventBatch without events.
+	ErrEmpty = errors.New("event: no events in body")
+	// ErrMalformed means the body as a whole cannot be read: a JSON array
+	// or (with FormatJSON) a JSON object with a syntax error, a JSON body
+	// that is neither an object nor an array, or invalid protobuf. It is
+	// wrapped with detail; test with errors.Is.
+	ErrMalformed = errors.New("event: malformed body")
+	// ErrFormat means Decode was given a Format it does not know.
+	ErrFormat = errors.New("event: unknown format")
+)
+
+// Format is the wire format of a body.
+type Format uint8
+
+// Formats understood by Decoder.Decode.
+const (
+	// FormatAuto detects a JSON object, a JSON array or NDJSON from the
+	// content: a body starting with '[' is an array; one starting with '{'
+	// is a single object when it holds exactly one JSON value (which may
+	// span lines), and NDJSON otherwise. Protobuf is never auto-detected.
+	// It is the zero Format.
+	FormatAuto Format = iota
+	// FormatJSON is one JSON object (one event) or a JSON array of objects.
+	FormatJSON
+	// FormatNDJSON is one JSON object per line; blank lines are skipped and
+	// "\r\n" line ends are accepted.
+	FormatNDJSON
+	// FormatProto is a protobuf messages.EventBatch.
+	FormatProto
+)
+
+// String returns the name of f ("auto", "json", "ndjson", "proto").
+func (f Format) String() string {
+	switch f {
+	case FormatAuto:
+		return "auto"
+	case FormatJSON:
+		return "json"
+	case FormatNDJSON:
+		return "ndjson"
+	case FormatProto:
+		return "proto"
+	}
+	return fmt.Sprintf("Format(%d)", uint8(f))
+}
+
+// FormatFromContentType maps an HTTP Content-Type to a Format, ignoring
+// parameters and case: "application/x-ndjson" (also "application/ndjson",
+// "application/jsonl", "application/x-jsonlines") is FormatNDJSON,
+// "application/x-protobuf" and "application/protobuf" are FormatProto,
+// "application/json" is FormatJSON, and anything else (including "") is
+// FormatAuto.
+func FormatFromContentType(ct string) Format {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.TrimSpace(ct)
+	switch {
+	case strings.EqualFold(ct, "application/json"):
+		return FormatJSON
+	case strings.EqualFold(ct, "application/x-ndjson"),
+		strings.EqualFold(ct, "application/ndjson"),
+		strings.EqualFold(ct, "application/jsonl"),
+		strings.EqualFold(ct, "application/x-jsonlines"):
+		return FormatNDJSON
+	case strings.EqualFold(ct, "application/x-protobuf"),
+		strings.EqualFold(ct, "application/protobuf"):
+		return FormatProto
+	}
+	return FormatAuto
+}
+
+// Options of one Decode call.
+type Options struct {
+	// Now is the arrival time in epoch milliseconds, used as the ts of an
+	// event that has none. Default 0 (1970-01-01): callers should set it.
+	Now int64
+	// DefaultKey is the key of an event that has none (the Kafka record
+	// key). Default "": a key is required. It is validated like a key.
+	DefaultKey string
+}
+
+// retainLimit is the largest parse input whose buffers a Decoder keeps for
+// the next call; after a larger one it drops them, so a pooled Decoder does
+// not pin the memory of one huge body.
+const retainLimit = 1 << 20
+
+// Decoder decodes batches of events from JSON, NDJSON and protobuf bodies.
+//
+// The zero Decoder is ready to use. A Decoder is reusable but not safe for
+// concurrent use: keep one per goroutine or in a sync.Pool.
+//
+// Decoded events do not allocate per event for key and id: each Decode call
+// copies the strings of its events into one new buffer the size of the body
+// and the events' strings point into it (tags maps are allocated per event
+// that has tags). That buffer is never reused, so the strings stay valid for
+// as long as they are referenced, and keep the whole buffer alive: clone a
+// string (strings.Clone) that outlives the batch.
+//
+// A Decoder must not be copied after first use (go vet checks this).
+type Decoder struct {
+	_ noCopy
+
+	p     fastjson.Parser
+	arena []byte // strings of the current batch; never reused across calls
+	num   []byte // scratch for numbers and ts strings
+	big   bool   // the parser saw an input over retainLimit
+
+	// Fields of the object being decoded, set by visitField.
+	key, ts, value, id, tags *fastjson.Value
+	visitFieldFn             func(k []byte, v *fastjson.Value)
+}
+
+// Decode decodes body in format f, appends its valid events to dst and a
+// Rejection for each invalid one to rej, and returns both slices. A bad
+// event never stops the rest of the batch.
+//
+// err is non-nil only when the body as a whole cannot be read (ErrEmpty,
+// ErrMalformed, ErrFormat); then dst and rej are returned unchanged.
+//
+// Rules (SPEC §2): key is a non-empty UTF-8 string of at most 256 bytes
+// (o.DefaultKey when absent or null); ts is an integer number of epoch
+// milliseconds (integral exponent forms such as 1.7640648e12 are accepted)
+// or an RFC 3339 string (sub-millisecond digits are truncated), o.Now when
+// absent or null, and must lie in [1970, 9999]; value is a required finite
+// JSON number; id is an optional string of at most 128 bytes; tags is an
+// optional object of at most 32 string values, keys 1..256 bytes and
+// values at most 256 bytes. Field names are case-sensitive, unknown fields
+// are ignored, and of duplicated fields the last wins.
+//
+// In protobuf, ts 0 means absent and an empty key means absent.
+func (d *Decoder) Decode(body []byte, f Format, o Options, dst []Event, rej []Rejection) ([]Event, []Rejection, error) {
+	d0, r0 := len(dst), len(rej)
+	var err error
+	dst, rej, err = d.decode(body, f, &o, dst, rej)
+	d.finish()
+	if err != nil {
+		clear(dst[d0:])
+		return dst[:d0], rej[:r0], err
+	}
+	return dst, rej, nil
+}
+
+func (d *Decoder) decode(body []byte, f Format, o *Options, dst []Event, rej []Rejection) ([]Event, []Rejection, error) {
+	if f == FormatProto {
+		if len(body) == 0 {
+			return dst, rej, ErrEmpty
+		}
+		d.arena = make([]byte, 0, len(body))
+		return d.decodeProto(body, o, dst, rej)
+	}
+	if f > FormatProto {
+		return dst, rej, fmt.Errorf("%w: %d", ErrFormat, uint8(f))
+	}
+	body = bytes.TrimPrefix(body, utf8BOM)
+	start := skipWS(body, 0)
+	if start == len(body) {
+		return dst, rej, ErrEmpty
+	}
+	d.arena = make([]byte, 0, len(body)-start)
+	body = body[start:]
+
+	if f == FormatNDJSON {
+		return d.decodeNDJSON(body, o, dst, rej)
+	}
+	switch body[0] {
+	case '[':
+		return d.decodeArray(body, o, dst, rej)
+	case '{':
+		if f == FormatJSON {
+			v, err := d.parse(body)
+			if err != nil {
+				return dst, rej, fmt.Errorf("%w: %v (NDJSON needs Content-Type application/x-ndjson)", ErrMalformed, err)
+			}
+			dst, rej = d.object(v, 0, o, dst, rej)
+			return dst, rej, nil
+		}
+		// Auto: a first line that is a JSON value on its own means NDJSON
+		// (one line is one object either way); otherwise the body may be a
+		// single object spread over lines.
+		first := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			first = body[:i]
+		}
+		if len(first) < len(body) {
+			if _, err := d.parse(first); err != nil {
+				if v, err := d.parse(body); err == nil {
+					dst, rej = d.object(v, 0, o, dst, rej)
+					return dst, rej, nil
+				}
+			}
+		}
+		return d.decodeNDJSON(body, o, dst, rej)
+	}
+	what := "a JSON object, an array of objects, or NDJSON"
+	if f == FormatJSON {
+		what = "a JSON object or an array of objects"
+	}
+	return dst, rej, fmt.Errorf("%w: body must be %s, found %q", ErrMalformed, what, firstChars(body))
+}
+
+// finish drops buffers too large to keep for the next call.
+func (d *Decoder) finish() {
+	d.arena = nil
+	d.key, d.ts, d.value, d.id, d.tags = nil, nil, nil, nil, nil
+	if d.big {
+		d.p = fastjson.Parser{}
+		d.big = false
+	}
+	if cap(d.num) > 4096 {
+		d.num = nil
+	}
+}
+
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// parse parses one JSON value with the reused parser. The result is valid
+// until the next parse.
+func (d *Decoder) parse(b []byte) (*fastjson.Value, error) {
+	if len(b) > retainLimit {
+		d.big = true
+	}
+	return d.p.ParseBytes(b)
+}
+
+// decodeNDJSON decodes one event per non-blank line.
+func (d *Decoder) decodeNDJSON(body []byte, o *Options, dst []Event, rej []Rejection) ([]Event, []Rejection, error) {
+	idx := 0
+	for len(body) > 0 {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		if skipWS(line, 0) == len(line) {
+			continue
+		}
+		v, err := d.parse(line)
+		if err != nil {
+			rej = append(rej, Rejection{Index: idx, Reason: reasonMalformed})
+		} else {
+			dst, rej = d.object(v, idx, o, dst, rej)
+		}
+		idx++
+	}
+	if idx == 0 {
+		return dst, rej, ErrEmpty
+	}
+	return dst, rej, nil
+}
+
+// decodeArray decodes a JSON array, body[0] == '['. Elements are delimited
+// by a light scan and parsed one at a time, so the parser's memory is
+// bounded by the largest element, not the body.
+func (d *Decoder) decodeArray(body []byte, o *Options, dst []Event, rej []Rejection) ([]Event, []Rejection, error) {
+	i := skipWS(body, 1)
+	if i < len(body) && body[i] == ']' {
+		if j := skipWS(body, i+1); j < len(body) {
+			return dst, rej, fmt.Errorf("%w: unexpected data after array at offset %d", ErrMalformed, j)
+		}
+		return dst, rej, ErrEmpty
+	}
+	for idx := 0; ; idx++ {
+		end := scanValue(body, i)
+		if end < 0 {
+			return dst, rej, fmt.Errorf("%w: unterminated array element %d", ErrMalformed, idx)
+		}
+		v, err := d.parse(body[i:end])
+		if err != nil {
+			return dst, rej, fmt.Errorf("%w: array element %d: %v", ErrMalformed, idx, err)
+		}
+		dst, rej = d.object(v, idx, o, dst, rej)
+		i = skipWS(body, end)
+		if i == len(body) {
+			return dst, rej, fmt.Errorf("%w: missing ']' at end of array", ErrMalformed)
+		}
+		switch body[i] {
+		case ',':
+			i = skipWS(body, i+1)
+		case ']':
+			if j := skipWS(body, i+1); j < len(body) {
+				return dst, rej, fmt.Errorf("%w: unexpected data after array at offset %d", ErrMalformed, j)
+			}
+			return dst, rej, nil
+		default:
+			return dst, rej, fmt.Errorf("%w: missing ',' after array element %d", ErrMalformed, idx)
+		}
+	}
+}
+
+// scanValue returns the offset just past the JSON value starting at b[i],
+// or -1 when it does not end inside b. It only delimits: brackets are
+// counted without matching their kind and scalars are not checked, the
+// parser validates the value afterwards.
+func scanValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return scanString(b, i+1)
+	case '{', '[':
+	default:
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case ',', ']', '}', ' ', '\t', '\r', '\n':
+				return i
+			}
+		}
+		return i
+	}
+	depth := 0
+	for i < len(b) {
+		switch b[i] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case '"':
+			i = scanString(b, i+1)
+			if i < 0 {
+				return -1
+			}
+			continue
+		}
+		i++
+	}
+	return -1
+}
+
+// scanString returns the offset just past the closing quote of the string
+// whose content starts at b[i], or -1.
+func scanString(b []byte, i int) int {
+	for {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return -1
+		}
+		j += i
+		// The quote is escaped when preceded by an odd number of '\'.
+		k := j
+		for k > i && b[k-1] == '\\' {
+			k--
+		}
+		if (j-k)%2 == 0 {
+			return j + 1
+		}
+		i = j + 1
+	}
+}
+
+// skipWS returns the offset of the first non-whitespace byte of b at or
+// after i, or len(b).
+func skipWS(b []byte, i int) int {
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// firstChars returns at most the first 16 bytes of b, for error messages.
+func firstChars(b []byte) string {
+	if len(b) > 16 {
+		b = b[:16]
+	}
+	return string(b)
+}
+
+// visitField records the fields of an event object.
+func (d *Decoder) visitField(k []byte, v *fastjson.Value) {
+	switch string(k) {
+	case "key":
+		d.key = v
+	case "ts":
+		d.ts = v
+	case "value":
+		d.value = v
+	case "id":
+		d.id = v
+	case "tags":
+		d.tags = v
+	}
+}
+
+// object turns the parsed JSON value v, element idx of the batch, into an
+// event appended to dst or a rejection appended to rej.
+func (d *Decoder) object(v *fastjson.Value, idx int, o *Options, dst []Event, rej []Rejection) ([]Event, []Rejection) {
+	if v.Type() != fastjson.TypeObject {
+		return dst, append(rej, Rejection{Index: idx, Reason: reasonNotObject})
+	}
+	obj, _ := v.Object()
+	if d.visitFieldFn == nil {
+		d.visitFieldFn = d.visitField
+	}
+	d.key, d.ts, d.value, d.id, d.tags = nil, nil, nil, nil, nil
+	obj.Visit(d.visitFieldFn)
+
+	mark := len(d.arena)
+	var ev Event
+	field, reason := d.build(&ev, o)
+	if reason != "" {
+		d.arena = d.arena[:mark]
+		return dst, append(rej, Rejection{Index: idx, Field: field, Reason: reason})
+	}
+	return append(dst, ev), rej
+}
+
+// build fills ev from the recorded fields and returns the field and reason
+// of the first problem, or "", "".
+func (d *Decoder) build(ev *Event, o *Options) (field, reason string) {
+	// key
+	useDefault := d.key == nil
+	if !useDefault {
+		s, st := d.str(d.key)
+		switch st {
+		case strNull:
+			useDefault = true
+		case strOther:
+			return fieldKey, reasonKeyType
+		case strInvalid:
+			return fieldKey, reasonBadString
+		default:
+			// str returns valid UTF-8.
+			switch {
+			case s == "":
+				return fieldKey, reasonKeyEmpty
+			case len(s) > MaxKeyBytes:
+				return fieldKey, reasonKeyLong
+			}
+			ev.Key = s
+		}
+	}
+	if useDefault {
+		if o.DefaultKey == "" {
+			return fieldKey, reasonKeyMissing
+		}
+		if r := checkKey(o.DefaultKey); r != "" {
+			return fieldKey, r
+		}
+		ev.Key = o.DefaultKey
+	}
+
+	// ts
+	ev.TS = o.Now
+	if d.ts != nil {
+		switch d.ts.Type() {
+		case fastjson.TypeNull:
+		case fastjson.TypeNumber:
+			d.num = d.ts.MarshalTo(d.num[:0])
+			ts, r := parseTS(d.num)
+			if r != "" {
+				return fieldTS, r
+			}
+			ev.TS = ts
+		case fastjson.TypeString:
+			b, _ := d.ts.StringBytes()
+			t, err := time.Parse(time.RFC3339Nano, unsafe.String(unsafe.SliceData(b), len(b)))
+			if err != nil {
+				return fieldTS, reasonTSRFC3339
+			}
+			ev.TS = t.UnixMilli()
+		default:
+			return fieldTS, reasonTSType
+		}
+	}
+	if r := checkTS(ev.TS); r != "" {
+		return fieldTS, r
+	}
+
+	// value
+	if d.value == nil {
+		return fieldValue, reasonValueMissing
+	}
+	if d.value.Type() != fastjson.TypeNumber {
+		return fieldValue, reasonValue
+	}
+	d.num = d.value.MarshalTo(d.num[:0])
+	f, ok := parseFloat(d.num)
+	if !ok {
+		return fieldValue, reasonValue
+	}
+	ev.Value = f
+
+	// id
+	if d.id != nil {
+		s, st := d.str(d.id)
+		switch st {
+		case strNull:
+		case strOther:
+			return fieldID, reasonIDType
+		case strInvalid:
+			return fieldID, reasonBadString
+		default:
+			if len(s) > MaxIDBytes {
+				return fieldID, reasonIDLong
+			}
+			ev.ID = s
+		}
+	}
+
+	// tags
+	if d.tags != nil {
+		switch d.tags.Type() {
+		case fastjson.TypeNull:
+		case fastjson.TypeObject:
+			tags, r := d.tagsObject(d.tags)
+			if r != "" {
+				return fieldTags, r
+			}
+			ev.Tags = tags
+		default:
+			return fieldTags, reasonTagsType
+		}
+	}
+	return "", ""
+}
+
+// tagsObject reads the tags object v. It returns nil for an empty object,
+// or the reason it is invalid.
+//
+// Like str, it works on the raw text: the object is copied into the arena
+// as the parser's compact form {"k":"v",...} (its names still escaped) and
+// each name and value is unescaped in place, so names are checked as
+// strictly as values and no string is copied twice.
+func (d *Decoder) tagsObject(v *fastjson.Value) (map[string]string, string) {
+	obj, _ := v.Object()
+	n := obj.Len()
+	if n == 0 {
+		return nil, ""
+	}
+	if n > MaxTags {
+		// Duplicated names could bring it under; not worth a map.
+		return nil, reasonTagsCount
+	}
+	start := len(d.arena)
+	d.arena = v.MarshalTo(d.arena)
+	b := d.arena[start:]
+	m := make(map[string]string, n)
+	for i := 1; i < len(b) && b[i] != '}'; {
+		k, end, r := arenaToken(b, i)
+		switch {
+		case r != "":
+			return nil, r
+		case k == "":
+			return nil, reasonTagKeyEmpty
+		case len(k) > MaxTagKeyBytes:
+			return nil, reasonTagKeyLong
+		case end >= len(b) || b[end] != ':':
+			return nil, reasonTagsType // not the parser's compact form; cannot happen
+		}
+		val, end, r := arenaToken(b, end+1)
+		switch {
+		case r == reasonTagsType:
+			return nil, reasonTagValueType
+		case r != "":
+			return nil, r
+		case len(val) > MaxTagValueBytes:
+			return nil, reasonTagValueLong
+		}
+		m[k] = val
+		i = end
+		if i < len(b) && b[i] == ',' {
+			i++
+		}
+	}
+	return m, ""
+}
+
+// arenaToken unescapes in place the JSON string starting at b[i] == '"'
+// and returns it (pointing into b), and the offset just past it; r is
+// reasonTagsType when b[i] does not start a string, reasonBadString when
+// the string is invalid.
+func arenaToken(b []byte, i int) (s string, end int, r string) {
+	if i >= len(b) || b[i] != '"' {
+		return "", i, reasonTagsType
+	}
+	end = scanString(b, i+1)
+	if end < 0 {
+		return "", i, reasonTagsType
+	}
+	n, ok := unescape(b[i+1 : end-1])
+	if !ok {
+		return "", end, reasonBadString
+	}
+	if n == 0 {
+		return "", end, ""
+	}
+	return unsafe.String(&b[i+1], n), end, ""
+}
+
+// arenaString returns d.arena[start:] as a string without copying.
+func (d *Decoder) arenaString(start int) string {
+	n := len(d.arena) - start
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String(&d.arena[start], n)
+}
+
+// strResult classifies a JSON value read as a string.
+type strResult uint8
+
+const (
+	strOK      strResult = iota // a valid string
+	strNull                     // JSON null
+	strOther                    // not a string
+	strInvalid                  // a string with a raw control character, a bad escape or invalid UTF-8
+)
+
+// str copies the string value v into the arena, unescaped, and returns it.
+//
+// It works on the raw JSON text of v (MarshalTo of a string the parser has
+// not unescaped yet), so it must be called at most once per value and
+// before anything calls v.Type on it.
+func (d *Decoder) str(v *fastjson.Value) (string, strResult) {
+	start := len(d.arena)
+	d.arena = v.MarshalTo(d.arena)
+	raw := d.arena[start:]
+	if len(raw) < 2 || raw[0] != '"' {
+		d.arena = d.arena[:start]
+		if len(raw) == 4 && string(raw) == "null" {
+			return "", strNull
+		}
+		return "", strOther
+	}
+	// The string's content is raw[1:len(raw)-1]: unescape it in place and
+	// let the result start after the opening quote.
+	n, ok := unescape(raw[1 : len(raw)-1])
+	if !ok {
+		d.arena = d.arena[:start]
+		return "", strInvalid
+	}
+	d.arena = d.arena[:start+1+n]
+	return d.arenaString(start + 1), strOK
+}
+
+// noCopy makes go vet's copylocks check flag copies of a Decoder, whose
+// cached method values point at the original.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}

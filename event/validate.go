@@ -1,0 +1,157 @@
+package event
+
+import (
+	"math"
+	"unicode/utf8"
+)
+
+// Limits of SPEC §2 beyond those in event.go.
+const (
+	// MaxTagKeyBytes is the longest tag key accepted, in bytes.
+	MaxTagKeyBytes = 256
+	// MaxTagValueBytes is the longest tag value accepted, in bytes.
+	MaxTagValueBytes = 256
+	// MaxTS is the latest event time accepted: 9999-12-31T23:59:59.999Z in
+	// epoch milliseconds. The earliest is 0 (1970-01-01T00:00:00Z).
+	MaxTS int64 = 253402300799999
+)
+
+// Rejection says why one event of a batch was rejected.
+//
+// Reason is one of a small, fixed set of messages (it never echoes input),
+// so Field and Reason together are safe to use as metric labels.
+type Rejection struct {
+	// Index is the position of the event in the batch: the array element,
+	// the NDJSON non-blank line, or the EventBatch element, counting from 0.
+	// A single JSON object has index 0.
+	Index int `json:"index"`
+	// Field is "key", "ts", "value", "id" or "tags", or "" when the event as
+	// a whole is malformed (not a JSON object, a JSON syntax error).
+	Field string `json:"field,omitempty"`
+	// Reason is human readable, e.g. "value must be a finite number".
+	Reason string `json:"reason"`
+}
+
+// Field names used in Rejection.Field.
+const (
+	fieldKey   = "key"
+	fieldTS    = "ts"
+	fieldValue = "value"
+	fieldID    = "id"
+	fieldTags  = "tags"
+)
+
+// Rejection reasons. Keep this a fixed set: reasons are metric labels.
+const (
+	reasonNotObject  = "event must be a JSON object"
+	reasonMalformed  = "malformed JSON"
+	reasonKeyMissing = "key is required"
+	reasonKeyType    = "key must be a string"
+	reasonKeyEmpty   = "key must not be empty"
+	reasonKeyLong    = "key must be at most 256 bytes"
+	reasonKeyUTF8    = "key must be valid UTF-8"
+	reasonBadString  = "invalid JSON string (control character, bad escape or invalid UTF-8)"
+
+	reasonTSType     = "ts must be an integer (epoch ms) or an RFC 3339 string"
+	reasonTSFraction = "ts must be a whole number of milliseconds"
+	reasonTSRFC3339  = "ts string must be RFC 3339"
+	reasonTSNegative = "ts must not be before 1970"
+	reasonTSRange    = "ts must not be after year 9999"
+
+	reasonValueMissing = "value is required"
+	reasonValue        = "value must be a finite number"
+
+	reasonIDType = "id must be a string"
+	reasonIDLong = "id must be at most 128 bytes"
+	reasonIDUTF8 = "id must be valid UTF-8"
+
+	reasonTagsType     = "tags must be an object of strings"
+	reasonTagsCount    = "tags must have at most 32 entries"
+	reasonTagKeyEmpty  = "tag keys must not be empty"
+	reasonTagKeyLong   = "tag keys must be at most 256 bytes"
+	reasonTagValueType = "tag values must be strings"
+	reasonTagValueLong = "tag values must be at most 256 bytes"
+	reasonTagsUTF8     = "tags must be valid UTF-8"
+)
+
+// Validate checks an already-built event against the limits of SPEC §2 and
+// returns nil when it is valid, or the first problem found (Index 0). It is
+// meant for events built in Go (the client, programs embedding Squall);
+// Decoder.Decode validates what it decodes. It does not fill in a missing key
+// or ts: a Go-built event must carry both (TS 0 is 1970-01-01, a valid time).
+//
+// Validate is safe for concurrent use.
+func Validate(ev *Event) *Rejection {
+	if r := checkKey(ev.Key); r != "" {
+		return &Rejection{Field: fieldKey, Reason: r}
+	}
+	if r := checkTS(ev.TS); r != "" {
+		return &Rejection{Field: fieldTS, Reason: r}
+	}
+	if math.IsNaN(ev.Value) || math.IsInf(ev.Value, 0) {
+		return &Rejection{Field: fieldValue, Reason: reasonValue}
+	}
+	if r := checkID(ev.ID); r != "" {
+		return &Rejection{Field: fieldID, Reason: r}
+	}
+	if len(ev.Tags) > MaxTags {
+		return &Rejection{Field: fieldTags, Reason: reasonTagsCount}
+	}
+	for k, v := range ev.Tags {
+		if r := checkTag(k, v); r != "" {
+			return &Rejection{Field: fieldTags, Reason: r}
+		}
+	}
+	return nil
+}
+
+// checkKey returns why k is not a valid key, or "".
+func checkKey(k string) string {
+	switch {
+	case k == "":
+		return reasonKeyEmpty
+	case len(k) > MaxKeyBytes:
+		return reasonKeyLong
+	case !utf8.ValidString(k):
+		return reasonKeyUTF8
+	}
+	return ""
+}
+
+// checkTS returns why ts is not a valid event time, or "".
+func checkTS(ts int64) string {
+	switch {
+	case ts < 0:
+		return reasonTSNegative
+	case ts > MaxTS:
+		return reasonTSRange
+	}
+	return ""
+}
+
+// checkID returns why id is not a valid id, or "". The empty id is valid
+// (no id).
+func checkID(id string) string {
+	switch {
+	case len(id) > MaxIDBytes:
+		return reasonIDLong
+	case !utf8.ValidString(id):
+		return reasonIDUTF8
+	}
+	return ""
+}
+
+// checkTag returns why the tag k=v is not valid, or "".
+func checkTag(k, v string) string {
+	switch {
+	case k == "":
+		return reasonTagKeyEmpty
+	case len(k) > MaxTagKeyBytes:
+		return reasonTagKeyLong
+	case len(v) > MaxTagValueBytes:
+		return reasonTagValueLong
+	case !utf8.ValidString(k) || !utf8.ValidString(v):
+		return reasonTagsUTF8
+	}
+	return ""
+}

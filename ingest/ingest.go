@@ -1,0 +1,216 @@
+// Package ingest turns bodies from the outside (HTTP, NATS) into events
+// submitted to the key actors, counting what became of each by source.
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/squallhq/squall/actors"
+	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/event"
+)
+
+// Sources of events, as metric labels.
+const (
+	SourceHTTP = "http"
+	SourceNATS = "nats"
+)
+
+var sources = []string{SourceHTTP, SourceNATS}
+
+// Submitter applies events to key actors; *actors.Engine is one.
+type Submitter interface {
+	Submit(ctx context.Context, evs []event.Event, out []actors.Result) error
+	SubmitAsync(ctx context.Context, evs []event.Event, done func([]actors.Result)) error
+}
+
+// Result is what became of one ingested body.
+type Result struct {
+	Response api.IngestResponse
+	// Shed counts events rejected because the node holds --max-keys keys.
+	Shed int
+}
+
+// Ingester decodes bodies and submits their events. It is safe for
+// concurrent use.
+type Ingester struct {
+	sub   Submitter
+	now   func() time.Time
+	pool  sync.Pool
+	count map[string]*sourceMetrics
+}
+
+type scratch struct {
+	dec  event.Decoder
+	evs  []event.Event
+	rej  []event.Rejection
+	outs []actors.Result
+}
+
+type sourceMetrics struct {
+	results [6]prometheus.Counter // actors.Result values, then invalid
+	invalid *prometheus.CounterVec
+	body    *prometheus.CounterVec
+}
+
+const resultInvalid = 5
+
+// New returns an Ingester submitting to sub and registering its metrics on
+// reg (nil: none). now reads the arrival time of events without ts
+// (nil: time.Now).
+func New(sub Submitter, reg prometheus.Registerer, now func() time.Time) (*Ingester, error) {
+	if now == nil {
+		now = time.Now
+	}
+	in := &Ingester{sub: sub, now: now, count: make(map[string]*sourceMetrics)}
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "squall_events_in_total",
+		Help: "Events received, by source and result (applied, late, duplicate, shed, failed, invalid).",
+	}, []string{"source", "result"})
+	invalid := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "squall_events_invalid_total",
+		Help: "Events rejected by validation, by source and offending field (\"event\" for a malformed one).",
+	}, []string{"source", "reason"})
+	body := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "squall_ingest_body_errors_total",
+		Help: "Bodies or messages rejected as a whole, by source and reason.",
+	}, []string{"source", "reason"})
+	for _, src := range sources {
+		m := &sourceMetrics{invalid: invalid.MustCurryWith(prometheus.Labels{"source": src}),
+			body: body.MustCurryWith(prometheus.Labels{"source": src})}
+		for r := range m.results {
+			name := "invalid"
+			if r != resultInvalid {
+				name = actors.Result(r).String()
+			}
+			m.results[r] = events.WithLabelValues(src, name)
+		}
+		in.count[src] = m
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{events, invalid, body} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("ingest: register metrics: %w", err)
+			}
+		}
+	}
+	return in, nil
+}
+
+// CountBodyError counts a body rejected before decoding (too large, ...).
+func (in *Ingester) CountBodyError(source, reason string) {
+	in.count[source].body.WithLabelValues(reason).Inc()
+}
+
+// Ingest decodes body (format from contentType, see event.FormatFromContentType)
+// and applies its valid events, returning once they are applied. err is
+// non-nil when the body as a whole is unusable (nothing applied), when
+// waiting for room failed with ctx, or when the engine is closed.
+func (in *Ingester) Ingest(ctx context.Context, source string, body []byte, contentType string) (Result, error) {
+	sc, err := in.decode(source, body, contentType)
+	if err != nil {
+		return Result{}, err
+	}
+	defer in.pool.Put(sc)
+	sc.outs = grow(sc.outs, len(sc.evs))
+	if err := in.sub.Submit(ctx, sc.evs, sc.outs); err != nil {
+		return Result{}, err
+	}
+	return in.result(source, sc.outs, sc.rej), nil
+}
+
+// IngestAsync is Ingest without waiting for the events to be applied:
+// done, when not nil, is called with the result once they are. An error is
+// returned, and done not called, when the body is unusable or nothing could
+// be submitted.
+func (in *Ingester) IngestAsync(ctx context.Context, source string, body []byte, contentType string, done func(Result)) error {
+	sc, err := in.decode(source, body, contentType)
+	if err != nil {
+		return err
+	}
+	defer in.pool.Put(sc)
+	rej := append([]event.Rejection(nil), sc.rej...)
+	return in.sub.SubmitAsync(ctx, sc.evs, func(outs []actors.Result) {
+		res := in.result(source, outs, rej)
+		if done != nil {
+			done(res)
+		}
+	})
+}
+
+func (in *Ingester) decode(source string, body []byte, contentType string) (*scratch, error) {
+	m := in.count[source]
+	sc, _ := in.pool.Get().(*scratch)
+	if sc == nil {
+		sc = new(scratch)
+	}
+	var err error
+	sc.evs, sc.rej, err = sc.dec.Decode(body, event.FormatFromContentType(contentType),
+		event.Options{Now: in.now().UnixMilli()}, sc.evs[:0], sc.rej[:0])
+	if err != nil {
+		in.pool.Put(sc)
+		m.body.WithLabelValues("malformed").Inc()
+		return nil, err
+	}
+	for _, r := range sc.rej {
+		reason := r.Field
+		if reason == "" {
+			reason = "event"
+		}
+		m.invalid.WithLabelValues(reason).Inc()
+	}
+	m.results[resultInvalid].Add(float64(len(sc.rej)))
+	return sc, nil
+}
+
+// result counts outs by result and builds the response. Shed events are
+// added to the rejections at their position in the body.
+func (in *Ingester) result(source string, outs []actors.Result, rej []event.Rejection) Result {
+	m := in.count[source]
+	var tally [5]int
+	for _, r := range outs {
+		tally[r]++
+	}
+	for r, n := range tally {
+		if n > 0 {
+			m.results[r].Add(float64(n))
+		}
+	}
+	res := Result{Shed: tally[actors.ResultShed]}
+	res.Response.Accepted = tally[actors.ResultApplied] + tally[actors.ResultLate] + tally[actors.ResultDuplicate]
+	if res.Shed == 0 && tally[actors.ResultFailed] == 0 {
+		res.Response.Rejected = append([]event.Rejection{}, rej...)
+		return res
+	}
+	// Valid event j sits at the j-th body index not taken by a rejection.
+	all := make([]event.Rejection, 0, len(rej)+res.Shed+tally[actors.ResultFailed])
+	ri, bodyIdx := 0, 0
+	for _, r := range outs {
+		for ri < len(rej) && rej[ri].Index == bodyIdx {
+			all = append(all, rej[ri])
+			ri++
+			bodyIdx++
+		}
+		switch r {
+		case actors.ResultShed:
+			all = append(all, event.Rejection{Index: bodyIdx, Reason: api.ReasonShed})
+		case actors.ResultFailed:
+			all = append(all, event.Rejection{Index: bodyIdx, Reason: "handler failed on this event"})
+		}
+		bodyIdx++
+	}
+	res.Response.Rejected = append(all, rej[ri:]...)
+	return res
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}

@@ -1,0 +1,330 @@
+package node
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/squallhq/squall/actors"
+	"github.com/squallhq/squall/window"
+)
+
+// Version is the node's version, shown in /debug/cluster.
+const Version = "0.1.0"
+
+// Config is a node's whole configuration (SPEC §7a). Flags, SQUALL_*
+// environment variables and the YAML file all fill it, by the same names:
+// flag --http-addr, environment SQUALL_HTTP_ADDR, YAML key http-addr.
+type Config struct {
+	// NodeID is the stable member id. Default: host name + ":" + HTTP port.
+	NodeID string
+	// HTTPAddr is the listen address of the HTTP API, debug and metrics.
+	// Default 127.0.0.1:8080; port 0 picks a free port.
+	HTTPAddr string
+	// NATSURL is an external NATS server to use; empty starts an embedded
+	// one on NATSAddr. Default empty.
+	NATSURL string
+	// NATSAddr is the listen address of the embedded NATS server. Default
+	// 127.0.0.1:4222; port 0 picks a free port.
+	NATSAddr string
+	// NATSSubject is the subject events arrive on (queue group "squall").
+	// Default "squall.events".
+	NATSSubject string
+	// Partitions is the number of key partitions. Default 64.
+	Partitions int
+	// Retention is the window length over event time. Default 10m.
+	Retention time.Duration
+	// Resolution is the window's bucket width. Default 1s.
+	Resolution time.Duration
+	// Subwindows are the sub-window lengths aggregated besides the whole
+	// window. Default 1m,5m.
+	Subwindows []time.Duration
+	// RecentEvents is how many raw events each key keeps. Default 32.
+	RecentEvents int
+	// IdleTTL passivates a key actor after this long without events.
+	// Default 10m.
+	IdleTTL time.Duration
+	// MaxKeys is the number of live key actors beyond which new keys are
+	// shed (429, counted). Default 2,000,000.
+	MaxKeys int
+	// MaxBodyBytes is the largest HTTP body accepted (413 beyond). Default 8 MiB.
+	MaxBodyBytes int64
+	// AuthToken is the bearer token required on every HTTP endpoint but
+	// /healthz. Default empty: none.
+	AuthToken string
+	// AuthTokenFile names a file holding the bearer token (trailing white
+	// space trimmed). Default empty.
+	AuthTokenFile string
+	// ShutdownTimeout bounds the graceful shutdown. Default 8s.
+	ShutdownTimeout time.Duration
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	shape := window.DefaultShape()
+	return Config{
+		HTTPAddr:        "127.0.0.1:8080",
+		NATSAddr:        "127.0.0.1:4222",
+		NATSSubject:     "squall.events",
+		Partitions:      64,
+		Retention:       shape.Retention,
+		Resolution:      shape.Resolution,
+		Subwindows:      shape.Subwindows,
+		RecentEvents:    shape.Recent,
+		IdleTTL:         10 * time.Minute,
+		MaxKeys:         2_000_000,
+		MaxBodyBytes:    8 << 20,
+		ShutdownTimeout: 8 * time.Second,
+		LogLevel:        "info",
+	}
+}
+
+// Shape returns the window shape the config describes.
+func (c *Config) Shape() window.Shape {
+	return window.Shape{Retention: c.Retention, Resolution: c.Resolution,
+		Subwindows: c.Subwindows, Recent: c.RecentEvents}
+}
+
+// Validate reports every invalid field, each named by its flag.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, a...)))
+	}
+	checkAddr := func(flag, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			bad(flag, "%q is not host:port: %v", addr, err)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad(flag, "port %q must be 0..65535", port)
+		}
+	}
+	checkAddr("http-addr", c.HTTPAddr)
+	if c.NATSURL == "" {
+		checkAddr("nats-addr", c.NATSAddr)
+	}
+	if c.NATSSubject == "" || strings.ContainsAny(c.NATSSubject, " \t*>") {
+		bad("nats-subject", "%q must be a literal NATS subject", c.NATSSubject)
+	}
+	if c.Partitions < 1 || c.Partitions > 1<<16 {
+		bad("partitions", "%d must be in 1..65536", c.Partitions)
+	}
+	shape := c.Shape()
+	if err := shape.Validate(); err != nil {
+		bad("retention/--resolution/--subwindows/--recent-events", "%v", err)
+	}
+	if c.IdleTTL <= 0 {
+		bad("idle-ttl", "%s must be positive", c.IdleTTL)
+	}
+	if c.MaxKeys < 1 {
+		bad("max-keys", "%d must be positive", c.MaxKeys)
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("max-body-bytes", "%d must be at least 1024", c.MaxBodyBytes)
+	}
+	if c.AuthToken != "" && c.AuthTokenFile != "" {
+		bad("auth-token-file", "give either --auth-token or --auth-token-file, not both")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown-timeout", "%s must be positive", c.ShutdownTimeout)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("log-level", "%v", err)
+	}
+	return errors.Join(errs...)
+}
+
+// engineConfig is the actors.Config the node runs.
+func (c *Config) engineConfig() actors.Config {
+	ec := actors.DefaultConfig()
+	ec.Node = c.NodeID
+	ec.Partitions = c.Partitions
+	ec.Shape = c.Shape()
+	ec.IdleTTL = c.IdleTTL
+	ec.MaxKeys = c.MaxKeys
+	return ec
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// Load fills a Config from, in rising precedence, defaults, the YAML file
+// named by --config (or SQUALL_CONFIG), SQUALL_* environment variables and
+// args, then validates it. getenv is os.Getenv outside tests.
+func Load(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("squall-node", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	configFile := bind(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	// Flags given on the command line win; remember them, then rebuild from
+	// the defaults upwards through the same flag.Value parsers.
+	given := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
+	cfg = DefaultConfig()
+	fs = flag.NewFlagSet("squall-node", flag.ContinueOnError)
+	configFile = bind(fs, &cfg)
+	path := given["config"]
+	if path == "" {
+		path = getenv("SQUALL_CONFIG")
+	}
+	if path != "" {
+		if err := loadYAML(fs, path); err != nil {
+			return Config{}, err
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "SQUALL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && f.Name != "config" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+		}
+	})
+	names := make([]string, 0, len(given))
+	for name := range given {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := fs.Set(name, given[name]); err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	*configFile = path
+	if cfg.AuthTokenFile != "" {
+		b, err := os.ReadFile(cfg.AuthTokenFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("--auth-token-file: %w", err)
+		}
+		if cfg.AuthToken = strings.TrimSpace(string(b)); cfg.AuthToken == "" {
+			return Config{}, fmt.Errorf("--auth-token-file %s: empty", cfg.AuthTokenFile)
+		}
+		cfg.AuthTokenFile = ""
+	}
+	return cfg, cfg.Validate()
+}
+
+func loadYAML(fs *flag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("--config %s:%d: top level must be a mapping of option: value", path, root.Line)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if fs.Lookup(k.Value) == nil || k.Value == "config" {
+			return fmt.Errorf("--config %s:%d: unknown option %q", path, k.Line, k.Value)
+		}
+		var val string
+		switch v.Kind {
+		case yaml.ScalarNode:
+			val = v.Value
+		case yaml.SequenceNode:
+			parts := make([]string, len(v.Content))
+			for j, item := range v.Content {
+				if item.Kind != yaml.ScalarNode {
+					return fmt.Errorf("--config %s:%d: %s: list items must be scalars", path, item.Line, k.Value)
+				}
+				parts[j] = item.Value
+			}
+			val = strings.Join(parts, ",")
+		default:
+			return fmt.Errorf("--config %s:%d: %s: must be a scalar or a list", path, v.Line, k.Value)
+		}
+		if err := fs.Set(k.Value, val); err != nil {
+			return fmt.Errorf("--config %s:%d: %s: %w", path, v.Line, k.Value, err)
+		}
+	}
+	return nil
+}
+
+// bind declares every flag on fs, pointing at cfg's fields, and returns
+// where --config lands.
+func bind(fs *flag.FlagSet, c *Config) *string {
+	configFile := new(string)
+	fs.StringVar(configFile, "config", "", "YAML file of options (same names as the flags)")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable member id (default host name + HTTP port)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP API, debug and metrics listen address (port 0: any free port)")
+	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "external NATS server URL (empty: start an embedded server)")
+	fs.StringVar(&c.NATSAddr, "nats-addr", c.NATSAddr, "embedded NATS server listen address (port 0: any free port)")
+	fs.StringVar(&c.NATSSubject, "nats-subject", c.NATSSubject, "NATS subject events arrive on (queue group squall)")
+	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "number of key partitions")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "window length over event time")
+	fs.DurationVar(&c.Resolution, "resolution", c.Resolution, "window bucket width")
+	fs.Var((*durations)(&c.Subwindows), "subwindows", "sub-window lengths, comma separated")
+	fs.IntVar(&c.RecentEvents, "recent-events", c.RecentEvents, "raw events kept per key for inspection")
+	fs.DurationVar(&c.IdleTTL, "idle-ttl", c.IdleTTL, "passivate a key actor after this long without events")
+	fs.IntVar(&c.MaxKeys, "max-keys", c.MaxKeys, "live key actors per node; beyond it new keys are shed")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest HTTP request body (413 beyond)")
+	fs.StringVar(&c.AuthToken, "auth-token", c.AuthToken, "bearer token required by every HTTP endpoint but /healthz")
+	fs.StringVar(&c.AuthTokenFile, "auth-token-file", c.AuthTokenFile, "file holding the bearer token")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on graceful shutdown")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	return configFile
+}
+
+// durations is a flag.Value of comma-separated durations.
+type durations []time.Duration
+
+func (d *durations) String() string {
+	if d == nil {
+		return ""
+	}
+	parts := make([]string, len(*d))
+	for i, v := range *d {
+		parts[i] = actors.FormatDuration(v)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (d *durations) Set(s string) error {
+	var out []time.Duration
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		v, err := time.ParseDuration(p)
+		if err != nil {
+			return err
+		}
+		out = append(out, v)
+	}
+	*d = out
+	return nil
+}

@@ -1,0 +1,247 @@
+// Package node assembles a Squall node: key actors, HTTP API, NATS ingest
+// (with an embedded NATS server when none is given) and metrics.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/squallhq/squall/actors"
+	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/httpapi"
+	"github.com/squallhq/squall/ingest"
+)
+
+// Node is one running Squall node. Its methods are safe for concurrent use.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	engine  *actors.Engine
+	in      *ingest.Ingester
+	api     *httpapi.Server
+	srv     *http.Server
+	ln      net.Listener
+	nsrv    *server.Server // embedded NATS, nil with --nats-url
+	nc      *nats.Conn
+	ncDone  chan struct{} // closed when nc is closed
+	natsURL string
+
+	serveErr chan error
+	once     sync.Once
+	closeErr error
+}
+
+// New starts a node: it binds its listeners, starts NATS (embedded unless
+// cfg.NATSURL is set) and the key actors, and starts serving. Close stops it.
+func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 1), ncDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			n.teardown()
+		}
+	}()
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
+	}
+	if n.cfg.NodeID == "" {
+		host, _ := os.Hostname()
+		n.cfg.NodeID = host + ":" + strconv.Itoa(n.ln.Addr().(*net.TCPAddr).Port)
+	}
+	if err = n.startNATS(); err != nil {
+		return nil, err
+	}
+
+	ec := n.cfg.engineConfig()
+	ec.Logger = log
+	ec.Registerer = n.reg
+	if n.engine, err = actors.New(ec); err != nil {
+		return nil, err
+	}
+	if n.in, err = ingest.New(n.engine, n.reg, nil); err != nil {
+		return nil, err
+	}
+	nc := ingest.DefaultNATSConfig()
+	nc.Subject = cfg.NATSSubject
+	if _, err = ingest.SubscribeNATS(n.nc, nc, n.in, log); err != nil {
+		return nil, err
+	}
+
+	hc := httpapi.DefaultConfig()
+	hc.AuthToken = cfg.AuthToken
+	hc.MaxBodyBytes = cfg.MaxBodyBytes
+	n.api = httpapi.New(hc, n, n.in, n.reg, log)
+	n.srv = httpapi.NewHTTPServer(hc, n.api.Handler(), log)
+	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
+	n.api.SetReady(true)
+	log.Info("squall node started", "node", n.cfg.NodeID, "http", n.HTTPAddr(), "nats", n.natsURL,
+		"embedded_nats", n.nsrv != nil, "partitions", cfg.Partitions, "version", Version)
+	return n, nil
+}
+
+func (n *Node) startNATS() error {
+	var opts []nats.Option
+	url := n.cfg.NATSURL
+	if url == "" {
+		host, portStr, _ := net.SplitHostPort(n.cfg.NATSAddr) // validated
+		port, _ := strconv.Atoi(portStr)
+		// nats-server only logs a taken port; probe it to fail clearly.
+		if port != 0 {
+			probe, err := net.Listen("tcp", n.cfg.NATSAddr)
+			if err != nil {
+				return fmt.Errorf("--nats-addr %s: %w", n.cfg.NATSAddr, err)
+			}
+			probe.Close()
+		} else {
+			port = server.RANDOM_PORT
+		}
+		ns, err := server.NewServer(&server.Options{Host: host, Port: port, NoSigs: true, NoLog: true,
+			MaxPayload: 8 << 20})
+		if err != nil {
+			return fmt.Errorf("--nats-addr %s: %w", n.cfg.NATSAddr, err)
+		}
+		n.nsrv = ns
+		ns.Start()
+		if !ns.ReadyForConnections(10 * time.Second) {
+			return fmt.Errorf("--nats-addr %s: embedded NATS server did not start", n.cfg.NATSAddr)
+		}
+		url = ns.ClientURL()
+		opts = append(opts, nats.InProcessServer(ns))
+	}
+	n.natsURL = url
+	opts = append(opts, nats.Name("squall-node "+n.cfg.NodeID), nats.MaxReconnects(-1),
+		nats.ClosedHandler(func(*nats.Conn) { close(n.ncDone) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				// Only subscriptions report it, and they start after n.in is set.
+				n.in.CountBodyError(ingest.SourceNATS, "slow_consumer")
+				return
+			}
+			n.log.Warn("nats", "err", err)
+		}))
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("--nats-url %s: %w", url, err)
+	}
+	n.nc = nc
+	return nil
+}
+
+// HTTPAddr returns the bound HTTP address.
+func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
+
+// NATSURL returns the URL of the NATS server the node uses.
+func (n *Node) NATSURL() string { return n.natsURL }
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Engine returns the node's key-actor engine.
+func (n *Node) Engine() *actors.Engine { return n.engine }
+
+// Run blocks until ctx is done or the HTTP server fails, then closes the
+// node.
+func (n *Node) Run(ctx context.Context) error {
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-n.serveErr:
+		err = fmt.Errorf("http server: %w", err)
+	}
+	return errors.Join(err, n.Close())
+}
+
+// Close shuts the node down gracefully within ShutdownTimeout: it stops
+// intake (HTTP, NATS), lets in-flight requests and messages finish, waits
+// for their events to be applied, then stops everything. Safe to call twice.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		start := time.Now()
+		n.log.Info("squall node stopping", "node", n.cfg.NodeID)
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		defer cancel()
+		n.api.SetReady(false)
+		var errs []error
+		if err := n.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		if err := n.nc.Drain(); err != nil {
+			errs = append(errs, fmt.Errorf("nats drain: %w", err))
+		}
+		select {
+		case <-n.ncDone:
+		case <-ctx.Done():
+			errs = append(errs, errors.New("nats drain: timed out"))
+		}
+		n.teardown()
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("squall node stopped", "node", n.cfg.NodeID, "took", time.Since(start).Round(time.Millisecond))
+	})
+	return n.closeErr
+}
+
+// teardown releases whatever New started, in reverse order.
+func (n *Node) teardown() {
+	if n.srv != nil {
+		_ = n.srv.Close()
+	} else if n.ln != nil {
+		_ = n.ln.Close()
+	}
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	if n.engine != nil {
+		_ = n.engine.Close()
+	}
+	if n.nsrv != nil {
+		n.nsrv.Shutdown()
+		n.nsrv.WaitForShutdown()
+	}
+}
+
+// Get implements httpapi.Backend.
+func (n *Node) Get(ctx context.Context, key string) (*api.KeyState, error) {
+	return n.engine.Get(ctx, key)
+}
+
+// List implements httpapi.Backend.
+func (n *Node) List(ctx context.Context, prefix string, limit int) (*api.KeyList, error) {
+	return n.engine.List(ctx, prefix, limit)
+}
+
+// Cluster implements httpapi.Backend: standalone, the node is the only
+// member, its own leader, and owns every partition.
+func (n *Node) Cluster(context.Context) (*api.Cluster, error) {
+	parts := make([]int32, n.cfg.Partitions)
+	assign := make(map[string]string, n.cfg.Partitions)
+	for i := range parts {
+		parts[i] = int32(i)
+		assign[strconv.Itoa(i)] = n.cfg.NodeID
+	}
+	return &api.Cluster{
+		Cluster: "standalone", Self: n.cfg.NodeID, Leader: n.cfg.NodeID, Epoch: 0,
+		Partitions: n.cfg.Partitions,
+		Members: []api.Member{{ID: n.cfg.NodeID, HTTPAddr: n.HTTPAddr(), Version: Version,
+			Partitions: parts}},
+		Assignment: assign,
+		Peers:      map[string]api.PeerStats{},
+	}, nil
+}

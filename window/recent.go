@@ -1,0 +1,125 @@
+package window
+
+import (
+	"maps"
+	"strings"
+
+	"github.com/squallhq/squall/event"
+)
+
+// pushRecent records an applied event in the recent ring of capacity n.
+// The ring grows on demand up to n. Ids are copied into per-slot byte
+// buffers that are reused, and tags are the window's shared immutable
+// copies, so a full ring records an event without allocating.
+func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[string]string) {
+	var slot int
+	x := w.x
+	if len(w.ring) < n {
+		if len(w.ring) == cap(w.ring) {
+			need := len(w.ring) + 1
+			nc := min(n, need+need/2)
+			if cap(w.ring) == 0 {
+				nc = 1
+			}
+			nr := allocCap[recentCore](nc)[:len(w.ring)]
+			copy(nr, w.ring)
+			w.ring = nr
+		}
+		slot = len(w.ring)
+		w.ring = append(w.ring, recentCore{ts: ts, v: v})
+		if x != nil {
+			if x.rids != nil {
+				x.rids = append(x.rids, nil)
+			}
+			if x.rtags != nil {
+				x.rtags = append(x.rtags, nil)
+			}
+		}
+	} else {
+		slot = int(w.rnext)
+		w.ring[slot] = recentCore{ts: ts, v: v}
+		w.rnext++
+		if int(w.rnext) >= len(w.ring) {
+			w.rnext = 0
+		}
+	}
+	if id != "" || (x != nil && x.rids != nil) {
+		x = w.ext()
+		if x.rids == nil {
+			x.rids = make([][]byte, len(w.ring), cap(w.ring))
+		}
+		x.rids[slot] = append(x.rids[slot][:0], id...)
+	}
+	if tags != nil || (x != nil && x.rtags != nil) {
+		x = w.ext()
+		if x.rtags == nil {
+			x.rtags = make([]map[string]string, len(w.ring), cap(w.ring))
+		}
+		x.rtags[slot] = tags
+	}
+}
+
+// noteTags records the tags of an applied event with time ts and returns
+// the window's immutable copy of them. Consecutive events with equal tags
+// share one copy, so repeating tags cost no allocation.
+func (w *Window) noteTags(ts int64, tags map[string]string) map[string]string {
+	x := w.ext()
+	m := x.tagsLast
+	if m == nil || !maps.Equal(m, tags) {
+		m = cloneTags(tags)
+		x.tagsLast = m
+	}
+	if x.tags == nil || ts >= x.tagsTS {
+		x.tags, x.tagsTS = m, ts
+	}
+	return m
+}
+
+// cloneTags deep-copies tags, so that no string aliases the caller's buffer.
+func cloneTags(tags map[string]string) map[string]string {
+	m := make(map[string]string, len(tags))
+	for k, v := range tags {
+		m[strings.Clone(k)] = strings.Clone(v)
+	}
+	return m
+}
+
+// Recent returns up to Shape.Recent of the most recently applied events,
+// oldest (earliest applied) first. The events are copies the caller may
+// keep and modify. Key is left empty: a Window does not know its key.
+// Late and duplicate events are not included.
+func (w *Window) Recent() []event.Event {
+	n := len(w.ring)
+	if n == 0 {
+		return nil
+	}
+	out := make([]event.Event, 0, n)
+	start := int(w.rnext) // 0 until the ring is full
+	for k := 0; k < n; k++ {
+		i := (start + k) % n
+		e := event.Event{TS: w.ring[i].ts, Value: w.ring[i].v}
+		if x := w.x; x != nil {
+			if x.rids != nil && len(x.rids[i]) > 0 {
+				e.ID = string(x.rids[i])
+			}
+			if x.rtags != nil && x.rtags[i] != nil {
+				e.Tags = maps.Clone(x.rtags[i])
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// Tags returns the tags of the applied event with the greatest time among
+// those that carried tags (ties: the latest applied), or nil when no
+// applied event had tags. When the Last event has tags, they are its tags.
+// Tags are kept for the window's lifetime, not evicted with buckets.
+//
+// The map is shared with the window and must not be modified.
+func (w *Window) Tags() map[string]string {
+	if w.x == nil {
+		return nil
+	}
+	return w.x.tags
+}

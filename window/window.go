@@ -1,0 +1,451 @@
+// Package window holds the state of one key: a sliding window over event
+// time, cut into buckets of Shape.Resolution, with exact count, sum, min,
+// max, mean and last, approximate quantiles (≤ 1% relative error), id-based
+// deduplication and the last few events for inspection (SPEC §3, §7b).
+//
+// The package is pure and deterministic: no clock, no goroutines, no I/O.
+// Time is the events' own time. A Window is not safe for concurrent use;
+// one partition actor owns it.
+//
+// # Window math
+//
+// An event with time ts (epoch ms) falls in bucket b = floor(ts / res),
+// res = Resolution in ms. newest is the newest bucket ever applied and
+// R = Retention/Resolution. The window holds the buckets b > newest − R; an
+// event with b ≤ newest − R is Late and dropped. Applying an event with
+// b > newest advances newest and evicts the buckets that fall out. A
+// sub-window of length W holds the buckets b > newest − W/Resolution.
+//
+// # Memory layout
+//
+// Only non-empty buckets are stored, as 8-byte headers in a slice ordered by
+// bucket (in-order events append, out-of-order events are inserted by binary
+// search, eviction advances a head index). A bucket's values are kept raw, in
+// one flat slice shared by all buckets of the window, while the bucket holds
+// at most SketchThreshold values; count, sum, min and max are computed from
+// them on demand. A bucket that grows beyond SketchThreshold is converted to
+// a DataDog DDSketch (relative accuracy 1%) plus exact count, sum, min and
+// max. Because each sketch covers one bucket, sub-windows and eviction stay
+// exact in which values they include; only the quantile of a range that
+// contains a sketch is approximate. The dedup table, the sketches and the
+// ids and tags of recent events live in a side structure allocated on first
+// use, so a key that sends plain values pays for none of them.
+package window
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/squallhq/squall/event"
+)
+
+// Outcome is what Window.Add did with an event.
+type Outcome uint8
+
+// Outcomes of Window.Add.
+const (
+	// Applied: the event was added to the window.
+	Applied Outcome = iota
+	// Late: the event's bucket is older than the window; it was dropped
+	// and counted.
+	Late
+	// Duplicate: an event with the same non-empty id is still inside the
+	// window; the event was dropped and counted.
+	Duplicate
+)
+
+// String returns "applied", "late" or "duplicate".
+func (o Outcome) String() string {
+	switch o {
+	case Applied:
+		return "applied"
+	case Late:
+		return "late"
+	case Duplicate:
+		return "duplicate"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// SketchThreshold is the number of raw values a bucket keeps before it is
+// converted to a DDSketch. Measured with sketches-go v1.4.8 and its
+// BufferedPaginatedStore: a sketch of n values takes ~500 B at n=32,
+// ~770 B at 64, 1.2–1.3 KB at 128, 1.2–2.0 KB at 256 and 1.2–2.6 KB at 1024
+// (distribution-dependent), against 8·n bytes raw, so raw values are smaller
+// up to ~128 values and a sketch is smaller beyond.
+const SketchThreshold = 128
+
+// ts values are clamped to ±maxTS so that bucket arithmetic cannot overflow.
+const maxTS = 1 << 62
+
+// relLimit bounds newest − base; beyond it the headers are rebased.
+const relLimit = 1 << 31
+
+// bucket is the header of one non-empty bucket: its index relative to
+// Window.base and the number of its raw values in Window.vals (0 when the
+// bucket has been converted to a sketch).
+type bucket struct {
+	rel uint32
+	n   uint32
+}
+
+// recentCore is the part of a recent event that every event has.
+type recentCore struct {
+	ts int64
+	v  float64
+}
+
+// Window is the state of one key: the sliding window of Shape over event
+// time, lifetime counters and the most recent events.
+//
+// The zero Window is not usable; build one with New. A Window is not safe
+// for concurrent use: one goroutine (the key's partition actor) owns it.
+type Window struct {
+	shape  *Shape
+	base   int64 // bucket index of rel 0; base ≤ newest − R + 1
+	newest int64 // newest bucket ever applied; valid when applied > 0
+
+	hdr    []bucket  // live headers are hdr[hh:], ascending by bucket
+	vals   []float64 // live raw values are vals[vh:], grouped in header order
+	hh, vh int32
+
+	ring  []recentCore // recent events; oldest at rnext once len == Recent
+	rnext int32
+	span  int32 // Retention/Resolution, cached
+
+	last Point
+
+	applied, late, dups uint64
+
+	x *extra // allocated on first use
+}
+
+// extra holds what most keys never need.
+type extra struct {
+	sk  []skBucket // live sketched buckets are sk[skh:], ascending by bucket
+	skh int
+
+	ids idTable
+
+	rids  [][]byte            // ids of recent events, parallel to Window.ring
+	rtags []map[string]string // tags of recent events, parallel to Window.ring
+
+	tags     map[string]string // tags of the last (max ts) applied event that had tags
+	tagsTS   int64
+	tagsLast map[string]string // last cloned tag map, reused while events repeat it
+}
+
+// skBucket is a bucket converted to a sketch, with its exact statistics.
+type skBucket struct {
+	b             int64
+	count         uint64
+	sum, min, max float64
+	sk            sketch
+}
+
+// New returns an empty window of shape s. s is kept, not copied: it must
+// not be modified afterwards. New panics if s fails Validate. The window
+// allocates nothing more until its first event.
+func New(s *Shape) *Window {
+	if err := s.Validate(); err != nil {
+		panic(err)
+	}
+	return &Window{shape: s, span: int32(s.span())}
+}
+
+// Add applies ev to the window and reports what it did. It is the hot path:
+// in steady state it does not allocate (ids and tags are copied into
+// buffers reused across events; a new distinct tag set is cloned).
+//
+// Late is decided before Duplicate; neither changes the window beyond a
+// counter. ev.TS is clamped to ±2^62 ms; ev.Value must be finite (event
+// validation rejects NaN and ±Inf). Strings of ev are copied, never
+// retained. ev.Key is ignored: a Window does not know its key.
+func (w *Window) Add(ev *event.Event) Outcome {
+	res := w.shape.resMs()
+	ts := ev.TS
+	if ts > maxTS {
+		ts = maxTS
+	} else if ts < -maxTS {
+		ts = -maxTS
+	}
+	R := int64(w.span)
+	var b int64
+	if w.applied == 0 {
+		b = floorDiv(ts, res)
+		w.newest = b
+		w.base = b - R + 1
+	} else {
+		switch d := ts - w.newest*res; {
+		case d >= 0 && d < res:
+			b = w.newest
+		case d >= res && d < 2*res:
+			b = w.newest + 1
+		default:
+			b = floorDiv(ts, res)
+		}
+		if b <= w.newest-R {
+			w.late++
+			return Late
+		}
+	}
+	var h uint64
+	if ev.ID != "" {
+		h = idHash(ev.ID)
+		if w.x != nil && w.x.ids.contains(h, max(b, w.newest)-R) {
+			w.dups++
+			return Duplicate
+		}
+	}
+	if b > w.newest {
+		w.advance(b)
+	}
+	w.insert(b, ev.Value)
+	if ev.ID != "" {
+		w.ext().ids.insert(h, b, w.newest-R)
+	}
+	if w.applied == 0 || ts >= w.last.TS {
+		w.last = Point{TS: ts, Value: ev.Value}
+	}
+	var tags map[string]string
+	if len(ev.Tags) > 0 {
+		tags = w.noteTags(ts, ev.Tags)
+	}
+	if n := w.shape.Recent; n > 0 {
+		w.pushRecent(n, ts, ev.Value, ev.ID, tags)
+	}
+	w.applied++
+	return Applied
+}
+
+// advance makes b the newest bucket and evicts the buckets that fall out.
+func (w *Window) advance(b int64) {
+	R := int64(w.span)
+	w.newest = b
+	if cut := b - R - w.base; cut >= 0 {
+		hdr := w.hdr
+		i, vh := int(w.hh), int(w.vh)
+		for i < len(hdr) && int64(hdr[i].rel) <= cut {
+			if n := hdr[i].n; n > 0 {
+				vh += int(n)
+			} else {
+				w.x.popSketch()
+			}
+			i++
+		}
+		if i == len(hdr) {
+			w.hdr, w.hh = hdr[:0], 0
+			w.vals, w.vh = w.vals[:0], 0
+		} else {
+			w.hh, w.vh = int32(i), int32(vh)
+		}
+	}
+	if b-w.base >= relLimit {
+		w.rebase(b - R + 1)
+	}
+}
+
+// rebase moves base up to nb, which must not exceed the oldest live bucket.
+func (w *Window) rebase(nb int64) {
+	if w.hh == int32(len(w.hdr)) {
+		w.base = nb
+		return
+	}
+	d := uint32(nb - w.base)
+	for i := int(w.hh); i < len(w.hdr); i++ {
+		w.hdr[i].rel -= d
+	}
+	w.base = nb
+}
+
+// insert adds value v to bucket b, which is inside the window.
+func (w *Window) insert(b int64, v float64) {
+	rel := uint32(b - w.base)
+	hdr := w.hdr
+	if n := len(hdr); n > int(w.hh) {
+		lh := &hdr[n-1]
+		switch {
+		case lh.rel == rel && lh.n > 0 && lh.n < SketchThreshold:
+			// In-order event into the newest bucket: its values are
+			// the tail of vals.
+			if len(w.vals) < cap(w.vals) {
+				w.vals = append(w.vals, v)
+			} else {
+				w.vals, w.vh = dqInsert(w.vals, w.vh, len(w.vals)-int(w.vh), v)
+			}
+			lh.n++
+			return
+		case lh.rel == rel:
+			w.addToBucket(n-1, b, v)
+			return
+		case lh.rel > rel:
+			w.insertOutOfOrder(rel, b, v)
+			return
+		}
+	}
+	// A new newest bucket.
+	if len(w.hdr) < cap(w.hdr) {
+		w.hdr = append(w.hdr, bucket{rel: rel, n: 1})
+	} else {
+		w.hdr, w.hh = dqInsert(w.hdr, w.hh, len(w.hdr)-int(w.hh), bucket{rel: rel, n: 1})
+	}
+	if len(w.vals) < cap(w.vals) {
+		w.vals = append(w.vals, v)
+	} else {
+		w.vals, w.vh = dqInsert(w.vals, w.vh, len(w.vals)-int(w.vh), v)
+	}
+}
+
+// insertOutOfOrder adds v to bucket b (relative index rel), older than the
+// newest held bucket.
+func (w *Window) insertOutOfOrder(rel uint32, b int64, v float64) {
+	live := w.hdr[w.hh:]
+	lo, hi := 0, len(live)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if live[m].rel < rel {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(live) && live[lo].rel == rel {
+		w.addToBucket(int(w.hh)+lo, b, v)
+		return
+	}
+	// A new bucket at live position lo; its value goes after the raw
+	// values of the buckets before it.
+	off := w.rawEnd(int(w.hh) + lo - 1)
+	w.hdr, w.hh = dqInsert(w.hdr, w.hh, lo, bucket{rel: rel, n: 1})
+	w.vals, w.vh = dqInsert(w.vals, w.vh, off, v)
+}
+
+// rawEnd returns the live offset in vals just past the raw values of the
+// header at absolute position i (i may be hh−1: offset 0). It walks from the
+// back, so it is cheap for recent buckets.
+func (w *Window) rawEnd(i int) int {
+	end := len(w.vals) - int(w.vh)
+	for j := len(w.hdr) - 1; j > i; j-- {
+		end -= int(w.hdr[j].n)
+	}
+	return end
+}
+
+// addToBucket adds v to the existing bucket b at absolute header position i.
+func (w *Window) addToBucket(i int, b int64, v float64) {
+	h := &w.hdr[i]
+	if h.n == 0 {
+		w.x.sketchAt(b).add(v)
+		return
+	}
+	end := w.rawEnd(i)
+	if h.n < SketchThreshold {
+		w.vals, w.vh = dqInsert(w.vals, w.vh, end, v)
+		h.n++
+		return
+	}
+	// Convert the bucket to a sketch.
+	start := end - int(h.n)
+	live := w.vals[w.vh:]
+	sb := skBucket{b: b, sk: newSketch(), min: math.Inf(1), max: math.Inf(-1)}
+	for _, x := range live[start:end] {
+		sb.add(x)
+	}
+	sb.add(v)
+	w.vals = dqRemove(w.vals, w.vh, start, end-start)
+	h.n = 0
+	w.ext().insertSketch(sb)
+}
+
+// add adds v to a sketched bucket.
+func (s *skBucket) add(v float64) {
+	s.count++
+	s.sum += v
+	s.min = min(s.min, v)
+	s.max = max(s.max, v)
+	s.sk.add(v)
+}
+
+// popSketch drops the oldest sketched bucket.
+func (x *extra) popSketch() {
+	x.sk[x.skh] = skBucket{}
+	x.skh++
+	if x.skh == len(x.sk) {
+		x.sk, x.skh = x.sk[:0], 0
+	}
+}
+
+// sketchAt returns the sketched bucket b, which must exist.
+func (x *extra) sketchAt(b int64) *skBucket {
+	if n := len(x.sk); x.sk[n-1].b == b {
+		return &x.sk[n-1]
+	}
+	i := x.skh + x.searchSketch(b)
+	return &x.sk[i]
+}
+
+// searchSketch returns the live position of the first sketched bucket ≥ b.
+func (x *extra) searchSketch(b int64) int {
+	live := x.sk[x.skh:]
+	lo, hi := 0, len(live)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if live[m].b < b {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// insertSketch adds a new sketched bucket in bucket order.
+func (x *extra) insertSketch(sb skBucket) {
+	if x.skh > 0 && x.skh >= len(x.sk)/2 {
+		n := copy(x.sk, x.sk[x.skh:])
+		clear(x.sk[n:])
+		x.sk, x.skh = x.sk[:n], 0
+	}
+	pos := x.skh + x.searchSketch(sb.b)
+	x.sk = append(x.sk, skBucket{})
+	copy(x.sk[pos+1:], x.sk[pos:])
+	x.sk[pos] = sb
+}
+
+// ext returns the side structure, allocating it on first use.
+func (w *Window) ext() *extra {
+	if w.x == nil {
+		w.x = &extra{}
+	}
+	return w.x
+}
+
+// Counts returns the lifetime counters: events applied, dropped as late and
+// dropped as duplicates.
+func (w *Window) Counts() (applied, late, duplicates uint64) {
+	return w.applied, w.late, w.dups
+}
+
+// NewestBucket returns the newest bucket ever applied, floor(ts/Resolution)
+// of the newest event (SPEC's newest_bucket). Its start time is
+// NewestBucket()·Resolution. It is 0 when the window is Empty.
+func (w *Window) NewestBucket() int64 {
+	if w.applied == 0 {
+		return 0
+	}
+	return w.newest
+}
+
+// Empty reports whether the window has never applied an event. Once an
+// event is applied the window is never empty again: the newest bucket is
+// never evicted.
+func (w *Window) Empty() bool { return w.applied == 0 }
+
+// floorDiv returns floor(a/b) for b > 0.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
