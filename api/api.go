@@ -28,6 +28,9 @@ const (
 type IngestResponse struct {
 	Accepted int               `json:"accepted"`
 	Rejected []event.Rejection `json:"rejected"`
+	// RejectedOmitted counts rejected events left out of Rejected, which
+	// lists at most the first 1,000.
+	RejectedOmitted int `json:"rejected_omitted,omitempty"`
 	// Error is set when the body as a whole could not be used.
 	Error string `json:"error,omitempty"`
 }

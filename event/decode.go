@@ -95,6 +95,10 @@ type Options struct {
 	// DefaultKey is the key of an event that has none (the Kafka record
 	// key). Default "": a key is required. It is validated like a key.
 	DefaultKey string
+	// MaxRejections caps the rejections appended by one call; the others
+	// are only counted (Decoder.Omitted), so a body of millions of bad
+	// events cannot cost millions of Rejections. Default 0: no cap.
+	MaxRejections int
 }
 
 // retainLimit is the largest parse input whose buffers a Decoder keeps for
@@ -123,6 +127,10 @@ type Decoder struct {
 	num   []byte // scratch for numbers and ts strings
 	big   bool   // the parser saw an input over retainLimit
 
+	// listed and omitted count the rejections of the current call that were
+	// appended and that were over Options.MaxRejections.
+	listed, omitted, maxRej int
+
 	// Fields of the object being decoded, set by visitField.
 	key, ts, value, id, tags *fastjson.Value
 	visitFieldFn             func(k []byte, v *fastjson.Value)
@@ -148,11 +156,13 @@ type Decoder struct {
 // In protobuf, ts 0 means absent and an empty key means absent.
 func (d *Decoder) Decode(body []byte, f Format, o Options, dst []Event, rej []Rejection) ([]Event, []Rejection, error) {
 	d0, r0 := len(dst), len(rej)
+	d.listed, d.omitted, d.maxRej = 0, 0, o.MaxRejections
 	var err error
 	dst, rej, err = d.decode(body, f, &o, dst, rej)
 	d.finish()
 	if err != nil {
 		clear(dst[d0:])
+		d.listed, d.omitted = 0, 0
 		return dst[:d0], rej[:r0], err
 	}
 	return dst, rej, nil
@@ -216,6 +226,20 @@ func (d *Decoder) decode(body []byte, f Format, o *Options, dst []Event, rej []R
 	return dst, rej, fmt.Errorf("%w: body must be %s, found %q", ErrMalformed, what, firstChars(body))
 }
 
+// Omitted returns how many rejections the last Decode call counted but did
+// not append, because of Options.MaxRejections.
+func (d *Decoder) Omitted() int { return d.omitted }
+
+// reject appends r to rej unless Options.MaxRejections are already there.
+func (d *Decoder) reject(rej []Rejection, r Rejection) []Rejection {
+	if d.maxRej > 0 && d.listed >= d.maxRej {
+		d.omitted++
+		return rej
+	}
+	d.listed++
+	return append(rej, r)
+}
+
 // finish drops buffers too large to keep for the next call.
 func (d *Decoder) finish() {
 	d.arena = nil
@@ -255,7 +279,7 @@ func (d *Decoder) decodeNDJSON(body []byte, o *Options, dst []Event, rej []Rejec
 		}
 		v, err := d.parse(line)
 		if err != nil {
-			rej = append(rej, Rejection{Index: idx, Reason: reasonMalformed})
+			rej = d.reject(rej, Rejection{Index: idx, Reason: reasonMalformed})
 		} else {
 			dst, rej = d.object(v, idx, o, dst, rej)
 		}
@@ -411,7 +435,7 @@ func (d *Decoder) visitField(k []byte, v *fastjson.Value) {
 // event appended to dst or a rejection appended to rej.
 func (d *Decoder) object(v *fastjson.Value, idx int, o *Options, dst []Event, rej []Rejection) ([]Event, []Rejection) {
 	if v.Type() != fastjson.TypeObject {
-		return dst, append(rej, Rejection{Index: idx, Reason: reasonNotObject})
+		return dst, d.reject(rej, Rejection{Index: idx, Reason: reasonNotObject})
 	}
 	obj, _ := v.Object()
 	if d.visitFieldFn == nil {
@@ -425,7 +449,7 @@ func (d *Decoder) object(v *fastjson.Value, idx int, o *Options, dst []Event, re
 	field, reason := d.build(&ev, o)
 	if reason != "" {
 		d.arena = d.arena[:mark]
-		return dst, append(rej, Rejection{Index: idx, Field: field, Reason: reason})
+		return dst, d.reject(rej, Rejection{Index: idx, Field: field, Reason: reason})
 	}
 	return append(dst, ev), rej
 }

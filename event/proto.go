@@ -176,7 +176,7 @@ func (d *Decoder) decodeProto(b []byte, o *Options, dst []Event, rej []Rejection
 		}
 		if reason != "" {
 			d.arena = d.arena[:mark]
-			rej = append(rej, Rejection{Index: idx, Field: field, Reason: reason})
+			rej = d.reject(rej, Rejection{Index: idx, Field: field, Reason: reason})
 		} else {
 			dst = append(dst, ev)
 		}

@@ -123,10 +123,9 @@ func validUTF8(b []byte) bool {
 // number is a JSON number split into its parts: digits of the integer part,
 // digits of the fraction (without the '.'), and the exponent.
 type number struct {
-	neg        bool
-	int, frac  []byte
-	exp        int64 // saturated at ±maxExp
-	isIntegral bool  // no fraction and no exponent
+	neg       bool
+	int, frac []byte
+	exp       int64 // saturated at ±maxExp
 }
 
 const maxExp = 1 << 30
@@ -153,7 +152,6 @@ func splitNumber(b []byte) (number, bool) {
 		return n, false
 	}
 	n.int = b[start:i]
-	n.isIntegral = true
 	if i < len(b) && b[i] == '.' {
 		i++
 		start = i
@@ -164,10 +162,8 @@ func splitNumber(b []byte) (number, bool) {
 			return n, false
 		}
 		n.frac = b[start:i]
-		n.isIntegral = false
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		n.isIntegral = false
 		i++
 		eneg := false
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {

@@ -52,18 +52,24 @@ type Config struct {
 	// DefaultListLimit and MaxListLimit bound GET /debug/actors. Defaults
 	// 100 and 10,000.
 	DefaultListLimit, MaxListLimit int
+	// MaxConcurrentIngest bounds the POST /v1/events bodies read and
+	// decoded at once, and so the memory they take (each up to
+	// MaxBodyBytes plus its decoded events); more wait their turn.
+	// Default 32.
+	MaxConcurrentIngest int
 }
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		MaxBodyBytes:      8 << 20,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		DefaultListLimit:  100,
-		MaxListLimit:      10_000,
+		MaxBodyBytes:        8 << 20,
+		ReadHeaderTimeout:   5 * time.Second,
+		ReadTimeout:         30 * time.Second,
+		WriteTimeout:        30 * time.Second,
+		IdleTimeout:         120 * time.Second,
+		DefaultListLimit:    100,
+		MaxListLimit:        10_000,
+		MaxConcurrentIngest: 32,
 	}
 }
 
@@ -77,12 +83,14 @@ type Server struct {
 	ready   atomic.Bool
 	mux     *http.ServeMux
 	bufs    sync.Pool
+	ingests chan struct{} // one token per ingest request in progress
 }
 
 // New returns a Server; it is not ready (503 on ingest and /readyz) until
 // SetReady(true).
 func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gatherer, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, backend: backend, in: in, gather: gather, log: log, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, backend: backend, in: in, gather: gather, log: log, mux: http.NewServeMux(),
+		ingests: make(chan struct{}, max(cfg.MaxConcurrentIngest, 1))}
 	s.mux.HandleFunc("POST "+api.PathEvents, s.postEvents)
 	s.mux.HandleFunc("GET "+api.PathActors, s.listActors)
 	s.mux.HandleFunc("GET "+api.PathCluster, s.cluster)
@@ -159,6 +167,12 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, api.IngestResponse{Error: "node not ready", Rejected: []event.Rejection{}})
 		return
+	}
+	select {
+	case s.ingests <- struct{}{}:
+		defer func() { <-s.ingests }()
+	case <-r.Context().Done():
+		return // the client is gone
 	}
 	buf := s.getBuf()
 	defer s.bufs.Put(buf)

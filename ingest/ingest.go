@@ -46,11 +46,16 @@ type Ingester struct {
 }
 
 type scratch struct {
-	dec  event.Decoder
-	evs  []event.Event
-	rej  []event.Rejection
-	outs []actors.Result
+	dec     event.Decoder
+	evs     []event.Event
+	rej     []event.Rejection
+	omitted int
+	outs    []actors.Result
 }
+
+// MaxListedRejections is how many rejections an answer lists at most; the
+// others are counted in IngestResponse.RejectedOmitted and in the metrics.
+const MaxListedRejections = 1000
 
 type sourceMetrics struct {
 	results [6]prometheus.Counter // actors.Result values, then invalid
@@ -121,7 +126,7 @@ func (in *Ingester) Ingest(ctx context.Context, source string, body []byte, cont
 	if err := in.sub.Submit(ctx, sc.evs, sc.outs); err != nil {
 		return Result{}, err
 	}
-	return in.result(source, sc.outs, sc.rej), nil
+	return in.result(source, sc.outs, sc.rej, sc.omitted), nil
 }
 
 // IngestAsync is Ingest without waiting for the events to be applied:
@@ -134,9 +139,9 @@ func (in *Ingester) IngestAsync(ctx context.Context, source string, body []byte,
 		return err
 	}
 	defer in.pool.Put(sc)
-	rej := append([]event.Rejection(nil), sc.rej...)
+	rej, omitted := append([]event.Rejection(nil), sc.rej...), sc.omitted
 	return in.sub.SubmitAsync(ctx, sc.evs, func(outs []actors.Result) {
-		res := in.result(source, outs, rej)
+		res := in.result(source, outs, rej, omitted)
 		if done != nil {
 			done(res)
 		}
@@ -151,7 +156,8 @@ func (in *Ingester) decode(source string, body []byte, contentType string) (*scr
 	}
 	var err error
 	sc.evs, sc.rej, err = sc.dec.Decode(body, event.FormatFromContentType(contentType),
-		event.Options{Now: in.now().UnixMilli()}, sc.evs[:0], sc.rej[:0])
+		event.Options{Now: in.now().UnixMilli(), MaxRejections: MaxListedRejections}, sc.evs[:0], sc.rej[:0])
+	sc.omitted = sc.dec.Omitted()
 	if err != nil {
 		in.pool.Put(sc)
 		m.body.WithLabelValues("malformed").Inc()
@@ -164,13 +170,17 @@ func (in *Ingester) decode(source string, body []byte, contentType string) (*scr
 		}
 		m.invalid.WithLabelValues(reason).Inc()
 	}
-	m.results[resultInvalid].Add(float64(len(sc.rej)))
+	if sc.omitted > 0 {
+		m.invalid.WithLabelValues("unlisted").Add(float64(sc.omitted))
+	}
+	m.results[resultInvalid].Add(float64(len(sc.rej) + sc.omitted))
 	return sc, nil
 }
 
 // result counts outs by result and builds the response. Shed events are
-// added to the rejections at their position in the body.
-func (in *Ingester) result(source string, outs []actors.Result, rej []event.Rejection) Result {
+// added to the rejections at their position in the body (-1 when omitted
+// rejections make that position unknown).
+func (in *Ingester) result(source string, outs []actors.Result, rej []event.Rejection, omitted int) Result {
 	m := in.count[source]
 	var tally [5]int
 	for _, r := range outs {
@@ -182,6 +192,7 @@ func (in *Ingester) result(source string, outs []actors.Result, rej []event.Reje
 		}
 	}
 	res := Result{Shed: tally[actors.ResultShed]}
+	res.Response.RejectedOmitted = omitted
 	res.Response.Accepted = tally[actors.ResultApplied] + tally[actors.ResultLate] + tally[actors.ResultDuplicate]
 	if res.Shed == 0 && tally[actors.ResultFailed] == 0 {
 		res.Response.Rejected = append([]event.Rejection{}, rej...)
@@ -196,11 +207,15 @@ func (in *Ingester) result(source string, outs []actors.Result, rej []event.Reje
 			ri++
 			bodyIdx++
 		}
+		idx := bodyIdx
+		if omitted > 0 {
+			idx = -1
+		}
 		switch r {
 		case actors.ResultShed:
-			all = append(all, event.Rejection{Index: bodyIdx, Reason: api.ReasonShed})
+			all = append(all, event.Rejection{Index: idx, Reason: api.ReasonShed})
 		case actors.ResultFailed:
-			all = append(all, event.Rejection{Index: bodyIdx, Reason: "handler failed on this event"})
+			all = append(all, event.Rejection{Index: idx, Reason: "handler failed on this event"})
 		}
 		bodyIdx++
 	}

@@ -138,8 +138,12 @@ func (r *valueRange) stats() (n uint64, sum, mn, mx float64) {
 	mn, mx = math.Inf(1), math.Inf(-1)
 	for _, v := range r.raw {
 		sum += v
-		mn = min(mn, v)
-		mx = max(mx, v)
+		if v < mn {
+			mn = v
+		}
+		if v > mx {
+			mx = v
+		}
 	}
 	n = uint64(len(r.raw))
 	for i := range r.sk {
@@ -173,97 +177,226 @@ func (r *valueRange) quantiles(n uint64, mn, mx float64, qs, out []float64) {
 		clear(out)
 		return
 	}
-	// Ranks in descending order, so that each selection can work on the
-	// prefix left by the previous one.
+	// Ranks in ascending order, so that each selection works on the
+	// suffix left by the previous one.
 	order := make([]int, len(qs))
 	ranks := make([]uint64, len(qs))
 	for i, q := range qs {
 		order[i], ranks[i] = i, rankOf(q, n)
 	}
-	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(ranks[b], ranks[a]) })
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(ranks[a], ranks[b]) })
 
 	if len(r.sk) == 0 {
 		// Exact: selection on a copy of the raw values.
 		vals := slices.Clone(r.raw)
-		hi := len(vals)
+		lo := 0
 		for _, i := range order {
 			k := int(ranks[i])
-			selectK(vals[:hi], k)
+			if k >= lo {
+				selectK(vals[lo:], k-lo)
+				lo = k + 1
+			}
 			out[i] = vals[k]
-			hi = k + 1
 		}
 		return
 	}
 
-	// Sketches in range: raw values (exact, weight 1) and the sketches'
-	// bins (representative value, count), sorted by value. Each element
-	// is moved by at most 1% of its magnitude and x ↦ x ± 0.01·|x| are
-	// increasing, so the value found at a rank is within 1% of the exact
-	// value at that rank.
-	type item struct{ v, c float64 }
-	items := make([]item, 0, len(r.raw)+64*len(r.sk))
-	for _, v := range r.raw {
-		items = append(items, item{v, 1})
-	}
-	for i := range r.sk {
-		r.sk[i].sk.forEachBin(func(v, c float64) { items = append(items, item{v, c}) })
-	}
-	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.v, b.v) })
-	j, cum := 0, 0.0
-	for o := len(order) - 1; o >= 0; o-- { // ascending ranks
-		i := order[o]
+	// Sketches in range: the sketches' bins, merged by index, give their
+	// values in order as (representative value, count); the raw values are
+	// sorted and merged in exactly. Each value is moved by at most 1% of its
+	// magnitude and x ↦ x ± 0.01·|x| are increasing, so the value found at
+	// a rank is within 1% of the exact value at that rank.
+	bins := mergeBins(r.sk)
+	raw := slices.Clone(r.raw)
+	slices.Sort(raw)
+	bi, ri := 0, 0
+	cum := 0.0
+	var v float64
+	for _, i := range order {
 		k := float64(ranks[i])
-		for j < len(items)-1 && cum+items[j].c <= k {
-			cum += items[j].c
-			j++
+		for {
+			var c float64
+			if ri < len(raw) && (bi == len(bins) || raw[ri] <= bins[bi].v) {
+				v, c = raw[ri], 1
+			} else if bi < len(bins) {
+				v, c = bins[bi].v, bins[bi].c
+			} else {
+				break // counts exhausted (NaN dropped by a sketch): keep the max
+			}
+			if cum+c > k {
+				break
+			}
+			cum += c
+			if ri < len(raw) && (bi == len(bins) || raw[ri] <= bins[bi].v) {
+				ri++
+			} else {
+				bi++
+			}
 		}
 		// Exact min and max bound the answer and can only improve it.
-		out[i] = min(max(items[j].v, mn), mx)
+		out[i] = min(max(v, mn), mx)
 	}
 }
 
+// bin is a value and its count.
+type bin struct{ v, c float64 }
+
+// mergeBins adds up the bins of sketches by index and returns them in
+// ascending order of value: negative, zero, positive.
+func mergeBins(sks []skBucket) []bin {
+	var zero float64
+	var pos, neg denseBins
+	for i := range sks {
+		sk := sks[i].sk
+		zero += sk.GetZeroCount()
+		pos.extend(sk.GetPositiveValueStore())
+		neg.extend(sk.GetNegativeValueStore())
+	}
+	pos.alloc()
+	neg.alloc()
+	for i := range sks {
+		sk := sks[i].sk
+		sk.GetPositiveValueStore().ForEach(pos.add)
+		sk.GetNegativeValueStore().ForEach(neg.add)
+	}
+	out := make([]bin, 0, 64)
+	for j := len(neg.c) - 1; j >= 0; j-- {
+		if c := neg.c[j]; c > 0 {
+			out = append(out, bin{-sketchMapping.Value(neg.lo + j), c})
+		}
+	}
+	if zero > 0 {
+		out = append(out, bin{0, zero})
+	}
+	for j, c := range pos.c {
+		if c > 0 {
+			out = append(out, bin{sketchMapping.Value(pos.lo + j), c})
+		}
+	}
+	return out
+}
+
+// denseBins accumulates bin counts over an index range.
+type denseBins struct {
+	lo, hi int // index range, when any
+	any    bool
+	c      []float64
+}
+
+// extend widens the range to cover st's bins.
+func (d *denseBins) extend(st interface {
+	IsEmpty() bool
+	MinIndex() (int, error)
+	MaxIndex() (int, error)
+}) {
+	if st.IsEmpty() {
+		return
+	}
+	lo, err1 := st.MinIndex()
+	hi, err2 := st.MaxIndex()
+	if err1 != nil || err2 != nil {
+		return // unreachable: the store is not empty
+	}
+	if !d.any {
+		d.lo, d.hi, d.any = lo, hi, true
+		return
+	}
+	d.lo, d.hi = min(d.lo, lo), max(d.hi, hi)
+}
+
+func (d *denseBins) alloc() {
+	if d.any {
+		d.c = make([]float64, d.hi-d.lo+1)
+	}
+}
+
+func (d *denseBins) add(i int, c float64) bool {
+	d.c[i-d.lo] += c
+	return false
+}
+
 // selectK reorders a so that a[k] is the k-th smallest value, a[:k] ≤ a[k]
-// and a[k+1:] ≥ a[k]. Quickselect with a three-way partition (robust to
-// many equal values), falling back to sorting after too many rounds.
+// and a[k+1:] ≥ a[k]. Quickselect with a branch-free Lomuto partition
+// around a ninther pivot; when no value is below the pivot, a second pass
+// groups the values equal to it, so many equal values cost O(n). After too
+// many rounds it falls back to sorting: the worst case is O(n log n).
 func selectK(a []float64, k int) {
-	lo, hi := 0, len(a)-1
+	lo, hi := 0, len(a) // a[lo:hi] holds rank k
 	budget := 2 * bits.Len(uint(len(a)))
 	for hi-lo > 16 {
 		if budget == 0 {
-			slices.Sort(a[lo : hi+1])
+			slices.Sort(a[lo:hi])
 			return
 		}
 		budget--
-		m := lo + (hi-lo)/2
-		p := median3(a[lo], a[m], a[hi])
-		lt, i, gt := lo, lo, hi
-		for i <= gt {
-			switch v := a[i]; {
-			case v < p:
-				a[lt], a[i] = a[i], a[lt]
-				lt++
-				i++
-			case v > p:
-				a[i], a[gt] = a[gt], a[i]
-				gt--
-			default:
-				i++
-			}
+		s := a[lo:hi]
+		p := pivot(s)
+		lt := lo + partitionLess(s, p)
+		if k < lt {
+			hi = lt
+			continue
 		}
-		switch {
-		case k < lt:
-			hi = lt - 1
-		case k > gt:
-			lo = gt + 1
-		default:
-			return
+		if lt > lo {
+			lo = lt
+			continue
 		}
+		// p is the minimum of a[lo:hi]: split off the values equal to it.
+		eq := lo + partitionLessEq(s, p)
+		if k < eq {
+			return // a[lo:eq] are all p
+		}
+		lo = eq
 	}
-	for i := lo + 1; i <= hi; i++ {
+	for i := lo + 1; i < hi; i++ {
 		for j := i; j > lo && a[j] < a[j-1]; j-- {
 			a[j], a[j-1] = a[j-1], a[j]
 		}
 	}
+}
+
+// pivot returns the median of three (short slices) or Tukey's ninther.
+func pivot(s []float64) float64 {
+	n := len(s)
+	if n < 128 {
+		return median3(s[0], s[n/2], s[n-1])
+	}
+	e := n / 8
+	return median3(
+		median3(s[0], s[e], s[2*e]),
+		median3(s[3*e], s[4*e], s[5*e]),
+		median3(s[6*e], s[7*e], s[n-1]))
+}
+
+// partitionLess moves the values < p to the front of a and returns how
+// many there are.
+func partitionLess(a []float64, p float64) int {
+	i := 0
+	for j, v := range a {
+		a[j] = a[i]
+		a[i] = v
+		d := 0
+		if v < p {
+			d = 1
+		}
+		i += d
+	}
+	return i
+}
+
+// partitionLessEq moves the values ≤ p to the front of a and returns how
+// many there are.
+func partitionLessEq(a []float64, p float64) int {
+	i := 0
+	for j, v := range a {
+		a[j] = a[i]
+		a[i] = v
+		d := 0
+		if v <= p {
+			d = 1
+		}
+		i += d
+	}
+	return i
 }
 
 func median3(a, b, c float64) float64 {

@@ -131,7 +131,8 @@ func (t *idTable) rebuild(cut int64) {
 	for k := 1; k <= len(t.slots); k++ {
 		i := (start + k) & mask
 		if s := t.slots[i]; s.h != 0 {
-			t.used++
+			t.slots[i] = idSlot{}
+			t.place(s)
 		}
 	}
 }
