@@ -72,7 +72,7 @@ func TestSubmitAndGet(t *testing.T) {
 	if st.Subwindows["1m"].Count != 2 || st.Subwindows["5m"].Count != 2 {
 		t.Errorf("subwindows = %+v", st.Subwindows)
 	}
-	if len(st.Recent) != 2 || st.Recent[1].ID != "a" {
+	if len(st.Recent) != 2 || st.Recent[1].ID != "a" || st.Recent[0].Key != "web-1.cpu" {
 		t.Errorf("recent = %+v", st.Recent)
 	}
 	if _, err := e.Get(context.Background(), "nope"); err != ErrNotFound {

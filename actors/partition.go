@@ -223,6 +223,9 @@ func (p *partition) state(k *Key) *api.KeyState {
 	if st.Recent == nil {
 		st.Recent = []event.Event{}
 	}
+	for i := range st.Recent {
+		st.Recent[i].Key = k.name
+	}
 	return st
 }
 

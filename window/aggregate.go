@@ -214,20 +214,21 @@ func (r *valueRange) quantiles(n uint64, mn, mx float64, qs, out []float64) {
 	var v float64
 	for _, i := range order {
 		k := float64(ranks[i])
-		for {
-			var c float64
-			if ri < len(raw) && (bi == len(bins) || raw[ri] <= bins[bi].v) {
-				v, c = raw[ri], 1
-			} else if bi < len(bins) {
-				v, c = bins[bi].v, bins[bi].c
+		for ri < len(raw) || bi < len(bins) {
+			takeRaw := ri < len(raw) && (bi == len(bins) || raw[ri] <= bins[bi].v)
+			c := 1.0
+			if takeRaw {
+				v = raw[ri]
 			} else {
-				break // counts exhausted (NaN dropped by a sketch): keep the max
+				v, c = bins[bi].v, bins[bi].c
 			}
 			if cum+c > k {
 				break
 			}
+			// Rank k is further on (when counts run out early, the
+			// last value stays).
 			cum += c
-			if ri < len(raw) && (bi == len(bins) || raw[ri] <= bins[bi].v) {
+			if takeRaw {
 				ri++
 			} else {
 				bi++

@@ -144,17 +144,20 @@ func BenchmarkAggregate(b *testing.B) {
 type memCase struct {
 	name       string
 	n          int
+	spanMs     int64 // events spread over this much time; 0: the 10m window
 	ids, tags  bool
 	maxPerKey  float64 // budget asserted by TestMemoryBudget; 0: none
 	keysInTest int
 }
 
 var memCases = []memCase{
-	{"1event", 1, false, false, 300, 20000},
-	{"10events", 10, false, false, 600, 20000},
-	{"60events", 60, false, false, 0, 5000},
-	{"10events+ids", 10, true, false, 0, 5000},
-	{"10events+tags", 10, false, true, 0, 5000},
+	{"1event", 1, 0, false, false, 300, 20000},
+	{"10events", 10, 0, false, false, 600, 20000},
+	{"60events", 60, 0, false, false, 0, 5000},
+	{"10events+ids", 10, 0, true, false, 0, 5000},
+	{"10events+tags", 10, 0, false, true, 0, 5000},
+	{"600events", 600, 0, false, false, 0, 1000},
+	{"3000events/10s(sketched)", 3000, 10_000, false, false, 0, 200},
 }
 
 // bytesPerKey builds keys windows for c and returns the heap bytes per key
@@ -166,11 +169,15 @@ func bytesPerKey(c memCase, keys int) (float64, float64) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	gap := int64(600_000 / c.n)
+	span := c.spanMs
+	if span == 0 {
+		span = 600_000
+	}
+	gap := float64(span) / float64(c.n)
 	for k := range ws {
 		w := New(&s)
 		for i := 0; i < c.n; i++ {
-			e := event.Event{Key: "k", TS: benchT0 + int64(i)*gap, Value: float64(k%100 + i)}
+			e := event.Event{Key: "k", TS: benchT0 + int64(float64(i)*gap), Value: float64(k%100 + i)}
 			if c.ids {
 				e.ID = fmt.Sprintf("e-%d-%d", k, i)
 			}

@@ -479,6 +479,9 @@ func (w *Window) decodeState(r *reader) error {
 			tags = prevTags
 		case flags&recentTags != 0:
 			tags = r.tags(r.count(2))
+			if x := w.x; x != nil && maps.Equal(tags, x.tags) {
+				tags = x.tags // share, as Add does
+			}
 		}
 		if r.err != nil {
 			return r.err

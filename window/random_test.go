@@ -111,6 +111,7 @@ func (m *model) over(nb int64) (vals []float64, first int64, last Point, sketche
 // check compares every aggregate of w with the model.
 func (m *model) check(t *testing.T, w *Window, s *Shape, rng *rand.Rand, where string) {
 	t.Helper()
+	checkInvariants(t, w)
 	if ap, late, dups := w.Counts(); ap != m.applied || late != m.late || dups != m.dups {
 		t.Fatalf("%s: Counts = %d %d %d, want %d %d %d", where, ap, late, dups, m.applied, m.late, m.dups)
 	}

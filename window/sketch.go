@@ -1,8 +1,6 @@
 package window
 
 import (
-	"math"
-
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/DataDog/sketches-go/ddsketch/mapping"
 	"github.com/DataDog/sketches-go/ddsketch/store"
@@ -76,8 +74,3 @@ var (
 	minSketchIndex = sketchMapping.Index(sketchMapping.MinIndexableValue())
 	maxSketchIndex = sketchMapping.Index(sketchMapping.MaxIndexableValue())
 )
-
-// validBinCount reports whether c can be a bin count.
-func validBinCount(c float64) bool {
-	return c > 0 && c <= 1<<53 && c == math.Trunc(c)
-}

@@ -30,6 +30,28 @@
 // contains a sketch is approximate. The dedup table, the sketches and the
 // ids and tags of recent events live in a side structure allocated on first
 // use, so a key that sends plain values pays for none of them.
+//
+// Measured with the default shape (runtime.MemStats over 100K windows,
+// BenchmarkMemory): ~184 B per key with 1 event, ~472 B with 10 and ~1.7 KB
+// with 60 (the 32 recent events are 512 B of it). Ids add ~90 B per id
+// (dedup slot, recent id copy) plus a ~150 B side structure; tags add their
+// map, shared by consecutive events that repeat it.
+//
+// # Deduplication
+//
+// Ids are kept as 64-bit xxHash values (fixed seed, so they survive
+// MarshalBinary and a move to another node) with the bucket they were
+// applied to, in an open-addressing table whose slots expire with their
+// bucket. Two different ids collide with probability 2^-64: with n ids in
+// the window a new event is wrongly taken for a duplicate with probability
+// about n·2^-64 (≈ 3·10^-17 for n = 600).
+//
+// # Queries
+//
+// Add is O(1) amortised and allocation-free in steady state. Aggregate,
+// AggregateOver and Quantile scan the range (raw values and sketch bins)
+// and allocate scratch space for the quantiles: ~3 µs for 600 values,
+// ~30 µs for 6,000, ~70 µs for 60 sketched buckets of 1,000 values.
 package window
 
 import (
@@ -67,12 +89,14 @@ func (o Outcome) String() string {
 	return "Outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
-// SketchThreshold is the number of raw values a bucket keeps before it is
-// converted to a DDSketch. Measured with sketches-go v1.4.8 and its
-// BufferedPaginatedStore: a sketch of n values takes ~500 B at n=32,
-// ~770 B at 64, 1.2–1.3 KB at 128, 1.2–2.0 KB at 256 and 1.2–2.6 KB at 1024
-// (distribution-dependent), against 8·n bytes raw, so raw values are smaller
-// up to ~128 values and a sketch is smaller beyond.
+// SketchThreshold is the number of raw values a bucket keeps before its
+// next value converts it to a DDSketch. Measured with sketches-go v1.4.8 and
+// its BufferedPaginatedStore over uniform, narrow-normal, small-integer and
+// log-normal values: a sketch of n values takes ~500 B at n=32, ~770 B at
+// 64, 1.2–1.3 KB at 128, 1.2–2.0 KB at 256 and 1.2–2.7 KB at 1024, against
+// 8·n bytes raw (plus slice slack). The crossover lies between 128 and 256;
+// 128 keeps quantiles exact for buckets of up to 128 events and bounds the
+// raw values a query must select over.
 const SketchThreshold = 128
 
 // ts values are clamped to ±maxTS so that bucket arithmetic cannot overflow.
@@ -157,8 +181,11 @@ func New(s *Shape) *Window {
 // in steady state it does not allocate (ids and tags are copied into
 // buffers reused across events; a new distinct tag set is cloned).
 //
-// Late is decided before Duplicate; neither changes the window beyond a
-// counter. ev.TS is clamped to ±2^62 ms; ev.Value must be finite (event
+// An event is Late when its bucket is ≤ newest − R. It is a Duplicate when
+// its non-empty id was applied to a bucket that stays inside the window once
+// this event is applied (so an id whose bucket this very event evicts is
+// accepted again). Late is decided before Duplicate; neither changes the
+// window beyond a counter. ev.TS is clamped to ±2^62 ms; ev.Value must be finite (event
 // validation rejects NaN and ±Inf). Strings of ev are copied, never
 // retained. ev.Key is ignored: a Window does not know its key.
 func (w *Window) Add(ev *event.Event) Outcome {
