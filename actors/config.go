@@ -17,6 +17,14 @@ type Config struct {
 	Node string
 	// Partitions is the number of key partitions. Default 64.
 	Partitions int
+	// Clustered starts the engine serving no partition: the cluster
+	// assignment calls Acquire and Release. Default false: standalone, every
+	// partition served from the start.
+	Clustered bool
+	// AwaitHandoff bounds how long an acquired partition holds its events
+	// waiting for the previous owner's state before it starts empty.
+	// Default 15s.
+	AwaitHandoff time.Duration
 	// Shape is the window shape of every key. Default window.DefaultShape().
 	Shape window.Shape
 	// IdleTTL passivates a key actor after this long without events
@@ -46,14 +54,15 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		Node:        "standalone",
-		Partitions:  64,
-		Shape:       window.DefaultShape(),
-		IdleTTL:     10 * time.Minute,
-		MaxKeys:     2_000_000,
-		MaxInflight: 1 << 20,
-		Handler:     WindowHandler{},
-		Clock:       SystemClock{},
+		Node:         "standalone",
+		Partitions:   64,
+		Shape:        window.DefaultShape(),
+		IdleTTL:      10 * time.Minute,
+		MaxKeys:      2_000_000,
+		MaxInflight:  1 << 20,
+		AwaitHandoff: 15 * time.Second,
+		Handler:      WindowHandler{},
+		Clock:        SystemClock{},
 	}
 }
 
@@ -71,6 +80,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxKeys < 1 {
 		errs = append(errs, fmt.Errorf("max-keys %d: must be positive", c.MaxKeys))
+	}
+	if c.AwaitHandoff <= 0 {
+		errs = append(errs, fmt.Errorf("await-handoff %s: must be positive", c.AwaitHandoff))
 	}
 	if c.MaxInflight < 1 {
 		errs = append(errs, fmt.Errorf("max-inflight %d: must be positive", c.MaxInflight))

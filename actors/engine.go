@@ -36,6 +36,8 @@ var (
 	ErrClosed = errors.New("actors: engine closed")
 	// ErrNotFound is returned by Get when the key has no live actor.
 	ErrNotFound = errors.New("actors: key has no live actor")
+	// ErrNotOwned is returned for a partition this node does not serve.
+	ErrNotOwned = errors.New("actors: partition not served by this node")
 )
 
 // Result is what became of one submitted event.
@@ -50,14 +52,18 @@ const (
 	ResultShed Result = 3
 	// ResultFailed: the Handler panicked on the event.
 	ResultFailed Result = 4
-	numResults          = 5
+	// ResultMoved: this node does not own the event's partition (any
+	// more); the caller routes it again by the current assignment.
+	ResultMoved Result = 5
+	// NumResults is the number of Result values.
+	NumResults = 6
 )
 
-var resultNames = [numResults]string{"applied", "late", "duplicate", "shed", "failed"}
+var resultNames = [NumResults]string{"applied", "late", "duplicate", "shed", "failed", "moved"}
 
 // String returns the result's name as used in metric labels.
 func (r Result) String() string {
-	if r < numResults {
+	if r < NumResults {
 		return resultNames[r]
 	}
 	return fmt.Sprintf("result(%d)", r)
@@ -82,6 +88,7 @@ type Engine struct {
 
 	mu       sync.RWMutex // guards closed against Submit's sends
 	closed   bool
+	timers   []*time.Timer  // handoff waits, stopped by Close
 	inflight sync.WaitGroup // submissions sent and not yet applied
 	stop     chan struct{}
 	bg       sync.WaitGroup // the passivation ticker
@@ -109,15 +116,11 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.metrics = m
-	for i := range e.pids {
-		id := int32(i)
-		props := actor.PropsFromProducer(func() actor.Actor { return newPartition(e, id) })
-		pid, err := e.system.Root.SpawnNamed(props, fmt.Sprintf("partition-%d", id))
-		if err != nil {
-			e.shutdownActors()
-			return nil, fmt.Errorf("actors: spawn partition %d: %w", id, err)
+	if !cfg.Clustered {
+		for i := range e.pids {
+			e.pids[i] = e.spawn(int32(i), false)
 		}
-		e.pids[i] = pid
+		m.owned.Set(float64(len(e.pids)))
 	}
 	e.bg.Add(1)
 	go e.passivationLoop()
@@ -213,16 +216,33 @@ func (e *Engine) send(ctx context.Context, s *submission, evs []event.Event) err
 	s.parts, s.counts, s.events, s.idx, s.pos = parts, counts, buf, idx, pos
 
 	s.batches = s.batches[:0]
+	moved := 0
 	for p := 0; p < e.cfg.Partitions; p++ {
-		if lo, hi := counts[p], counts[p+1]; hi > lo {
-			s.batches = append(s.batches, applyBatch{events: buf[lo:hi], idx: idx[lo:hi], sub: s})
+		lo, hi := counts[p], counts[p+1]
+		if hi == lo {
+			continue
 		}
+		if e.pids[p] == nil { // not ours: the caller routes these again
+			for _, i := range idx[lo:hi] {
+				s.out[i] = ResultMoved
+			}
+			moved += int(hi - lo)
+			continue
+		}
+		s.batches = append(s.batches, applyBatch{part: int32(p), events: buf[lo:hi], idx: idx[lo:hi], sub: s})
 	}
-	s.pending.Store(int32(len(s.batches)))
+	if moved > 0 {
+		e.metrics.results[ResultMoved].Add(float64(moved))
+		e.metrics.inflight.Sub(float64(moved))
+	}
+	// One extra count, dropped below, so that a submission with no local
+	// batch completes here and none completes before every batch is sent.
+	s.pending.Store(int32(len(s.batches)) + 1)
 	for i := range s.batches {
 		b := &s.batches[i]
-		e.system.Root.Send(e.pids[cluster.Partition(b.events[0].Key, e.cfg.Partitions)], b)
+		e.system.Root.Send(e.pids[b.part], b)
 	}
+	s.partDone()
 	return nil
 }
 
@@ -231,7 +251,12 @@ func (e *Engine) Get(ctx context.Context, key string) (*api.KeyState, error) {
 	if e.isClosed() {
 		return nil, ErrClosed
 	}
+	e.mu.RLock()
 	pid := e.pids[cluster.Partition(key, e.cfg.Partitions)]
+	e.mu.RUnlock()
+	if pid == nil {
+		return nil, ErrNotOwned
+	}
 	res, err := e.system.Root.RequestFuture(pid, &getKey{key: key}, timeout(ctx)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("actors: get %q: %w", key, err)
@@ -248,9 +273,9 @@ func (e *Engine) List(ctx context.Context, prefix string, limit int) (*api.KeyLi
 	if e.isClosed() {
 		return nil, ErrClosed
 	}
-	futures := make([]*actor.Future, len(e.pids))
-	for i, pid := range e.pids {
-		futures[i] = e.system.Root.RequestFuture(pid, &listKeys{prefix: prefix, limit: limit}, timeout(ctx))
+	var futures []*actor.Future
+	for _, pid := range e.owned() {
+		futures = append(futures, e.system.Root.RequestFuture(pid, &listKeys{prefix: prefix, limit: limit}, timeout(ctx)))
 	}
 	out := &api.KeyList{Live: e.Live(), Keys: []api.KeySummary{}}
 	for _, f := range futures {
@@ -278,13 +303,19 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 		e.mu.RUnlock()
 		return 0, ErrClosed
 	}
-	done := make(chan int, len(e.pids))
+	pids := make([]*actor.PID, 0, len(e.pids))
 	for _, pid := range e.pids {
+		if pid != nil {
+			pids = append(pids, pid)
+		}
+	}
+	done := make(chan int, len(pids))
+	for _, pid := range pids {
 		e.system.Root.Send(pid, &sweep{done: done})
 	}
 	e.mu.RUnlock()
 	total := 0
-	for range e.pids {
+	for range pids {
 		select {
 		case n := <-done:
 			total += n
@@ -322,6 +353,9 @@ func (e *Engine) Close() error {
 	e.once.Do(func() {
 		e.mu.Lock()
 		e.closed = true
+		for _, t := range e.timers {
+			t.Stop()
+		}
 		e.mu.Unlock()
 		close(e.stop)
 		e.bg.Wait()
@@ -338,6 +372,19 @@ func (e *Engine) shutdownActors() {
 		}
 	}
 	e.system.Shutdown()
+}
+
+// owned returns the PIDs of the partitions served now.
+func (e *Engine) owned() []*actor.PID {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	pids := make([]*actor.PID, 0, len(e.pids))
+	for _, pid := range e.pids {
+		if pid != nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func (e *Engine) isClosed() bool {
@@ -357,7 +404,7 @@ func (e *Engine) reserveKey() bool {
 func (e *Engine) releaseKeys(n int) { e.live.Add(-int64(n)) }
 
 // flush adds a partition batch's tally to the metrics and resets it.
-func (e *Engine) flush(tally *[numResults]int, n int, s *submission) {
+func (e *Engine) flush(tally *[NumResults]int, n int, s *submission) {
 	for r, c := range tally {
 		if c > 0 {
 			e.metrics.results[r].Add(float64(c))
@@ -435,12 +482,14 @@ func grow[T any](s []T, n int) []T {
 }
 
 type metrics struct {
-	results      [numResults]prometheus.Counter
+	results      [NumResults]prometheus.Counter
 	activations  prometheus.Counter
 	passivations prometheus.Counter
 	outputs      prometheus.Counter
 	latency      prometheus.Histogram
 	inflight     prometheus.Gauge
+	owned        prometheus.Gauge
+	handoffs     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, e *Engine) (*metrics, error) {
@@ -466,6 +515,12 @@ func newMetrics(reg prometheus.Registerer, e *Engine) (*metrics, error) {
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "squall_queue_events", Help: "Events submitted to partition actors and not yet applied (queue depth).",
 		}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "squall_partitions_owned", Help: "Key partitions this node serves.",
+		}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "squall_handoffs_total", Help: "Partition state handoffs, by direction (in, out) and result (ok, timeout).",
+		}, []string{"direction", "result"}),
 	}
 	for r := range m.results {
 		m.results[r] = results.WithLabelValues(Result(r).String())
@@ -476,7 +531,7 @@ func newMetrics(reg prometheus.Registerer, e *Engine) (*metrics, error) {
 	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "squall_key_actors_live", Help: "Live key actors on this node.",
 	}, func() float64 { return float64(e.Live()) })
-	for _, c := range []prometheus.Collector{results, m.activations, m.passivations, m.outputs, m.latency, m.inflight, live} {
+	for _, c := range []prometheus.Collector{results, m.activations, m.passivations, m.outputs, m.latency, m.inflight, m.owned, m.handoffs, live} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("actors: register metrics: %w", err)
 		}

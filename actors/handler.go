@@ -67,3 +67,12 @@ func (k *Key) Window() *window.Window { return k.win }
 func (k *Key) Emit(payload any) {
 	k.p.emit(Output{Key: k.name, Payload: payload})
 }
+
+// KeySnapshot is a key actor's state in transit, when its partition moves
+// to another node.
+type KeySnapshot struct {
+	Key       string
+	Window    []byte // window.Window.MarshalBinary
+	Activated time.Time
+	LastEvent time.Time
+}

@@ -16,6 +16,7 @@ import (
 // applyBatch carries the events of one submission that belong to one
 // partition. Results are written at out[idx[i]] for events[i].
 type applyBatch struct {
+	part   int32
 	events []event.Event
 	idx    []int32
 	sub    *submission
@@ -48,7 +49,11 @@ type partition struct {
 	// head is the least recently used key, tail the most recent.
 	head, tail *Key
 	// tally counts outcomes of the current batch, flushed to metrics.
-	tally [numResults]int
+	tally [NumResults]int
+	// awaiting holds events (in stash) until the previous owner's state
+	// has arrived.
+	awaiting bool
+	stash    []*applyBatch
 }
 
 func newPartition(e *Engine, id int32) *partition {
@@ -59,7 +64,21 @@ func newPartition(e *Engine, id int32) *partition {
 func (p *partition) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *applyBatch:
+		if p.awaiting {
+			p.stash = append(p.stash, m)
+			return
+		}
 		p.apply(m)
+	case *restore:
+		c.Respond(p.restore(m))
+	case awaitExpired:
+		if p.awaiting {
+			p.e.cfg.Logger.Warn("no handoff from the previous owner: partition starts empty", "partition", p.id)
+			p.e.metrics.handoffs.WithLabelValues("in", "timeout").Inc()
+			p.serve()
+		}
+	case release:
+		c.Respond(p.snapshot())
 	case *getKey:
 		k := p.keys[m.key]
 		if k == nil {
@@ -74,6 +93,63 @@ func (p *partition) Receive(c actor.Context) {
 	case *actor.Stopped:
 		p.release()
 	}
+}
+
+// serve ends the wait for a handoff and applies what was held meanwhile.
+func (p *partition) serve() {
+	p.awaiting = false
+	for _, b := range p.stash {
+		p.apply(b)
+	}
+	p.stash = nil
+}
+
+func (p *partition) restore(m *restore) error {
+	for _, ks := range m.keys {
+		w := window.New(&p.e.cfg.Shape)
+		if err := w.UnmarshalBinary(ks.Window); err != nil {
+			return fmt.Errorf("actors: restore key %q: %w", ks.Key, err)
+		}
+		k := p.keys[ks.Key]
+		if k == nil {
+			p.e.live.Add(1) // handed over keys are never shed
+			k = &Key{name: strings.Clone(ks.Key), partition: p.id, p: p}
+			p.keys[k.name] = k
+			p.highWater = max(p.highWater, len(p.keys))
+		}
+		k.win, k.activated, k.lastEvent = w, ks.Activated, ks.LastEvent
+		p.touch(k)
+	}
+	if m.last && p.awaiting {
+		p.e.metrics.handoffs.WithLabelValues("in", "ok").Inc()
+		p.serve()
+	}
+	return nil
+}
+
+// snapshot serialises every key for the next owner and answers the events
+// held while awaiting with ResultMoved, so they are routed to it.
+func (p *partition) snapshot() []KeySnapshot {
+	out := make([]KeySnapshot, 0, len(p.keys))
+	for k := p.head; k != nil; k = k.next { // least recently used first
+		b, err := k.win.MarshalBinary()
+		if err != nil {
+			p.e.cfg.Logger.Error("snapshot key", "key", k.name, "err", err)
+			continue
+		}
+		out = append(out, KeySnapshot{Key: k.name, Window: b, Activated: k.activated, LastEvent: k.lastEvent})
+	}
+	for _, b := range p.stash {
+		for _, i := range b.idx {
+			b.sub.out[i] = ResultMoved
+		}
+		p.e.flush(&p.tally, len(b.events), b.sub)
+		b.sub.partDone()
+	}
+	p.stash = nil
+	p.awaiting = false
+	p.e.metrics.handoffs.WithLabelValues("out", "ok").Inc()
+	return out
 }
 
 func (p *partition) apply(b *applyBatch) {

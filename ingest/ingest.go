@@ -58,12 +58,12 @@ type scratch struct {
 const MaxListedRejections = 1000
 
 type sourceMetrics struct {
-	results [6]prometheus.Counter // actors.Result values, then invalid
+	results [actors.NumResults + 1]prometheus.Counter // actors.Result values, then invalid
 	invalid *prometheus.CounterVec
 	body    *prometheus.CounterVec
 }
 
-const resultInvalid = 5
+const resultInvalid = actors.NumResults
 
 // New returns an Ingester submitting to sub and registering its metrics on
 // reg (nil: none). now reads the arrival time of events without ts
@@ -182,7 +182,7 @@ func (in *Ingester) decode(source string, body []byte, contentType string) (*scr
 // rejections make that position unknown).
 func (in *Ingester) result(source string, outs []actors.Result, rej []event.Rejection, omitted int) Result {
 	m := in.count[source]
-	var tally [5]int
+	var tally [actors.NumResults]int
 	for _, r := range outs {
 		tally[r]++
 	}
