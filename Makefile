@@ -4,7 +4,7 @@ BIN       := bin/squall-node
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench lint proto fuzz clean
+.PHONY: all build run test test-short bench lint proto fuzz zk cluster clean
 
 all: build
 
@@ -34,6 +34,12 @@ proto: ## regenerate messages/*.pb.go (fetches protoc into .cache/)
 fuzz: ## run each decoder fuzzer for FUZZTIME (default 20s)
 	for f in FuzzDecodeJSON FuzzDecodeNDJSON FuzzDecodeProto; do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} ./event/ || exit 1; done
+
+zk: ## run a ZooKeeper 3.9.5 in the foreground on 127.0.0.1:2181 (fetched into .cache/)
+	./scripts/zk.sh run $(or $(ZK_PORT),2181)
+
+cluster: ## ZooKeeper + three nodes on loopback (HTTP 8081-8083); Ctrl-C stops them
+	./scripts/cluster.sh $(ARGS)
 
 clean:
 	rm -rf bin

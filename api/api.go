@@ -101,11 +101,16 @@ type PeerStats struct {
 
 // Cluster is the document of GET /debug/cluster.
 type Cluster struct {
-	Cluster    string               `json:"cluster"`
-	Self       string               `json:"self"`
-	Leader     string               `json:"leader"`
-	Epoch      int64                `json:"epoch"`
-	Partitions int                  `json:"partitions"`
+	Cluster    string `json:"cluster"`
+	Self       string `json:"self"`
+	Leader     string `json:"leader"`
+	Epoch      int64  `json:"epoch"`
+	Generation int64  `json:"generation"`
+	Partitions int    `json:"partitions"`
+	// Serving lists the partitions this node serves right now.
+	Serving []int32 `json:"serving"`
+	// Connected is false while the node has no ZooKeeper session.
+	Connected  bool                 `json:"connected"`
 	Members    []Member             `json:"members"`
 	Assignment map[string]string    `json:"assignment"`
 	Peers      map[string]PeerStats `json:"peers"`

@@ -333,13 +333,19 @@ func (c *Coordinator) checkSession(w *watches) {
 	}
 	c.mu.Lock()
 	c.session, c.lostSession = c.conn.SessionID(), false
-	current := c.assign
 	c.mu.Unlock()
 	c.log.Info("joined the cluster", "cluster", c.cfg.Cluster, "node", c.cfg.Self.ID, "session", fmt.Sprintf("%#x", c.conn.SessionID()))
+	c.rearm(w) // reads, and applies, a newer assignment if there is one
+	c.mu.Lock()
+	current := c.assign
+	c.mu.Unlock()
 	if current != nil {
-		c.l.Apply(current) // serve again what it still gives us
+		// Serve again what the newest assignment still gives this node. Its
+		// state went with the session: nothing will be handed over.
+		again := *current
+		again.Moves = nil
+		c.l.Apply(&again)
 	}
-	c.rearm(w)
 	c.elect(w)
 	c.lead()
 }
@@ -457,6 +463,11 @@ func (c *Coordinator) readMembers(w *watches) {
 	}
 	c.mu.Lock()
 	c.members = members
+	for id := range c.leaving {
+		if _, member := members[id]; !member {
+			delete(c.leaving, id)
+		}
+	}
 	c.mu.Unlock()
 	c.m.members.Set(float64(len(members)))
 	c.l.MembersChanged(members)
@@ -468,11 +479,19 @@ func (c *Coordinator) readLeaving(w *watches) {
 		return
 	}
 	w.leaving = ch
+	c.mu.Lock()
+	// A leaver stays one until its member znode is gone too: both go with
+	// its session, but the two watches fire in either order, and a leaver
+	// seen as a plain member again would be given partitions back.
 	leaving := make(map[string]bool, len(ids))
+	for id := range c.leaving {
+		if _, member := c.members[id]; member {
+			leaving[id] = true
+		}
+	}
 	for _, id := range ids {
 		leaving[id] = true
 	}
-	c.mu.Lock()
 	c.leaving = leaving
 	c.mu.Unlock()
 }
@@ -653,7 +672,7 @@ func (c *Coordinator) lead() {
 	// the election znode, i.e. unless this node is still the leader.
 	res, err := c.conn.Multi(&zk.CheckVersionRequest{Path: electPath, Version: 0}, write)
 	if err == nil {
-		c.log.Info("wrote assignment", "epoch", a.Epoch, "generation", a.Generation, "moves", len(a.Moves))
+		c.log.Info("wrote assignment", "epoch", a.Epoch, "generation", a.Generation, "moves", len(a.Moves), "owners", strings.Join(a.Owners, ","), "members", len(ids), "leaving", len(c.leaving))
 		c.m.writes.Inc()
 		return
 	}

@@ -21,8 +21,8 @@ type recorder struct {
 	lost    int
 }
 
-func (r *recorder) Apply(a *Assignment) { r.mu.Lock(); r.applied = append(r.applied, a); r.mu.Unlock() }
-func (r *recorder) SessionLost()        { r.mu.Lock(); r.lost++; r.mu.Unlock() }
+func (r *recorder) Apply(a *Assignment)              { r.mu.Lock(); r.applied = append(r.applied, a); r.mu.Unlock() }
+func (r *recorder) SessionLost()                     { r.mu.Lock(); r.lost++; r.mu.Unlock() }
 func (r *recorder) MembersChanged(map[string]Member) {}
 
 func (r *recorder) last() *Assignment {

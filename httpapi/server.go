@@ -32,8 +32,9 @@ type Backend interface {
 	// Get returns a key's state; an error wrapping actors.ErrNotFound when
 	// the key has no live actor.
 	Get(ctx context.Context, key string) (*api.KeyState, error)
-	// List returns live keys with prefix, at most limit.
-	List(ctx context.Context, prefix string, limit int) (*api.KeyList, error)
+	// List returns live keys with prefix, at most limit, of this node or,
+	// with cluster, of every node.
+	List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error)
 	// Cluster describes the cluster as this node sees it.
 	Cluster(ctx context.Context) (*api.Cluster, error)
 }
@@ -237,11 +238,12 @@ func (s *Server) listActors(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	if sc := q.Get("scope"); sc != "" && sc != "node" && sc != "cluster" {
+	sc := q.Get("scope")
+	if sc != "" && sc != "node" && sc != "cluster" {
 		writeJSON(w, http.StatusBadRequest, api.Error{Error: `scope must be "node" or "cluster"`})
 		return
 	}
-	kl, err := s.backend.List(r.Context(), q.Get("prefix"), limit)
+	kl, err := s.backend.List(r.Context(), q.Get("prefix"), limit, sc == "cluster")
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: err.Error()})
 		return

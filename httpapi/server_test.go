@@ -28,6 +28,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // backend serves the debug endpoints from a real engine.
 type backend struct{ *actors.Engine }
 
+func (b backend) List(ctx context.Context, prefix string, limit int, _ bool) (*api.KeyList, error) {
+	return b.Engine.List(ctx, prefix, limit)
+}
+
 func (b backend) Cluster(context.Context) (*api.Cluster, error) {
 	return &api.Cluster{Cluster: "standalone", Self: "n1", Leader: "n1", Partitions: b.Partitions()}, nil
 }

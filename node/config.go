@@ -40,6 +40,27 @@ type Config struct {
 	// NATSSubject is the subject events arrive on (queue group "squall").
 	// Default "squall.events".
 	NATSSubject string
+	// ZK lists the ZooKeeper servers (host:port, comma separated); empty
+	// runs the node standalone. Default empty.
+	ZK string
+	// Cluster names the cluster: its znodes live under /squall/<cluster>.
+	// Default "squall".
+	Cluster string
+	// ZKSessionTimeout is the ZooKeeper session timeout. Default 6s.
+	ZKSessionTimeout time.Duration
+	// ZKDigest, "user:password", authenticates to ZooKeeper and keeps
+	// Squall's znodes writable by that user only. Default empty.
+	ZKDigest string
+	// RemoteAddr is the listen address of node-to-node traffic (protoactor
+	// remote). Default 127.0.0.1:0 (a free port).
+	RemoteAddr string
+	// RemoteTLSCert, RemoteTLSKey and RemoteTLSCA, all set, make
+	// node-to-node traffic mutual TLS: each node presents the certificate
+	// and accepts peers signed by the CA. Default empty: plaintext.
+	RemoteTLSCert, RemoteTLSKey, RemoteTLSCA string
+	// AwaitHandoff bounds how long a partition moved to this node waits for
+	// its previous owner's state before starting empty. Default 15s.
+	AwaitHandoff time.Duration
 	// Partitions is the number of key partitions. Default 64.
 	Partitions int
 	// Retention is the window length over event time. Default 10m.
@@ -75,19 +96,23 @@ type Config struct {
 func DefaultConfig() Config {
 	shape := window.DefaultShape()
 	return Config{
-		HTTPAddr:        "127.0.0.1:8080",
-		NATSAddr:        "127.0.0.1:4222",
-		NATSSubject:     "squall.events",
-		Partitions:      64,
-		Retention:       shape.Retention,
-		Resolution:      shape.Resolution,
-		Subwindows:      shape.Subwindows,
-		RecentEvents:    shape.Recent,
-		IdleTTL:         10 * time.Minute,
-		MaxKeys:         2_000_000,
-		MaxBodyBytes:    8 << 20,
-		ShutdownTimeout: 8 * time.Second,
-		LogLevel:        "info",
+		HTTPAddr:         "127.0.0.1:8080",
+		NATSAddr:         "127.0.0.1:4222",
+		NATSSubject:      "squall.events",
+		Cluster:          "squall",
+		ZKSessionTimeout: 6 * time.Second,
+		RemoteAddr:       "127.0.0.1:0",
+		AwaitHandoff:     15 * time.Second,
+		Partitions:       64,
+		Retention:        shape.Retention,
+		Resolution:       shape.Resolution,
+		Subwindows:       shape.Subwindows,
+		RecentEvents:     shape.Recent,
+		IdleTTL:          10 * time.Minute,
+		MaxKeys:          2_000_000,
+		MaxBodyBytes:     8 << 20,
+		ShutdownTimeout:  8 * time.Second,
+		LogLevel:         "info",
 	}
 }
 
@@ -116,6 +141,30 @@ func (c *Config) Validate() error {
 	}
 	if c.NATSSubject == "" || strings.ContainsAny(c.NATSSubject, " \t*>") {
 		bad("nats-subject", "%q must be a literal NATS subject", c.NATSSubject)
+	}
+	if c.ZK != "" {
+		for _, s := range strings.Split(c.ZK, ",") {
+			checkAddr("zk", strings.TrimSpace(s))
+		}
+		checkAddr("remote-addr", c.RemoteAddr)
+		if c.Cluster == "" || strings.Contains(c.Cluster, "/") {
+			bad("cluster", "%q must be non-empty without '/'", c.Cluster)
+		}
+		if strings.Contains(c.NodeID, "/") {
+			bad("node-id", "%q must not contain '/'", c.NodeID)
+		}
+		if c.ZKSessionTimeout < time.Second || c.ZKSessionTimeout > time.Minute {
+			bad("zk-session-timeout", "%s must be in 1s..1m", c.ZKSessionTimeout)
+		}
+		if u, _, ok := strings.Cut(c.ZKDigest, ":"); c.ZKDigest != "" && (!ok || u == "") {
+			bad("zk-digest", "must be user:password")
+		}
+		if n := btoi(c.RemoteTLSCert != "") + btoi(c.RemoteTLSKey != "") + btoi(c.RemoteTLSCA != ""); n != 0 && n != 3 {
+			bad("remote-tls-cert", "--remote-tls-cert, --remote-tls-key and --remote-tls-ca go together")
+		}
+	}
+	if c.AwaitHandoff <= 0 {
+		bad("await-handoff", "%s must be positive", c.AwaitHandoff)
 	}
 	if c.Partitions < 1 || c.Partitions > 1<<16 {
 		bad("partitions", "%d must be in 1..65536", c.Partitions)
@@ -153,7 +202,16 @@ func (c *Config) engineConfig() actors.Config {
 	ec.Shape = c.Shape()
 	ec.IdleTTL = c.IdleTTL
 	ec.MaxKeys = c.MaxKeys
+	ec.Clustered = c.ZK != ""
+	ec.AwaitHandoff = c.AwaitHandoff
 	return ec
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -284,6 +342,15 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "external NATS server URL (empty: start an embedded server)")
 	fs.StringVar(&c.NATSAddr, "nats-addr", c.NATSAddr, "embedded NATS server listen address (port 0: any free port)")
 	fs.StringVar(&c.NATSSubject, "nats-subject", c.NATSSubject, "NATS subject events arrive on (queue group squall)")
+	fs.StringVar(&c.ZK, "zk", c.ZK, "ZooKeeper servers host:port, comma separated (empty: standalone)")
+	fs.StringVar(&c.Cluster, "cluster", c.Cluster, "cluster name (ZooKeeper root /squall/<cluster>)")
+	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", c.ZKSessionTimeout, "ZooKeeper session timeout")
+	fs.StringVar(&c.ZKDigest, "zk-digest", c.ZKDigest, "ZooKeeper digest credentials user:password (znodes then writable by that user only)")
+	fs.StringVar(&c.RemoteAddr, "remote-addr", c.RemoteAddr, "node-to-node listen address (protoactor remote; port 0: any free port)")
+	fs.StringVar(&c.RemoteTLSCert, "remote-tls-cert", c.RemoteTLSCert, "PEM certificate for node-to-node mutual TLS")
+	fs.StringVar(&c.RemoteTLSKey, "remote-tls-key", c.RemoteTLSKey, "PEM key for node-to-node mutual TLS")
+	fs.StringVar(&c.RemoteTLSCA, "remote-tls-ca", c.RemoteTLSCA, "PEM CA that signs the peers' certificates")
+	fs.DurationVar(&c.AwaitHandoff, "await-handoff", c.AwaitHandoff, "how long a moved partition waits for its previous owner's state")
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "number of key partitions")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "window length over event time")
 	fs.DurationVar(&c.Resolution, "resolution", c.Resolution, "window bucket width")

@@ -37,6 +37,7 @@ type Node struct {
 	ln      net.Listener
 	nsrv    *server.Server // embedded NATS, nil with --nats-url
 	nc      *nats.Conn
+	cl      *clustered    // nil standalone
 	ncDone  chan struct{} // closed when nc is closed
 	natsURL string
 
@@ -76,7 +77,14 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if n.engine, err = actors.New(ec); err != nil {
 		return nil, err
 	}
-	if n.in, err = ingest.New(n.engine, n.reg, nil); err != nil {
+	var sub ingest.Submitter = n.engine
+	if cfg.ZK != "" {
+		if err = n.startCluster(); err != nil {
+			return nil, err
+		}
+		sub = n.cl
+	}
+	if n.in, err = ingest.New(sub, n.reg, nil); err != nil {
 		return nil, err
 	}
 	nc := ingest.DefaultNATSConfig()
@@ -92,8 +100,12 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	n.srv = httpapi.NewHTTPServer(hc, n.api.Handler(), log)
 	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
 	n.api.SetReady(true)
+	remote := ""
+	if n.cl != nil {
+		remote = n.cl.tr.Addr()
+	}
 	log.Info("squall node started", "node", n.cfg.NodeID, "http", n.HTTPAddr(), "nats", n.natsURL,
-		"embedded_nats", n.nsrv != nil, "partitions", cfg.Partitions, "version", Version)
+		"remote", remote, "zk", cfg.ZK, "embedded_nats", n.nsrv != nil, "partitions", cfg.Partitions, "version", Version)
 	return n, nil
 }
 
@@ -191,6 +203,12 @@ func (n *Node) Close() error {
 		case <-ctx.Done():
 			errs = append(errs, errors.New("nats drain: timed out"))
 		}
+		if n.cl != nil {
+			n.cl.asyncs.Wait()
+			if err := n.cl.leave(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		n.teardown()
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("squall node stopped", "node", n.cfg.NodeID, "took", time.Since(start).Round(time.Millisecond))
@@ -208,6 +226,16 @@ func (n *Node) teardown() {
 	if n.nc != nil {
 		n.nc.Close()
 	}
+	if n.cl != nil {
+		if n.cl.coord != nil {
+			n.cl.coord.Close()
+		}
+		n.cl.asyncs.Wait()
+		n.cl.moves.Wait()
+		if n.cl.tr != nil {
+			n.cl.tr.Close()
+		}
+	}
 	if n.engine != nil {
 		_ = n.engine.Close()
 	}
@@ -219,17 +247,26 @@ func (n *Node) teardown() {
 
 // Get implements httpapi.Backend.
 func (n *Node) Get(ctx context.Context, key string) (*api.KeyState, error) {
+	if n.cl != nil {
+		return n.cl.get(ctx, key)
+	}
 	return n.engine.Get(ctx, key)
 }
 
 // List implements httpapi.Backend.
-func (n *Node) List(ctx context.Context, prefix string, limit int) (*api.KeyList, error) {
+func (n *Node) List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error) {
+	if n.cl != nil && cluster {
+		return n.cl.list(ctx, prefix, limit)
+	}
 	return n.engine.List(ctx, prefix, limit)
 }
 
 // Cluster implements httpapi.Backend: standalone, the node is the only
 // member, its own leader, and owns every partition.
 func (n *Node) Cluster(context.Context) (*api.Cluster, error) {
+	if n.cl != nil {
+		return n.cl.describe(), nil
+	}
 	parts := make([]int32, n.cfg.Partitions)
 	assign := make(map[string]string, n.cfg.Partitions)
 	for i := range parts {
@@ -238,7 +275,7 @@ func (n *Node) Cluster(context.Context) (*api.Cluster, error) {
 	}
 	return &api.Cluster{
 		Cluster: "standalone", Self: n.cfg.NodeID, Leader: n.cfg.NodeID, Epoch: 0,
-		Partitions: n.cfg.Partitions,
+		Partitions: n.cfg.Partitions, Serving: parts, Connected: true,
 		Members: []api.Member{{ID: n.cfg.NodeID, HTTPAddr: n.HTTPAddr(), Version: Version,
 			Partitions: parts}},
 		Assignment: assign,
