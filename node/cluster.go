@@ -29,7 +29,7 @@ var (
 // routes is the routing table: the owner of each partition and where to
 // reach each member. Replaced whole, read without locks.
 type routes struct {
-	gen    int64    // generation of the assignment the owners come from
+	gen    int64 // generation of the assignment the owners come from
 	owners []string
 	addrs  map[string]string // member id → remote address
 }
