@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"sync"
@@ -107,7 +108,11 @@ func (c *clustered) handOver(p int32, to string, gen int64) {
 			err = c.tr.Handoff(ctx, to, addr, p, gen, snaps)
 		}
 		if err == nil {
-			c.n.log.Info("handed partition over", "partition", p, "to", to, "keys", len(snaps))
+			level := slog.LevelInfo
+			if len(snaps) == 0 {
+				level = slog.LevelDebug
+			}
+			c.n.log.Log(ctx, level, "handed partition over", "partition", p, "to", to, "keys", len(snaps))
 			return
 		}
 		select {

@@ -38,10 +38,11 @@ const maxPooledBuf = 4 << 20
 // Config.RequestTimeout.
 //
 // On error, the events of the chunks that were answered have their results
-// and the others are actors.ResultFailed: the failed chunk's events may or
-// may not have been applied (ErrTimeout) or were not (ErrBusy,
-// ErrPeerClosing, ErrUnreachable, ErrRemote), and those of later chunks
-// were not sent. The error names the peer.
+// and the others are actors.ResultFailed. The failed chunk's events were
+// not applied (ErrBusy, ErrPeerClosing, ErrUnreachable, ErrClosed before
+// sending), may or may not have been (ErrTimeout, a canceled ctx, ErrClosed
+// while waiting), or are as the peer's Handler left them (ErrRemote); those
+// of later chunks were not sent. The error names the peer.
 //
 // Forward is safe for concurrent use; it does not keep evs.
 func (t *Transport) Forward(ctx context.Context, peerID, peerAddr string, evs []event.Event, out []actors.Result) error {
@@ -209,8 +210,9 @@ func (t *Transport) List(ctx context.Context, peerAddr, prefix string, limit int
 // Handoff sends a partition's key state to its new owner, peer peerID at
 // peerAddr: in chunks of about 1 MiB, one at a time and in order, the last
 // with last=true (a single one for zero keys). Each chunk waits for its
-// answer within Config.RequestTimeout. On error the new owner has received
-// a prefix of the chunks and no last one. It is safe for concurrent use.
+// answer within Config.RequestTimeout. On error the new owner has taken the
+// chunks before the failed one and possibly that one (which may be the
+// last). It is safe for concurrent use.
 func (t *Transport) Handoff(ctx context.Context, peerID, peerAddr string, partition int32, generation int64, keys []actors.KeySnapshot) error {
 	t.learn(peerAddr, peerID)
 	newReq := func() *messages.HandoffRequest {

@@ -21,8 +21,21 @@
 // into one gRPC message. Large batches and handoffs are split into chunks
 // that fit the gRPC message limit (Config.MaxMessageBytes).
 //
-// Lock order: Transport.mu, then replies.mu, then peers' mutex; none is
-// held while calling the Handler or waiting for a peer.
+// Lock order: Transport.mu, then replies.mu; the stats' mutex and termMu
+// are taken alone. None is held while calling the Handler or waiting for a
+// peer.
+//
+// What protoactor remote imposes:
+//   - Peers must dial the exact address a node advertises (it tells local
+//     from remote PIDs by string comparison).
+//   - A message type the receiver does not know crashes the receiver
+//     (protoactor dereferences the missing type): add request types to
+//     remote.proto only once every node can read them.
+//   - remote.Start sets gRPC's global logger, which the gRPC goroutines of
+//     any other remote in the process read unsynchronised: under the race
+//     detector, run one Transport per process.
+//   - A failed connection attempt makes the endpoint wait 2s before its
+//     queued requests fail with ErrUnreachable; Close waits for it.
 package transport
 
 import (
