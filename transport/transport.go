@@ -240,7 +240,7 @@ func Start(cfg Config, h Handler) (*Transport, error) {
 	// See termMu.
 	t.termSub = t.system.EventStream.SubscribeWithPredicate(func(any) {
 		t.termMu.Lock()
-		t.termMu.Unlock() //nolint:staticcheck // an empty critical section: a happens-before edge
+		t.termMu.Unlock() // an empty critical section: a happens-before edge
 	}, func(m any) bool {
 		_, ok := m.(*remote.EndpointTerminatedEvent)
 		return ok
@@ -385,7 +385,7 @@ func (t *Transport) Close() error {
 		t.quiet.Store(true)
 		t.termMu.Lock()
 		t.system.EventStream.Unsubscribe(t.termSub)
-		t.termMu.Unlock() //nolint:staticcheck // see termMu
+		t.termMu.Unlock()
 		t.stopRemote()
 		t.stats.unregister()
 	})
