@@ -138,8 +138,16 @@ func (e *Engine) Live() int64 { return e.live.Load() }
 // applied (or shed), or with ctx's error while waiting for room in the
 // in-flight bound, in which case nothing was submitted.
 func (e *Engine) Submit(ctx context.Context, evs []event.Event, out []Result) error {
-	if len(out) != len(evs) {
-		return fmt.Errorf("actors: %d results for %d events", len(out), len(evs))
+	return e.SubmitRecords(ctx, evs, nil, false, out)
+}
+
+// SubmitRecords is Submit for events read from Kafka: offsets[i] is the
+// record offset of evs[i] (nil: not from Kafka), kept with each key so that
+// RestoreOffset can tell how far back a replay must start. With replay the
+// events rebuild state and handlers emit nothing (restore mode).
+func (e *Engine) SubmitRecords(ctx context.Context, evs []event.Event, offsets []int64, replay bool, out []Result) error {
+	if len(out) != len(evs) || (offsets != nil && len(offsets) != len(evs)) {
+		return fmt.Errorf("actors: %d results and %d offsets for %d events", len(out), len(offsets), len(evs))
 	}
 	if len(evs) == 0 {
 		return nil
@@ -147,6 +155,7 @@ func (e *Engine) Submit(ctx context.Context, evs []event.Event, out []Result) er
 	s := e.getSubmission()
 	s.out = out
 	s.done = make(chan struct{})
+	s.offsets, s.replay = offsets, replay
 	if err := e.send(ctx, s, evs); err != nil {
 		e.putSubmission(s)
 		return err
@@ -205,12 +214,20 @@ func (e *Engine) send(ctx context.Context, s *submission, evs []event.Event) err
 	}
 	buf := grow(s.events, n)
 	idx := grow(s.idx, n)
+	var offs []int64
+	if s.offsets != nil {
+		offs = grow(s.offs, n)
+		s.offs = offs
+	}
 	pos := grow(s.pos, e.cfg.Partitions)
 	copy(pos, counts[:e.cfg.Partitions])
 	for i := range evs {
 		p := parts[i]
 		buf[pos[p]] = evs[i]
 		idx[pos[p]] = int32(i)
+		if offs != nil {
+			offs[pos[p]] = s.offsets[i]
+		}
 		pos[p]++
 	}
 	s.parts, s.counts, s.events, s.idx, s.pos = parts, counts, buf, idx, pos
@@ -229,7 +246,11 @@ func (e *Engine) send(ctx context.Context, s *submission, evs []event.Event) err
 			moved += int(hi - lo)
 			continue
 		}
-		s.batches = append(s.batches, applyBatch{part: int32(p), events: buf[lo:hi], idx: idx[lo:hi], sub: s})
+		b := applyBatch{part: int32(p), events: buf[lo:hi], idx: idx[lo:hi], sub: s}
+		if offs != nil {
+			b.offsets = offs[lo:hi]
+		}
+		s.batches = append(s.batches, b)
 	}
 	if moved > 0 {
 		e.metrics.results[ResultMoved].Add(float64(moved))
@@ -426,6 +447,8 @@ func timeout(ctx context.Context) time.Duration {
 type submission struct {
 	e        *Engine
 	out      []Result
+	offsets  []int64 // the caller's, parallel to its events; nil: not from Kafka
+	replay   bool
 	done     chan struct{}
 	callback func([]Result)
 	pending  atomic.Int32
@@ -437,6 +460,7 @@ type submission struct {
 	pos     []int32
 	events  []event.Event
 	idx     []int32
+	offs    []int64
 	batches []applyBatch
 }
 
@@ -467,9 +491,9 @@ func (e *Engine) getSubmission() *submission {
 
 func (e *Engine) putSubmission(s *submission) {
 	clear(s.events) // drop references to the caller's strings and tags
-	s.out, s.done, s.callback = nil, nil, nil
+	s.out, s.done, s.callback, s.offsets, s.replay = nil, nil, nil, nil, false
 	if cap(s.events) > 1<<16 { // do not pin a huge batch's buffers
-		s.events, s.idx, s.parts = nil, nil, nil
+		s.events, s.idx, s.parts, s.offs = nil, nil, nil, nil
 	}
 	e.subs.Put(s)
 }

@@ -49,6 +49,10 @@ type Key struct {
 	// the key actor.
 	State any
 
+	// offsets holds (bucket, oldest record offset) pairs of the Kafka
+	// records in the window, by bucket; nil when not fed from Kafka.
+	offsets []int64
+
 	// prev and next link the partition's keys from least to most recently
 	// used, for passivation.
 	prev, next *Key
@@ -75,4 +79,54 @@ type KeySnapshot struct {
 	Window    []byte // window.Window.MarshalBinary
 	Activated time.Time
 	LastEvent time.Time
+	// Offsets are the Kafka offsets of the records in the window, as pairs
+	// (bucket, oldest offset in that bucket); nil when not fed from Kafka.
+	Offsets []int64
+}
+
+// trackOffset records that the record at offset off landed in bucket.
+// k.offsets holds (bucket, oldest offset) pairs ordered by bucket.
+func (k *Key) trackOffset(bucket, off int64, windowBuckets int64) {
+	n := len(k.offsets)
+	switch {
+	case n > 0 && k.offsets[n-2] == bucket:
+		k.offsets[n-1] = min(k.offsets[n-1], off)
+	case n == 0 || k.offsets[n-2] < bucket:
+		k.offsets = append(k.offsets, bucket, off)
+	default: // out of order: find its place
+		i := 0
+		for i < n && k.offsets[i] < bucket {
+			i += 2
+		}
+		if i < n && k.offsets[i] == bucket {
+			k.offsets[i+1] = min(k.offsets[i+1], off)
+		} else {
+			k.offsets = append(k.offsets[:i], append([]int64{bucket, off}, k.offsets[i:]...)...)
+		}
+	}
+	k.evictOffsets(windowBuckets)
+}
+
+// evictOffsets drops the pairs of buckets the window no longer holds.
+func (k *Key) evictOffsets(windowBuckets int64) {
+	cut := k.win.NewestBucket() - windowBuckets
+	i := 0
+	for i < len(k.offsets) && k.offsets[i] <= cut {
+		i += 2
+	}
+	if i > 0 {
+		k.offsets = append(k.offsets[:0], k.offsets[i:]...)
+	}
+}
+
+// oldestOffset returns the oldest record offset in the key's window, or -1.
+func (k *Key) oldestOffset(windowBuckets int64) int64 {
+	k.evictOffsets(windowBuckets)
+	oldest := int64(-1)
+	for i := 1; i < len(k.offsets); i += 2 {
+		if oldest < 0 || k.offsets[i] < oldest {
+			oldest = k.offsets[i]
+		}
+	}
+	return oldest
 }

@@ -117,3 +117,20 @@ func (e *Engine) Owned() []int32 {
 	}
 	return out
 }
+
+// RestoreOffset returns the oldest Kafka offset of partition p whose
+// record is still in some key's window, or -1 when none is: where a replay
+// must start to rebuild every key of p exactly.
+func (e *Engine) RestoreOffset(ctx context.Context, p int32) (int64, error) {
+	e.mu.RLock()
+	pid := e.pids[p]
+	e.mu.RUnlock()
+	if pid == nil {
+		return -1, ErrNotOwned
+	}
+	res, err := e.system.Root.RequestFuture(pid, restoreOffsetReq{}, timeout(ctx)).Result()
+	if err != nil {
+		return -1, fmt.Errorf("actors: restore offset of partition %d: %w", p, err)
+	}
+	return res.(int64), nil
+}

@@ -16,10 +16,11 @@ import (
 // applyBatch carries the events of one submission that belong to one
 // partition. Results are written at out[idx[i]] for events[i].
 type applyBatch struct {
-	part   int32
-	events []event.Event
-	idx    []int32
-	sub    *submission
+	part    int32
+	offsets []int64 // record offsets of events; nil when not from Kafka
+	events  []event.Event
+	idx     []int32
+	sub     *submission
 }
 
 type getKey struct{ key string }
@@ -36,6 +37,8 @@ type keyList struct {
 
 type sweep struct{ done chan<- int }
 
+type restoreOffsetReq struct{}
+
 // partition is the protoactor actor that owns the key actors of one
 // partition and runs their handlers inline, so an event costs a map lookup
 // and a handler call, not a mailbox hop.
@@ -48,16 +51,35 @@ type partition struct {
 	highWater int
 	// head is the least recently used key, tail the most recent.
 	head, tail *Key
+	// resMS is the bucket width in ms; windowBuckets the window's length
+	// in buckets.
+	resMS, windowBuckets int64
 	// tally counts outcomes of the current batch, flushed to metrics.
 	tally [NumResults]int
 	// awaiting holds events (in stash) until the previous owner's state
 	// has arrived.
 	awaiting bool
 	stash    []*applyBatch
+	// replaying suppresses handler outputs while a batch rebuilds state.
+	replaying bool
 }
 
 func newPartition(e *Engine, id int32) *partition {
-	return &partition{e: e, id: id, keys: make(map[string]*Key)}
+	res := e.cfg.Shape.Resolution.Milliseconds()
+	return &partition{e: e, id: id, keys: make(map[string]*Key), resMS: res,
+		windowBuckets: e.cfg.Shape.Retention.Milliseconds() / res}
+}
+
+// restoreOffset returns the oldest record offset still in some key's
+// window, or -1.
+func (p *partition) restoreOffset() int64 {
+	oldest := int64(-1)
+	for k := p.head; k != nil; k = k.next {
+		if o := k.oldestOffset(p.windowBuckets); o >= 0 && (oldest < 0 || o < oldest) {
+			oldest = o
+		}
+	}
+	return oldest
 }
 
 // Receive implements actor.Actor.
@@ -88,6 +110,8 @@ func (p *partition) Receive(c actor.Context) {
 		c.Respond(p.state(k))
 	case *listKeys:
 		c.Respond(p.list(m))
+	case restoreOffsetReq:
+		c.Respond(p.restoreOffset())
 	case *sweep:
 		m.done <- p.passivate(p.e.cfg.Clock.Now())
 	case *actor.Stopped:
@@ -118,6 +142,7 @@ func (p *partition) restore(m *restore) error {
 			p.highWater = max(p.highWater, len(p.keys))
 		}
 		k.win, k.activated, k.lastEvent = w, ks.Activated, ks.LastEvent
+		k.offsets = append([]int64(nil), ks.Offsets...)
 		p.touch(k)
 	}
 	if m.last && p.awaiting {
@@ -137,7 +162,8 @@ func (p *partition) snapshot() []KeySnapshot {
 			p.e.cfg.Logger.Error("snapshot key", "key", k.name, "err", err)
 			continue
 		}
-		out = append(out, KeySnapshot{Key: k.name, Window: b, Activated: k.activated, LastEvent: k.lastEvent})
+		out = append(out, KeySnapshot{Key: k.name, Window: b, Activated: k.activated, LastEvent: k.lastEvent,
+			Offsets: append([]int64(nil), k.offsets...)})
 	}
 	for _, b := range p.stash {
 		for _, i := range b.idx {
@@ -154,6 +180,8 @@ func (p *partition) snapshot() []KeySnapshot {
 
 func (p *partition) apply(b *applyBatch) {
 	now := p.e.cfg.Clock.Now()
+	p.replaying = b.sub.replay
+	defer func() { p.replaying = false }()
 	for i := 0; i < len(b.events); {
 		i = p.applyFrom(b, i, now)
 	}
@@ -184,6 +212,9 @@ func (p *partition) applyFrom(b *applyBatch, i int, now time.Time) (next int) {
 			}
 		}
 		r := Result(p.e.cfg.Handler.Apply(k, ev))
+		if r == ResultApplied && b.offsets != nil {
+			k.trackOffset(ev.TS/p.resMS, b.offsets[i], p.windowBuckets)
+		}
 		b.sub.out[b.idx[i]] = r
 		p.tally[r]++
 		k.lastEvent = now
@@ -270,6 +301,9 @@ func (p *partition) release() {
 }
 
 func (p *partition) emit(o Output) {
+	if p.replaying {
+		return // restore mode: state only
+	}
 	p.e.metrics.outputs.Inc()
 	if p.e.cfg.Sink != nil {
 		p.e.cfg.Sink(o)

@@ -470,7 +470,10 @@ type KeySnapshot struct {
 	ActivatedMs int64 `protobuf:"varint,3,opt,name=activated_ms,json=activatedMs,proto3" json:"activated_ms,omitempty"`
 	// last_event_ms is when the key last took an event, in epoch
 	// milliseconds; 0 means unset.
-	LastEventMs   int64 `protobuf:"varint,4,opt,name=last_event_ms,json=lastEventMs,proto3" json:"last_event_ms,omitempty"`
+	LastEventMs int64 `protobuf:"varint,4,opt,name=last_event_ms,json=lastEventMs,proto3" json:"last_event_ms,omitempty"`
+	// offsets are the Kafka offsets of the records in the key's window, as
+	// pairs (bucket, oldest offset in it); empty when not fed from Kafka.
+	Offsets       []int64 `protobuf:"varint,5,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -531,6 +534,13 @@ func (x *KeySnapshot) GetLastEventMs() int64 {
 		return x.LastEventMs
 	}
 	return 0
+}
+
+func (x *KeySnapshot) GetOffsets() []int64 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
 }
 
 // HandoffRequest carries one chunk of a partition's key state from its
@@ -743,12 +753,13 @@ const file_messages_remote_proto_rawDesc = "" +
 	"\fListResponse\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
-	"\x04from\x18\x03 \x01(\tR\x04from\"~\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\"\x98\x01\n" +
 	"\vKeySnapshot\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
 	"\x06window\x18\x02 \x01(\fR\x06window\x12!\n" +
 	"\factivated_ms\x18\x03 \x01(\x03R\vactivatedMs\x12\"\n" +
-	"\rlast_event_ms\x18\x04 \x01(\x03R\vlastEventMs\"\xa8\x01\n" +
+	"\rlast_event_ms\x18\x04 \x01(\x03R\vlastEventMs\x12\x18\n" +
+	"\aoffsets\x18\x05 \x03(\x03R\aoffsets\"\xa8\x01\n" +
 	"\x0eHandoffRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1e\n" +

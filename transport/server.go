@@ -221,6 +221,7 @@ func (t *Transport) serveHandoff(ctx context.Context, r *messages.HandoffRequest
 			Window:    k.GetWindow(),
 			Activated: fromMS(k.GetActivatedMs()),
 			LastEvent: fromMS(k.GetLastEventMs()),
+			Offsets:   k.GetOffsets(),
 		}
 	}
 	if err := t.h.Handoff(ctx, r.From, r.Partition, r.Generation, keys, r.Last); err != nil {
