@@ -42,6 +42,11 @@ type Config struct {
 	// Sink receives what handlers emit, on the partition's goroutine; it
 	// must not block for long. Default: outputs are discarded and counted.
 	Sink func(Output)
+	// OnServe, when set, is called once a partition starts serving: at
+	// once when acquired without a wait, or when the previous owner's state
+	// has arrived (handedOver true), or when the wait for it timed out. It
+	// runs on the partition's goroutine and must not block. Default nil.
+	OnServe func(p int32, handedOver bool)
 	// Clock reads wall-clock time (activation, last event, passivation).
 	// Default the system clock.
 	Clock Clock

@@ -140,3 +140,37 @@ func TestReleaseWhileAwaiting(t *testing.T) {
 		t.Fatalf("second release %v", err)
 	}
 }
+
+func TestOnServe(t *testing.T) {
+	type call struct {
+		p      int32
+		handed bool
+	}
+	calls := make(chan call, 10)
+	e := clustered(t, func(c *Config) {
+		c.AwaitHandoff = 100 * time.Millisecond
+		c.OnServe = func(p int32, handed bool) { calls <- call{p, handed} }
+	})
+	next := func() call {
+		select {
+		case c := <-calls:
+			return c
+		case <-time.After(2 * time.Second):
+			t.Fatal("OnServe not called")
+			return call{}
+		}
+	}
+	e.Acquire(0, false)
+	if c := next(); c != (call{0, false}) {
+		t.Fatalf("plain acquire: %+v", c)
+	}
+	e.Acquire(1, true)
+	e.Restore(context.Background(), 1, nil, true)
+	if c := next(); c != (call{1, true}) {
+		t.Fatalf("handed over: %+v", c)
+	}
+	e.Acquire(2, true) // nothing comes: the wait times out
+	if c := next(); c != (call{2, false}) {
+		t.Fatalf("timed out: %+v", c)
+	}
+}

@@ -85,6 +85,10 @@ func (p *partition) restoreOffset() int64 {
 // Receive implements actor.Actor.
 func (p *partition) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
+	case *actor.Started:
+		if !p.awaiting && p.e.cfg.OnServe != nil {
+			p.e.cfg.OnServe(p.id, false)
+		}
 	case *applyBatch:
 		if p.awaiting {
 			p.stash = append(p.stash, m)
@@ -97,7 +101,7 @@ func (p *partition) Receive(c actor.Context) {
 		if p.awaiting {
 			p.e.cfg.Logger.Warn("no handoff from the previous owner: partition starts empty", "partition", p.id)
 			p.e.metrics.handoffs.WithLabelValues("in", "timeout").Inc()
-			p.serve()
+			p.serve(false)
 		}
 	case release:
 		c.Respond(p.snapshot())
@@ -120,8 +124,11 @@ func (p *partition) Receive(c actor.Context) {
 }
 
 // serve ends the wait for a handoff and applies what was held meanwhile.
-func (p *partition) serve() {
+func (p *partition) serve(handedOver bool) {
 	p.awaiting = false
+	if p.e.cfg.OnServe != nil {
+		p.e.cfg.OnServe(p.id, handedOver)
+	}
 	for _, b := range p.stash {
 		p.apply(b)
 	}
@@ -147,7 +154,7 @@ func (p *partition) restore(m *restore) error {
 	}
 	if m.last && p.awaiting {
 		p.e.metrics.handoffs.WithLabelValues("in", "ok").Inc()
-		p.serve()
+		p.serve(true)
 	}
 	return nil
 }
