@@ -4,7 +4,7 @@ BIN       := bin/squall-node
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench lint proto fuzz zk cluster clean
+.PHONY: all build run test test-short bench lint proto fuzz zk kafka cluster clean
 
 all: build
 
@@ -41,6 +41,9 @@ fuzz: ## run each decoder fuzzer for FUZZTIME (default 20s)
 
 zk: ## run a ZooKeeper 3.9.5 in the foreground on 127.0.0.1:2181 (fetched into .cache/)
 	./scripts/zk.sh run $(or $(ZK_PORT),2181)
+
+kafka: ## run a single-node Kafka 4.4.0 (KRaft) in the foreground on 127.0.0.1:9092 (fetched into .cache/)
+	./scripts/kafka.sh run $(or $(KAFKA_PORT),9092)
 
 cluster: ## ZooKeeper + three nodes on loopback (HTTP 8081-8083); Ctrl-C stops them
 	./scripts/cluster.sh $(ARGS)
