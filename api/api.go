@@ -114,6 +114,22 @@ type Cluster struct {
 	Members    []Member             `json:"members"`
 	Assignment map[string]string    `json:"assignment"`
 	Peers      map[string]PeerStats `json:"peers"`
+	// Sources lists this node's Kafka source actors (with Kafka only):
+	// state ("starting", "replaying", "live"), offsets and lag.
+	Sources []SourceStatus `json:"sources,omitempty"`
+}
+
+// SourceStatus is one Kafka partition consumed by this node. Offsets are
+// "next" offsets, -1 when unknown; a replay runs over [ReplayFrom, ReplayTo).
+type SourceStatus struct {
+	Partition     int32  `json:"partition"`
+	State         string `json:"state"`
+	Applied       int64  `json:"applied"`
+	Committed     int64  `json:"committed"`
+	ReplayFrom    int64  `json:"replay_from"`
+	ReplayTo      int64  `json:"replay_to"`
+	HighWatermark int64  `json:"high_watermark"`
+	Lag           int64  `json:"lag"`
 }
 
 // Error is the body of every non-2xx answer but ingest's.

@@ -87,6 +87,13 @@ func (c *clustered) handOver(p int32, to string, gen int64) {
 	defer c.moves.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), c.n.cfg.AwaitHandoff)
 	defer cancel()
+	if k := c.n.kafka; k != nil {
+		// Stop consuming first: the source commits every record applied, so
+		// the new owner starts where this one stopped.
+		if err := k.stop(ctx, p); err != nil {
+			c.n.log.Error("stopping the source of a moving partition", "partition", p, "err", err)
+		}
+	}
 	snaps, err := c.n.engine.Release(ctx, p)
 	if err != nil {
 		if !errors.Is(err, actors.ErrNotOwned) {
@@ -130,6 +137,11 @@ func (c *clustered) SessionLost() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.n.engine.Owned() {
+		if k := c.n.kafka; k != nil {
+			if err := k.stop(context.Background(), p); err != nil {
+				c.n.log.Error("stopping a source", "partition", p, "err", err)
+			}
+		}
 		if _, err := c.n.engine.Release(context.Background(), p); err != nil {
 			c.n.log.Error("drop partition", "partition", p, "err", err)
 		}

@@ -61,7 +61,32 @@ type Config struct {
 	// AwaitHandoff bounds how long a partition moved to this node waits for
 	// its previous owner's state before starting empty. Default 15s.
 	AwaitHandoff time.Duration
-	// Partitions is the number of key partitions. Default 64.
+	// KafkaBrokers lists the Kafka bootstrap brokers (host:port, comma
+	// separated); empty runs without Kafka. With Kafka, the topic's
+	// partition count is the number of key partitions, each node consumes
+	// the partitions it owns, and HTTP and NATS input is written to the
+	// topic first. Default empty.
+	KafkaBrokers string
+	// KafkaTopic is the input topic. Default "squall-events".
+	KafkaTopic string
+	// KafkaGroup is the consumer group offsets are committed to. Default "squall".
+	KafkaGroup string
+	// KafkaDLQTopic receives bad records, with the reason in a header;
+	// empty: bad records are skipped (and counted). Default empty.
+	KafkaDLQTopic string
+	// KafkaTLS connects to Kafka over TLS; KafkaTLSCA names a PEM CA file to
+	// trust instead of the system roots. Defaults false, empty.
+	KafkaTLS   bool
+	KafkaTLSCA string
+	// KafkaSASLUser, KafkaSASLPassword and KafkaSASLMechanism
+	// (SCRAM-SHA-256 or SCRAM-SHA-512) authenticate to Kafka. Default none.
+	KafkaSASLUser, KafkaSASLPassword, KafkaSASLMechanism string
+	// KafkaMaxRecordBytes: larger records are bad ("oversized"). Default 1 MiB.
+	KafkaMaxRecordBytes int
+	// KafkaTimeout bounds Kafka metadata requests at start. Default 15s.
+	KafkaTimeout time.Duration
+	// Partitions is the number of key partitions. Default 64; with Kafka,
+	// the topic's partition count.
 	Partitions int
 	// Retention is the window length over event time. Default 10m.
 	Retention time.Duration
@@ -96,23 +121,27 @@ type Config struct {
 func DefaultConfig() Config {
 	shape := window.DefaultShape()
 	return Config{
-		HTTPAddr:         "127.0.0.1:8080",
-		NATSAddr:         "127.0.0.1:4222",
-		NATSSubject:      "squall.events",
-		Cluster:          "squall",
-		ZKSessionTimeout: 6 * time.Second,
-		RemoteAddr:       "127.0.0.1:0",
-		AwaitHandoff:     15 * time.Second,
-		Partitions:       64,
-		Retention:        shape.Retention,
-		Resolution:       shape.Resolution,
-		Subwindows:       shape.Subwindows,
-		RecentEvents:     shape.Recent,
-		IdleTTL:          10 * time.Minute,
-		MaxKeys:          2_000_000,
-		MaxBodyBytes:     8 << 20,
-		ShutdownTimeout:  8 * time.Second,
-		LogLevel:         "info",
+		HTTPAddr:            "127.0.0.1:8080",
+		NATSAddr:            "127.0.0.1:4222",
+		NATSSubject:         "squall.events",
+		Cluster:             "squall",
+		ZKSessionTimeout:    6 * time.Second,
+		RemoteAddr:          "127.0.0.1:0",
+		AwaitHandoff:        15 * time.Second,
+		KafkaTopic:          "squall-events",
+		KafkaGroup:          "squall",
+		KafkaTimeout:        15 * time.Second,
+		KafkaMaxRecordBytes: 1 << 20,
+		Partitions:          64,
+		Retention:           shape.Retention,
+		Resolution:          shape.Resolution,
+		Subwindows:          shape.Subwindows,
+		RecentEvents:        shape.Recent,
+		IdleTTL:             10 * time.Minute,
+		MaxKeys:             2_000_000,
+		MaxBodyBytes:        8 << 20,
+		ShutdownTimeout:     8 * time.Second,
+		LogLevel:            "info",
 	}
 }
 
@@ -161,6 +190,31 @@ func (c *Config) Validate() error {
 		}
 		if n := btoi(c.RemoteTLSCert != "") + btoi(c.RemoteTLSKey != "") + btoi(c.RemoteTLSCA != ""); n != 0 && n != 3 {
 			bad("remote-tls-cert", "--remote-tls-cert, --remote-tls-key and --remote-tls-ca go together")
+		}
+	}
+	if c.KafkaBrokers != "" {
+		for _, s := range strings.Split(c.KafkaBrokers, ",") {
+			checkAddr("kafka-brokers", strings.TrimSpace(s))
+		}
+		if c.KafkaTopic == "" || c.KafkaGroup == "" {
+			bad("kafka-topic", "--kafka-topic and --kafka-group must not be empty")
+		}
+		if c.KafkaDLQTopic == c.KafkaTopic {
+			bad("kafka-dlq-topic", "must differ from --kafka-topic")
+		}
+		switch c.KafkaSASLMechanism {
+		case "", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			bad("kafka-sasl-mechanism", "%q must be SCRAM-SHA-256 or SCRAM-SHA-512", c.KafkaSASLMechanism)
+		}
+		if (c.KafkaSASLUser == "") != (c.KafkaSASLMechanism == "") {
+			bad("kafka-sasl-user", "--kafka-sasl-user and --kafka-sasl-mechanism go together")
+		}
+		if c.KafkaMaxRecordBytes < 64 {
+			bad("kafka-max-record-bytes", "%d must be at least 64", c.KafkaMaxRecordBytes)
+		}
+		if c.KafkaTimeout <= 0 {
+			bad("kafka-timeout", "%s must be positive", c.KafkaTimeout)
 		}
 	}
 	if c.AwaitHandoff <= 0 {
@@ -351,7 +405,18 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.StringVar(&c.RemoteTLSKey, "remote-tls-key", c.RemoteTLSKey, "PEM key for node-to-node mutual TLS")
 	fs.StringVar(&c.RemoteTLSCA, "remote-tls-ca", c.RemoteTLSCA, "PEM CA that signs the peers' certificates")
 	fs.DurationVar(&c.AwaitHandoff, "await-handoff", c.AwaitHandoff, "how long a moved partition waits for its previous owner's state")
-	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "number of key partitions")
+	fs.StringVar(&c.KafkaBrokers, "kafka-brokers", c.KafkaBrokers, "Kafka bootstrap brokers host:port, comma separated (empty: no Kafka)")
+	fs.StringVar(&c.KafkaTopic, "kafka-topic", c.KafkaTopic, "Kafka input topic")
+	fs.StringVar(&c.KafkaGroup, "kafka-group", c.KafkaGroup, "Kafka consumer group for committed offsets")
+	fs.StringVar(&c.KafkaDLQTopic, "kafka-dlq-topic", c.KafkaDLQTopic, "topic for bad records (empty: skip them)")
+	fs.BoolVar(&c.KafkaTLS, "kafka-tls", c.KafkaTLS, "connect to Kafka over TLS")
+	fs.StringVar(&c.KafkaTLSCA, "kafka-tls-ca", c.KafkaTLSCA, "PEM CA file for Kafka TLS (default: system roots)")
+	fs.StringVar(&c.KafkaSASLUser, "kafka-sasl-user", c.KafkaSASLUser, "Kafka SASL/SCRAM user")
+	fs.StringVar(&c.KafkaSASLPassword, "kafka-sasl-password", c.KafkaSASLPassword, "Kafka SASL/SCRAM password (or SQUALL_KAFKA_SASL_PASSWORD)")
+	fs.StringVar(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", c.KafkaSASLMechanism, "SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.IntVar(&c.KafkaMaxRecordBytes, "kafka-max-record-bytes", c.KafkaMaxRecordBytes, "larger Kafka records are bad (DLQ or skipped)")
+	fs.DurationVar(&c.KafkaTimeout, "kafka-timeout", c.KafkaTimeout, "bound on Kafka metadata requests at start")
+	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "number of key partitions (with Kafka: the topic's count)")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "window length over event time")
 	fs.DurationVar(&c.Resolution, "resolution", c.Resolution, "window bucket width")
 	fs.Var((*durations)(&c.Subwindows), "subwindows", "sub-window lengths, comma separated")

@@ -38,6 +38,7 @@ type Node struct {
 	nsrv    *server.Server // embedded NATS, nil with --nats-url
 	nc      *nats.Conn
 	cl      *clustered    // nil standalone
+	kafka   *kafkaSide    // nil without --kafka-brokers
 	ncDone  chan struct{} // closed when nc is closed
 	natsURL string
 
@@ -71,11 +72,30 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 
+	if cfg.KafkaBrokers != "" {
+		count, err := n.kafkaPartitions()
+		if err != nil {
+			return nil, err
+		}
+		if count != n.cfg.Partitions {
+			log.Info("key partitions follow the Kafka topic", "topic", cfg.KafkaTopic, "partitions", count)
+		}
+		n.cfg.Partitions = count
+		if err = n.startKafka(); err != nil {
+			return nil, err
+		}
+	}
 	ec := n.cfg.engineConfig()
 	ec.Logger = log
 	ec.Registerer = n.reg
+	if n.kafka != nil {
+		ec.OnServe = n.kafka.onServe
+	}
 	if n.engine, err = actors.New(ec); err != nil {
 		return nil, err
+	}
+	if n.kafka != nil {
+		close(n.kafka.ready)
 	}
 	var sub ingest.Submitter = n.engine
 	if cfg.ZK != "" {
@@ -83,6 +103,9 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 			return nil, err
 		}
 		sub = n.cl
+	}
+	if n.kafka != nil {
+		sub = n.kafka.prod // Kafka first: answered once the broker has it
 	}
 	if n.in, err = ingest.New(sub, n.reg, nil); err != nil {
 		return nil, err
@@ -105,7 +128,8 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		remote = n.cl.tr.Addr()
 	}
 	log.Info("squall node started", "node", n.cfg.NodeID, "http", n.HTTPAddr(), "nats", n.natsURL,
-		"remote", remote, "zk", cfg.ZK, "embedded_nats", n.nsrv != nil, "partitions", cfg.Partitions, "version", Version)
+		"remote", remote, "zk", cfg.ZK, "kafka", cfg.KafkaBrokers, "embedded_nats", n.nsrv != nil,
+		"partitions", n.cfg.Partitions, "version", Version)
 	return n, nil
 }
 
@@ -236,6 +260,9 @@ func (n *Node) teardown() {
 			n.cl.tr.Close()
 		}
 	}
+	if n.kafka != nil {
+		n.kafka.close() // commits what each partition applied
+	}
 	if n.engine != nil {
 		_ = n.engine.Close()
 	}
@@ -265,7 +292,11 @@ func (n *Node) List(ctx context.Context, prefix string, limit int, cluster bool)
 // member, its own leader, and owns every partition.
 func (n *Node) Cluster(context.Context) (*api.Cluster, error) {
 	if n.cl != nil {
-		return n.cl.describe(), nil
+		doc := n.cl.describe()
+		if n.kafka != nil {
+			doc.Sources = n.kafka.status()
+		}
+		return doc, nil
 	}
 	parts := make([]int32, n.cfg.Partitions)
 	assign := make(map[string]string, n.cfg.Partitions)
@@ -280,5 +311,6 @@ func (n *Node) Cluster(context.Context) (*api.Cluster, error) {
 			Partitions: parts}},
 		Assignment: assign,
 		Peers:      map[string]api.PeerStats{},
+		Sources:    n.kafkaStatus(),
 	}, nil
 }

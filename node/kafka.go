@@ -1,0 +1,236 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/squallhq/squall/actors"
+	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/cluster"
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/ingest"
+	"github.com/squallhq/squall/source"
+)
+
+// kafkaSide is the part of a node that exists with --kafka-brokers: the
+// source actors of its partitions, and the producer HTTP and NATS input
+// goes through.
+type kafkaSide struct {
+	n         *Node
+	src       *source.Manager
+	prod      *source.Producer
+	misrouted prometheus.Counter
+
+	mu      sync.Mutex
+	serving map[int32]bool // partitions whose source runs
+	ready   chan struct{}  // closed once n.engine is set
+}
+
+func (n *Node) kafkaConfig() source.Config {
+	kc := source.DefaultConfig()
+	for _, b := range strings.Split(n.cfg.KafkaBrokers, ",") {
+		kc.Brokers = append(kc.Brokers, strings.TrimSpace(b))
+	}
+	kc.Topic, kc.Group, kc.DLQTopic = n.cfg.KafkaTopic, n.cfg.KafkaGroup, n.cfg.KafkaDLQTopic
+	kc.Retention = n.cfg.Retention
+	kc.MaxRecordBytes = n.cfg.KafkaMaxRecordBytes
+	kc.SASLUser, kc.SASLPassword, kc.SASLMechanism = n.cfg.KafkaSASLUser, n.cfg.KafkaSASLPassword, n.cfg.KafkaSASLMechanism
+	kc.ClientID = "squall-" + n.cfg.NodeID
+	kc.Logger = n.log
+	return kc
+}
+
+// kafkaPartitions reads the topic's partition count, which is the number
+// of key partitions when Kafka feeds the node.
+func (n *Node) kafkaPartitions() (int, error) {
+	kc := n.kafkaConfig()
+	tls, err := n.kafkaTLS()
+	if err != nil {
+		return 0, err
+	}
+	kc.TLS = tls
+	m, err := source.New(kc, nopSink{})
+	if err != nil {
+		return 0, fmt.Errorf("--kafka-brokers %s: %w", n.cfg.KafkaBrokers, err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.KafkaTimeout)
+	defer cancel()
+	count, err := m.PartitionCount(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("--kafka-topic %s: %w", n.cfg.KafkaTopic, err)
+	}
+	return count, nil
+}
+
+type nopSink struct{}
+
+func (nopSink) Apply(context.Context, int32, []event.Event, []int64, bool) error { return nil }
+func (nopSink) RestoreOffset(context.Context, int32) (int64, error)              { return -1, nil }
+
+func (n *Node) startKafka() error {
+	k := &kafkaSide{n: n, serving: map[int32]bool{}, ready: make(chan struct{}),
+		misrouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "squall_kafka_misrouted_events_total",
+			Help: "Events read from a partition other than their key's (a producer not using murmur2), forwarded to the key's owner."})}
+	if err := n.reg.Register(k.misrouted); err != nil {
+		return err
+	}
+	kc := n.kafkaConfig()
+	tls, err := n.kafkaTLS()
+	if err != nil {
+		return err
+	}
+	kc.TLS = tls
+	kc.Registerer = n.reg
+	if k.src, err = source.New(kc, k); err != nil {
+		return fmt.Errorf("--kafka-brokers %s: %w", n.cfg.KafkaBrokers, err)
+	}
+	pc := kc
+	pc.Registerer = nil
+	if k.prod, err = source.NewProducer(pc); err != nil {
+		k.src.Close()
+		return fmt.Errorf("--kafka-brokers %s: %w", n.cfg.KafkaBrokers, err)
+	}
+	n.kafka = k
+	return nil
+}
+
+// onServe starts the source of a partition the engine starts serving: from
+// the previous owner's last commit when it handed the state over, else by
+// replay from the restore offset of the last commit.
+func (k *kafkaSide) onServe(p int32, handedOver bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.serving[p] {
+		return
+	}
+	k.serving[p] = true
+	k.src.Start(p, source.StartFrom{Handoff: handedOver, Offset: -1})
+}
+
+// stop stops partition p's source, committing what was applied, before
+// the partition is released.
+func (k *kafkaSide) stop(ctx context.Context, p int32) error {
+	k.mu.Lock()
+	running := k.serving[p]
+	delete(k.serving, p)
+	k.mu.Unlock()
+	if !running {
+		return nil
+	}
+	_, err := k.src.Stop(ctx, p)
+	return err
+}
+
+// Apply implements source.Sink.
+func (k *kafkaSide) Apply(ctx context.Context, p int32, evs []event.Event, offsets []int64, replay bool) error {
+	select {
+	case <-k.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	n := k.n
+	own := evs[:0:0]
+	var ownOffs []int64
+	var elsewhere []event.Event
+	for i := range evs {
+		if cluster.Partition(evs[i].Key, n.cfg.Partitions) == p {
+			own = append(own, evs[i])
+			ownOffs = append(ownOffs, offsets[i])
+		} else if !replay {
+			// Forwarded once, live; a replay of p cannot rebuild them (their
+			// owner replays its own partition, which does not hold them).
+			elsewhere = append(elsewhere, evs[i])
+		}
+	}
+	out := make([]actors.Result, len(own))
+	if err := n.engine.SubmitRecords(ctx, own, ownOffs, replay, out); err != nil {
+		return err
+	}
+	for _, r := range out {
+		if r == actors.ResultMoved {
+			return fmt.Errorf("partition %d: %w", p, actors.ErrNotOwned)
+		}
+	}
+	if len(elsewhere) > 0 {
+		k.misrouted.Add(float64(len(elsewhere)))
+		res := make([]actors.Result, len(elsewhere))
+		var sub ingest.Submitter = n.engine
+		if n.cl != nil {
+			sub = n.cl
+		}
+		// The partition's own events are applied: returning an error now
+		// would have the source apply them again. Submit already retried
+		// for as long as an owner may take to appear.
+		if err := sub.Submit(ctx, elsewhere, res); err != nil {
+			n.log.Error("misrouted events not delivered to their owner", "events", len(elsewhere), "err", err)
+		}
+	}
+	return nil
+}
+
+// RestoreOffset implements source.Sink.
+func (k *kafkaSide) RestoreOffset(ctx context.Context, p int32) (int64, error) {
+	select {
+	case <-k.ready:
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+	o, err := k.n.engine.RestoreOffset(ctx, p)
+	if errors.Is(err, actors.ErrNotOwned) {
+		return -1, err
+	}
+	return o, err
+}
+
+// status lists the source actors for /debug/cluster.
+func (k *kafkaSide) status() []api.SourceStatus {
+	var out []api.SourceStatus
+	for _, s := range k.src.Status() {
+		out = append(out, api.SourceStatus{Partition: s.Partition, State: s.State, Applied: s.Applied,
+			Committed: s.Committed, ReplayFrom: s.ReplayFrom, ReplayTo: s.ReplayTo,
+			HighWatermark: s.HighWatermark, Lag: s.Lag})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
+	return out
+}
+
+func (k *kafkaSide) close() {
+	k.src.Close()
+	k.prod.Close()
+}
+
+// kafkaTLS returns the TLS config for Kafka, or nil without --kafka-tls.
+func (n *Node) kafkaTLS() (*tls.Config, error) {
+	if !n.cfg.KafkaTLS && n.cfg.KafkaTLSCA == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if n.cfg.KafkaTLSCA != "" {
+		pem, err := os.ReadFile(n.cfg.KafkaTLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("--kafka-tls-ca: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, errors.New("--kafka-tls-ca: no PEM certificate found")
+		}
+	}
+	return c, nil
+}
+
+func (n *Node) kafkaStatus() []api.SourceStatus {
+	if n.kafka == nil {
+		return nil
+	}
+	return n.kafka.status()
+}

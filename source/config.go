@@ -1,0 +1,223 @@
+package source
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
+
+// Errors returned by the package. Test with errors.Is.
+var (
+	// ErrClosed is returned by calls on a Manager or Producer that is
+	// closed or closing.
+	ErrClosed = errors.New("source: closed")
+	// ErrNotStarted is returned by Stop for a partition that is not
+	// consumed (never started, or already stopped).
+	ErrNotStarted = errors.New("source: partition not started")
+	// ErrTopicNotFound means the topic does not exist on the brokers. It is
+	// wrapped with the topic's name.
+	ErrTopicNotFound = errors.New("source: topic not found")
+	// ErrConfig means a Config is invalid; it is wrapped with the field.
+	ErrConfig = errors.New("source: invalid config")
+)
+
+// SASL mechanisms accepted in Config.SASLMechanism.
+const (
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// Defaults of Config.
+const (
+	DefaultTopic              = "squall-events"
+	DefaultGroup              = "squall"
+	DefaultMaxRecordBytes     = 1 << 20
+	DefaultMaxBufferedRecords = 10_000
+	DefaultCommitInterval     = time.Second
+	DefaultRetention          = 10 * time.Minute
+)
+
+// Config configures a Manager and a Producer. The zero value of a field
+// means its default (DefaultConfig), except Brokers, which is required.
+type Config struct {
+	// Brokers are the seed brokers, host:port. Required.
+	Brokers []string
+	// Topic is the events topic. Default "squall-events".
+	Topic string
+	// Group is the consumer group offsets are committed to (partitions are
+	// assigned by the node, not by the group protocol). Default "squall".
+	Group string
+	// DLQTopic receives bad records (malformed, every event invalid,
+	// oversized, empty), with a header "squall-error" holding the reason.
+	// Default "": bad records are skipped. Either way they are counted in
+	// squall_kafka_bad_records_total{reason}.
+	DLQTopic string
+	// MaxRecordBytes is the largest record value accepted, in bytes; larger
+	// records are bad ("oversized"). Default 1 MiB.
+	MaxRecordBytes int
+	// MaxBufferedRecords bounds, per partition, the records fetched and not
+	// yet applied; past it the partition's fetching is paused until its
+	// actor has drained half of them (back-pressure). Default 10,000.
+	MaxBufferedRecords int
+	// CommitInterval is how often applied offsets are committed; Stop and
+	// Close commit too. Default 1s.
+	CommitInterval time.Duration
+	// Retention is the key windows' retention, used for the restore offset
+	// when a commit carries none (see Manager.Start). Default 10m.
+	Retention time.Duration
+	// ProduceLinger is how long the Producer lets a partition's batch wait
+	// for more records before sending it. Default 0: send at once (records
+	// produced while a request is in flight are still batched).
+	ProduceLinger time.Duration
+	// TLS, when set, is used to dial the brokers. Default nil: plaintext.
+	TLS *tls.Config
+	// SASLUser, SASLPassword and SASLMechanism ("SCRAM-SHA-256" or
+	// "SCRAM-SHA-512") authenticate to the brokers. Default "": none.
+	SASLUser, SASLPassword, SASLMechanism string
+	// ClientID is the Kafka client id. Default "squall".
+	ClientID string
+	// Logger receives what cannot be returned (apply retries, commit
+	// failures, client warnings). Default slog.Default().
+	Logger *slog.Logger
+	// Registerer is where the Manager registers its metrics. Default nil:
+	// not registered. The Producer registers none.
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig returns a Config with every default filled in and no
+// brokers.
+func DefaultConfig() Config {
+	return Config{
+		Topic:              DefaultTopic,
+		Group:              DefaultGroup,
+		MaxRecordBytes:     DefaultMaxRecordBytes,
+		MaxBufferedRecords: DefaultMaxBufferedRecords,
+		CommitInterval:     DefaultCommitInterval,
+		Retention:          DefaultRetention,
+		ClientID:           "squall",
+	}
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Topic == "" {
+		c.Topic = d.Topic
+	}
+	if c.Group == "" {
+		c.Group = d.Group
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = d.MaxRecordBytes
+	}
+	if c.MaxBufferedRecords == 0 {
+		c.MaxBufferedRecords = d.MaxBufferedRecords
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = d.CommitInterval
+	}
+	if c.Retention == 0 {
+		c.Retention = d.Retention
+	}
+	if c.ClientID == "" {
+		c.ClientID = d.ClientID
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first invalid field of c (zero fields count as
+// their defaults), wrapped in ErrConfig.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	switch {
+	case len(c.Brokers) == 0:
+		return bad("no brokers")
+	case c.DLQTopic == c.Topic:
+		return bad("dead-letter topic %q is the events topic", c.DLQTopic)
+	case c.MaxRecordBytes < 0:
+		return bad("MaxRecordBytes %d is negative", c.MaxRecordBytes)
+	case c.MaxBufferedRecords < 0:
+		return bad("MaxBufferedRecords %d is negative", c.MaxBufferedRecords)
+	case c.CommitInterval < 0:
+		return bad("CommitInterval %s is negative", c.CommitInterval)
+	case c.Retention < 0:
+		return bad("Retention %s is negative", c.Retention)
+	case c.ProduceLinger < 0 || c.ProduceLinger > time.Minute:
+		return bad("ProduceLinger %s is not in [0, 1m]", c.ProduceLinger)
+	}
+	for _, b := range c.Brokers {
+		if b == "" {
+			return bad("empty broker address")
+		}
+	}
+	switch c.SASLMechanism {
+	case "":
+		if c.SASLUser != "" {
+			return bad("SASL user set without a mechanism")
+		}
+	case SASLScramSHA256, SASLScramSHA512:
+		if c.SASLUser == "" {
+			return bad("SASL mechanism %s without a user", c.SASLMechanism)
+		}
+	default:
+		return bad("SASL mechanism %q: want %s or %s", c.SASLMechanism, SASLScramSHA256, SASLScramSHA512)
+	}
+	return nil
+}
+
+// clientOpts returns the kgo options every client of c shares: brokers,
+// client id, TLS, SASL and logging.
+func (c *Config) clientOpts() []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID),
+		kgo.WithLogger(kgoLogger{c.Logger}),
+	}
+	if c.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.TLS.Clone()))
+	}
+	if c.SASLMechanism != "" {
+		auth := scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}
+		if c.SASLMechanism == SASLScramSHA512 {
+			opts = append(opts, kgo.SASL(auth.AsSha512Mechanism()))
+		} else {
+			opts = append(opts, kgo.SASL(auth.AsSha256Mechanism()))
+		}
+	}
+	return opts
+}
+
+// kgoLogger passes franz-go's warnings and errors to a slog.Logger.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lv := slog.LevelWarn
+	switch level {
+	case kgo.LogLevelError:
+		lv = slog.LevelError
+	case kgo.LogLevelInfo:
+		lv = slog.LevelInfo
+	case kgo.LogLevelDebug:
+		lv = slog.LevelDebug
+	}
+	k.l.Log(context.Background(), lv, "kafka client: "+msg, keyvals...)
+}
+
+// quietLogger silences the actor system, as actors/engine.go does.
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
