@@ -181,7 +181,32 @@ func TestKafkaKill9(t *testing.T) {
 	killedAt := time.Now()
 	rest := nodes[:2]
 	waitSettled(t, rest, sessionTimeout+10*time.Second)
-	t.Logf("kill -9 → partitions owned again after %s", time.Since(killedAt).Round(10*time.Millisecond))
+	owned := time.Since(killedAt)
+	// Served with rebuilt state: every partition's source on the survivors
+	// has finished its replay.
+	var replayDone time.Duration
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		live := 0
+		for _, n := range rest {
+			if doc, err := clusterDoc(n.httpAddr); err == nil {
+				for _, s := range doc.Sources {
+					if s.State == "live" {
+						live++
+					}
+				}
+			}
+		}
+		if live == kafkaPartitions {
+			replayDone = time.Since(killedAt)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d partitions live 30s after the kill", live, kafkaPartitions)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("kill -9 → partitions owned again after %s, served with rebuilt state after %s (session timeout %s)",
+		owned.Round(10*time.Millisecond), replayDone.Round(10*time.Millisecond), sessionTimeout)
 	time.Sleep(3 * time.Second)
 	// The survivors rebuilt the dead node's partitions by replay.
 	replayed := metricValue(t, rest[0].httpAddr, "squall_kafka_replay_records_total") +
