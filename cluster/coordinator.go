@@ -497,16 +497,24 @@ func (c *Coordinator) readLeaving(w *watches) {
 }
 
 func (c *Coordinator) readAssignment(w *watches) {
-	b, st, ch, err := c.conn.GetW(c.assignPath)
-	if errors.Is(err, zk.ErrNoNode) {
-		ok, _, ch, err := c.conn.ExistsW(c.assignPath)
-		if err == nil {
-			w.assign = ch
-			if ok {
-				c.poke() // created meanwhile: read it on the next turn
-			}
+	var b []byte
+	var st *zk.Stat
+	var ch <-chan zk.Event
+	var err error
+	for {
+		b, st, ch, err = c.conn.GetW(c.assignPath)
+		if !errors.Is(err, zk.ErrNoNode) {
+			break
 		}
-		return
+		ok, _, ech, err := c.conn.ExistsW(c.assignPath)
+		if err != nil {
+			return // rearmed on the next tick
+		}
+		if !ok {
+			w.assign = ech // fires when the leader creates it
+			return
+		}
+		// Created between the two calls: read it now.
 	}
 	if err != nil {
 		return
