@@ -131,6 +131,9 @@ const (
 	// finalCommitTimeout bounds the commit of Stop and Close once their
 	// context has expired.
 	finalCommitTimeout = 5 * time.Second
+	// pauseGrace is how long the poll loop waits for a partition over
+	// its limit to drain before pausing its fetching.
+	pauseGrace = 25 * time.Millisecond
 	// probeTimeout bounds the read of one record for the restore offset
 	// fallback.
 	probeTimeout = 10 * time.Second
@@ -150,10 +153,15 @@ type Manager struct {
 	sys  *actor.ActorSystem
 	met  *metrics
 
-	// Back-pressure: a poll returns at most pollMax records; a partition
-	// is paused past pauseAt buffered records and resumed at resumeAt, so
-	// it never holds more than MaxBufferedRecords.
+	// Back-pressure: a poll returns at most pollMax records. Past pauseAt
+	// buffered records a partition is over its limit: the poll loop stops
+	// polling until it is back to pauseAt, for up to pauseGrace, and then
+	// pauses its fetching until it is down to resumeAt (pausing makes
+	// franz-go drop, and later fetch again, what it had buffered for the
+	// partition, so it is kept for partitions that stay slow). Either way
+	// no partition holds more than MaxBufferedRecords.
 	pollMax, pauseAt, resumeAt int
+	wake                       chan struct{} // wakes a throttled poll loop
 
 	ctx    context.Context // canceled by Close: the poll loop and committer
 	cancel context.CancelFunc
@@ -208,6 +216,7 @@ func New(cfg Config, sink Sink) (*Manager, error) {
 		met:      met,
 		parts:    make(map[int32]*partition),
 		stopping: make(map[int32]*partition),
+		wake:     make(chan struct{}, 1),
 	}
 	m.pollMax = max(1, cfg.MaxBufferedRecords/4)
 	m.pauseAt = cfg.MaxBufferedRecords - m.pollMax
@@ -842,7 +851,51 @@ func (m *Manager) enqueue(c *command) <-chan struct{} {
 	if m.pollCancel != nil {
 		m.pollCancel()
 	}
+	m.wakePoll()
 	return c.done
+}
+
+// wakePoll wakes the poll loop if it is throttled.
+func (m *Manager) wakePoll() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// throttle waits, before the next poll, until the over partitions have
+// room for it; those still over at deadline are paused. It returns the
+// partitions still over when a command interrupts the wait (the poll loop
+// runs it and comes back), else none.
+func (m *Manager) throttle(over []*partition, deadline time.Time) []*partition {
+	for {
+		over = slices.DeleteFunc(over, func(p *partition) bool { return p.drained(false) })
+		if len(over) == 0 {
+			return over
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			for _, part := range over {
+				part.drained(true)
+			}
+			return over[:0]
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-m.wake:
+		case <-t.C:
+		case <-m.ctx.Done():
+			t.Stop()
+			return over[:0]
+		}
+		t.Stop()
+		m.cmdMu.Lock()
+		pending := len(m.cmds) > 0
+		m.cmdMu.Unlock()
+		if pending {
+			return over
+		}
+	}
 }
 
 // pollLoop is the only goroutine that polls the client and changes its
@@ -851,6 +904,8 @@ func (m *Manager) enqueue(c *command) <-chan struct{} {
 func (m *Manager) pollLoop() {
 	defer m.wg.Done()
 	active := make(map[int32]*partition)
+	var over []*partition // partitions over their limit
+	var deadline time.Time
 	for {
 		m.cmdMu.Lock()
 		cmds := m.cmds
@@ -869,9 +924,17 @@ func (m *Manager) pollLoop() {
 		for _, c := range cmds {
 			m.run(c, active)
 		}
+		if len(over) > 0 {
+			if over = m.throttle(over, deadline); len(over) > 0 {
+				cancel()
+				continue // a command came: run it first
+			}
+		}
 		fetches := m.cl.PollRecords(ctx, m.pollMax)
 		cancel()
-		m.dispatch(fetches, active)
+		if over = m.dispatch(fetches, active, over[:0]); len(over) > 0 {
+			deadline = time.Now().Add(pauseGrace)
+		}
 	}
 }
 
@@ -907,8 +970,9 @@ func (m *Manager) run(c *command, active map[int32]*partition) {
 	m.cl.ResumeFetchPartitions(map[string][]int32{topic: ps})
 }
 
-// dispatch sends each partition's records to its actor.
-func (m *Manager) dispatch(fetches kgo.Fetches, active map[int32]*partition) {
+// dispatch sends each partition's records to its actor and appends to
+// over the partitions now over their limit.
+func (m *Manager) dispatch(fetches kgo.Fetches, active map[int32]*partition, over []*partition) []*partition {
 	for i := range fetches {
 		for j := range fetches[i].Topics {
 			ft := &fetches[i].Topics[j]
@@ -927,12 +991,15 @@ func (m *Manager) dispatch(fetches kgo.Fetches, active map[int32]*partition) {
 				if len(fp.Records) == 0 {
 					continue
 				}
-				part.hold(len(fp.Records))
+				if part.hold(len(fp.Records)) {
+					over = append(over, part)
+				}
 				part.queued.Add(int64(len(fp.Records)))
 				m.sys.Root.Send(part.pid.Load(), &batch{recs: fp.Records})
 			}
 		}
 	}
+	return over
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

@@ -64,7 +64,9 @@ type partition struct {
 	flow     sync.Mutex
 	buffered int  // records dispatched and not yet applied
 	peak     int  // largest buffered seen (tests)
+	pauses   int  // times fetching was paused (tests)
 	paused   bool // fetching paused by us
+	over     bool // past pauseAt, the poll loop waits for it (throttle)
 	removed  bool // no longer consumed: never resume
 
 	lag, replaying, bufGauge prometheus.Gauge // set by initMetrics
@@ -115,37 +117,63 @@ func (p *partition) status() PartitionStatus {
 	return st
 }
 
-// hold counts n records dispatched to the actor, pausing the partition's
-// fetching when the next poll could take it past MaxBufferedRecords. It is
-// called by the poll loop only.
-func (p *partition) hold(n int) {
+// hold counts n records dispatched to the actor and reports whether the
+// partition is now over its limit: past it, the next poll could take it
+// beyond MaxBufferedRecords. The poll loop calls it, and then throttle.
+func (p *partition) hold(n int) (over bool) {
 	p.flow.Lock()
 	p.buffered += n
 	p.peak = max(p.peak, p.buffered)
-	if !p.paused && !p.removed && p.buffered > p.m.pauseAt {
-		p.paused = true
-		p.m.cl.PauseFetchPartitions(map[string][]int32{p.m.cfg.Topic: {p.id}})
+	over = !p.paused && !p.removed && p.buffered > p.m.pauseAt
+	if over {
+		p.over = true
 	}
 	b := p.buffered
 	p.flow.Unlock()
 	p.bufGauge.Set(float64(b))
+	return over
 }
 
-// release counts n records applied (or abandoned), resuming the
-// partition's fetching once half of MaxBufferedRecords is left.
+// release counts n records applied (or abandoned). It wakes the poll loop
+// waiting for the partition once there is room for another poll, and
+// resumes the partition's fetching once half of MaxBufferedRecords is left.
 func (p *partition) release(n int) {
 	if n == 0 {
 		return
 	}
 	p.flow.Lock()
 	p.buffered -= n
+	wake := false
 	if p.paused && !p.removed && p.buffered <= p.m.resumeAt {
 		p.paused = false
 		p.m.cl.ResumeFetchPartitions(map[string][]int32{p.m.cfg.Topic: {p.id}})
 	}
+	if p.over && p.buffered <= p.m.pauseAt {
+		wake, p.over = true, false
+	}
 	b := p.buffered
 	p.flow.Unlock()
 	p.bufGauge.Set(float64(b))
+	if wake {
+		p.m.wakePoll()
+	}
+}
+
+// drained reports whether an over partition is back under its limit (or
+// gone); otherwise, with pause, it pauses its fetching.
+func (p *partition) drained(pause bool) bool {
+	p.flow.Lock()
+	defer p.flow.Unlock()
+	if !p.over || p.removed || p.paused || p.buffered <= p.m.pauseAt {
+		p.over = false
+		return true
+	}
+	if pause {
+		p.over, p.paused = false, true
+		p.pauses++
+		p.m.cl.PauseFetchPartitions(map[string][]int32{p.m.cfg.Topic: {p.id}})
+	}
+	return false
 }
 
 // publish records a commit point for the committer.
