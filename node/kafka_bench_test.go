@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/squallhq/squall/internal/kafkatest"
@@ -17,13 +19,36 @@ import (
 // produced beforehand to a 12-partition topic, from start to every event
 // applied. The broker runs on the same two cores.
 func BenchmarkKafkaToApplied(b *testing.B) {
+	b.Run("broker=kafka-4.4.0", func(b *testing.B) {
+		k := kafkatest.Start(b)
+		kafkaToApplied(b, k.Addr(), func(topic string) { k.CreateTopic(b, topic, 12) })
+	})
+	b.Run("broker=kfake", func(b *testing.B) {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		adm, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer adm.Close()
+		kafkaToApplied(b, c.ListenAddrs()[0], func(topic string) {
+			if _, err := kadm.NewClient(adm).CreateTopic(context.Background(), 12, 1, nil, topic); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}
+
+func kafkaToApplied(b *testing.B, broker string, createTopic func(string)) {
 	const events, keys = 2_000_000, 100_000
-	k := kafkatest.Start(b)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		topic := fmt.Sprintf("bench-%d", i)
-		k.CreateTopic(b, topic, 12)
-		cl, err := kgo.NewClient(kgo.SeedBrokers(k.Addr()), kgo.DefaultProduceTopic(topic),
+		createTopic(topic)
+		cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.DefaultProduceTopic(topic),
 			kgo.ProducerLinger(10*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20))
 		if err != nil {
 			b.Fatal(err)
@@ -44,7 +69,7 @@ func BenchmarkKafkaToApplied(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		n := startNode(b, func(c *Config) {
-			c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = k.Addr(), topic, topic
+			c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = broker, topic, topic
 		})
 		testutil.Eventually(b, 5*time.Minute, func() bool {
 			return n.engine.Live() == keys && applied(n) >= events
