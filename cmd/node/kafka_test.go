@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/cluster"
 	"github.com/squallhq/squall/internal/kafkatest"
 	"github.com/squallhq/squall/internal/zktest"
 )
@@ -408,5 +409,27 @@ func TestKafkaStandalone(t *testing.T) {
 	}
 	if doc.Partitions != 4 || len(doc.Sources) != 4 || doc.Sources[0].State != "live" {
 		t.Fatalf("partitions %d sources %+v", doc.Partitions, doc.Sources)
+	}
+	// Records on the wrong partition (a producer not using murmur2) still
+	// reach their key, and are counted as misrouted.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Addr()), kgo.DefaultProduceTopic("solo-events"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	mis := newProduced()
+	for i := 0; i < 10; i++ {
+		key := fmt.Sprintf("mis-%d", i)
+		wrong := (cluster.Partition(key, 4) + 1) % 4
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(key), Partition: wrong,
+			Value: []byte(`{"ts":1764064800000,"value":5}`)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		mis.count[key], mis.sum[key] = 1, 5
+	}
+	mis.verify(t, []*cnode{n}, 15*time.Second)
+	if v := metricValue(t, p.httpAddr, "squall_kafka_misrouted_events_total"); v != 10 {
+		t.Fatalf("misrouted counter %v, want 10", v)
 	}
 }
