@@ -65,9 +65,8 @@ func (t Transition) MarshalJSON() ([]byte, error) {
 
 // Value returns r's aggregate of w over r.Over (the whole window when Over
 // is 0), or NaN when w is empty or r is an absent rule. count, sum, min,
-// max, mean, last and rate come from window.Window.AggregateOver (which
-// also computes the quantiles, allocating a scratch copy); p50, p95 and p99
-// from window.Window.Quantile.
+// max, mean, last and rate come from window.Window.StatsOver (no
+// allocation); p50, p95 and p99 from window.Window.Quantile.
 func (r *Rule) Value(w *window.Window) float64 {
 	if r.Aggregate == AggNone || w.Empty() {
 		return math.NaN()
@@ -82,7 +81,7 @@ func (r *Rule) Value(w *window.Window) float64 {
 	}
 	// Every sub-window holds the newest bucket, which is never empty, so a
 	// non-empty window gives Count ≥ 1.
-	a := w.AggregateOver(r.Over)
+	a := w.StatsOver(r.Over)
 	switch r.Aggregate {
 	case AggCount:
 		return float64(a.Count)

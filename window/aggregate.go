@@ -54,8 +54,27 @@ func (w *Window) Aggregate() Aggregates {
 // Resolution (at least one bucket); d ≤ 0 or d ≥ Retention means the whole
 // window. Rate divides by the rounded length.
 func (w *Window) AggregateOver(d time.Duration) Aggregates {
+	a, r := w.statsOver(d)
+	if a.Count == 0 {
+		return a
+	}
+	qs := [3]float64{0.5, 0.95, 0.99}
+	var out [3]float64
+	r.quantiles(a.Count, a.Min, a.Max, qs[:], out[:])
+	a.P50, a.P95, a.P99 = out[0], out[1], out[2]
+	return a
+}
+
+// StatsOver is AggregateOver without the quantiles (P50, P95 and P99 are
+// 0): it allocates nothing, for callers on the per-event path.
+func (w *Window) StatsOver(d time.Duration) Aggregates {
+	a, _ := w.statsOver(d)
+	return a
+}
+
+func (w *Window) statsOver(d time.Duration) (Aggregates, valueRange) {
 	if w.applied == 0 {
-		return Aggregates{}
+		return Aggregates{}, valueRange{}
 	}
 	nb, wd := w.spanOf(d)
 	r := w.rangeOf(nb)
@@ -64,11 +83,7 @@ func (w *Window) AggregateOver(d time.Duration) Aggregates {
 	a.Count, a.Sum, a.Min, a.Max = r.stats()
 	a.Mean = a.Sum / float64(a.Count)
 	a.Rate = float64(a.Count) / wd.Seconds()
-	qs := [3]float64{0.5, 0.95, 0.99}
-	var out [3]float64
-	r.quantiles(a.Count, a.Min, a.Max, qs[:], out[:])
-	a.P50, a.P95, a.P99 = out[0], out[1], out[2]
-	return a
+	return a, r
 }
 
 // Quantile returns the value at rank floor(q·(n−1)) of the n sorted values

@@ -528,3 +528,23 @@ func checkAgg(t *testing.T, what string, a Aggregates, e expected, approx bool) 
 		}
 	}
 }
+
+// StatsOver gives AggregateOver's figures but the quantiles, and allocates
+// nothing.
+func TestStatsOver(t *testing.T) {
+	s := DefaultShape()
+	w := New(&s)
+	for i := 0; i < 500; i++ {
+		w.Add(&event.Event{TS: 1764064800000 + int64(i)*700, Value: float64(i%37) - 3})
+	}
+	for _, d := range []time.Duration{0, time.Minute, 5 * time.Minute} {
+		full, stats := w.AggregateOver(d), w.StatsOver(d)
+		full.P50, full.P95, full.P99 = 0, 0, 0
+		if full != stats {
+			t.Fatalf("over %s: StatsOver %+v, AggregateOver %+v", d, stats, full)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { w.StatsOver(time.Minute) }); n != 0 {
+		t.Fatalf("StatsOver allocates %v times", n)
+	}
+}
