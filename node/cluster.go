@@ -103,6 +103,19 @@ func (c *clustered) handOver(p int32, to string, gen int64) {
 	}
 	for attempt := 0; ; attempt++ {
 		rt := c.route.Load()
+		if rt.owners[p] == c.self() {
+			// A newer assignment gave it back to this node meanwhile: keep the
+			// state here, unless the partition already serves again (then it
+			// started afresh or by replay, and the snapshot must not be laid
+			// over what it applied since).
+			if ok, err := c.n.engine.Acquire(p, true); err == nil && ok {
+				err = c.n.engine.Restore(ctx, p, snaps, true)
+				c.n.log.Info("partition came back during its handoff; state kept", "partition", p, "err", err)
+			} else {
+				c.n.log.Warn("partition came back during its handoff and already serves: snapshot dropped", "partition", p, "keys", len(snaps))
+			}
+			return
+		}
 		if owner := rt.owners[p]; owner != to && owner != "" && owner != c.self() {
 			// A newer assignment moved it on (the first new owner died, say):
 			// the state goes to whoever owns it now.
