@@ -65,11 +65,9 @@ kdir="$root/.cache/kafka"
 lib="$kdir/lib-$KAFKA_VERSION"
 conf="$kdir/conf"
 
-die() { echo "kafka.sh: $*" >&2; exit 1; }
-
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH: $2"
-}
+script=kafka.sh
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 # write_pom writes a pom whose runtime dependencies are the Kafka server's.
 write_pom() {
@@ -137,41 +135,11 @@ EOF
 }
 
 fetch() {
-  if [[ -f "$lib/.complete" ]]; then
-    return 0
+  mvn_fetch "$kdir" "$lib" "Kafka $KAFKA_VERSION" "kafka_2.13-$KAFKA_VERSION.jar"
+  if [[ -n "$fetched" ]]; then
+    local jars=("$lib"/*.jar)
+    echo "kafka.sh: fetched ${#jars[@]} jars ($(du -sh "$lib" | cut -f1))" >&2
   fi
-  need java "install a JDK (17 or later), e.g. apt-get install openjdk-17-jdk-headless"
-  need mvn "install Maven, e.g. apt-get install maven"
-  mkdir -p "$kdir"
-  # One fetcher at a time; the others wait here and then find it done.
-  exec 9>"$kdir/.lock"
-  flock 9
-  if [[ -f "$lib/.complete" ]]; then
-    exec 9>&-
-    return 0
-  fi
-  echo "kafka.sh: fetching Kafka $KAFKA_VERSION from Maven Central into $lib" >&2
-  local tmp
-  tmp="$(mktemp -d "$kdir/fetch.XXXXXX")"
-  # shellcheck disable=SC2064
-  trap "rm -rf '$tmp'" EXIT
-  write_pom "$tmp/pom.xml"
-  # mvn's output is kept for a failure only (Debian's 3.8 prints stray colour
-  # codes even with -B -q).
-  if ! mvn -B -q -f "$tmp/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp/lib" >"$tmp/mvn.log" 2>&1; then
-    cat "$tmp/mvn.log" >&2
-    die "mvn failed to fetch Kafka $KAFKA_VERSION (log above)"
-  fi
-  [[ -f "$tmp/lib/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "kafka_2.13-$KAFKA_VERSION.jar missing after mvn"
-  touch "$tmp/lib/.complete"
-  rm -rf "$lib"
-  mv "$tmp/lib" "$lib"
-  rm -rf "$tmp"
-  trap - EXIT
-  exec 9>&-
-  local jars=("$lib"/*.jar)
-  echo "kafka.sh: fetched ${#jars[@]} jars ($(du -sh "$lib" | cut -f1))" >&2
 }
 
 # ensure_conf writes conf/log4j2.xml when it is missing or out of date.

@@ -37,11 +37,9 @@ zkdir="$root/.cache/zk"
 lib="$zkdir/lib-$ZK_VERSION"
 conf="$zkdir/conf"
 
-die() { echo "zk.sh: $*" >&2; exit 1; }
-
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH: $2"
-}
+script=zk.sh
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 # write_pom writes a pom whose runtime dependencies are ZooKeeper's.
 write_pom() {
@@ -114,40 +112,8 @@ EOF
 }
 
 fetch() {
-  if [[ -f "$lib/.complete" ]]; then
-    return 0
-  fi
-  need java "install a JDK (17 or later), e.g. apt-get install openjdk-17-jdk-headless"
-  need mvn "install Maven, e.g. apt-get install maven"
-  mkdir -p "$zkdir"
-  # One fetcher at a time; the others wait here and then find it done.
-  exec 9>"$zkdir/.lock"
-  flock 9
-  if [[ -f "$lib/.complete" ]]; then
-    exec 9>&-
-    return 0
-  fi
-  echo "zk.sh: fetching ZooKeeper $ZK_VERSION from Maven Central into $lib" >&2
-  local tmp
-  tmp="$(mktemp -d "$zkdir/fetch.XXXXXX")"
-  # shellcheck disable=SC2064
-  trap "rm -rf '$tmp'" EXIT
-  write_pom "$tmp/pom.xml"
-  # mvn's output is kept for a failure only (Debian's 3.8 prints stray colour
-  # codes even with -B -q).
-  if ! mvn -B -q -f "$tmp/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp/lib" >"$tmp/mvn.log" 2>&1; then
-    cat "$tmp/mvn.log" >&2
-    die "mvn failed to fetch ZooKeeper $ZK_VERSION (log above)"
-  fi
-  [[ -f "$tmp/lib/zookeeper-$ZK_VERSION.jar" ]] || die "zookeeper-$ZK_VERSION.jar missing after mvn"
-  touch "$tmp/lib/.complete"
-  rm -rf "$lib"
-  mv "$tmp/lib" "$lib"
-  rm -rf "$tmp"
-  trap - EXIT
-  exec 9>&-
-  echo "zk.sh: fetched $(ls "$lib" | wc -l) jars" >&2
+  mvn_fetch "$zkdir" "$lib" "ZooKeeper $ZK_VERSION" "zookeeper-$ZK_VERSION.jar"
+  [[ -z "$fetched" ]] || echo "zk.sh: fetched $(ls "$lib" | wc -l) jars" >&2
 }
 
 # ensure_conf writes conf/logback.xml when it is missing or out of date.

@@ -23,25 +23,22 @@
 package kafkatest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/squallhq/squall/internal/testproc"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -65,19 +62,17 @@ const (
 	requestTimeout = 2 * time.Second
 	// pollInterval is the pause between two readiness polls.
 	pollInterval = 20 * time.Millisecond
-	// maxLogged bounds the broker output that a failed test prints (its tail).
-	maxLogged = 512 << 10
 )
 
 // errExited reports that the broker process exited while starting.
 var errExited = errors.New("kafka exited")
 
-// fetchState is the per-process memo of the module root and of a successful
+// kind names Kafka and scripts/kafka.sh for testproc.
+var kind = testproc.Kind{Pkg: "kafkatest", Name: "Kafka", Script: "kafka.sh"}
+
+// fetcher is the per-process memo of the module root and of a successful
 // fetch; kafka.sh's lock file serialises fetches across processes.
-var fetchState struct {
-	mu   sync.Mutex
-	root string // module root, once found and fetched into
-}
+var fetcher = testproc.Fetcher{Kind: kind}
 
 // Broker is a running (or stopped) single-node Kafka cluster started by
 // Start. Its methods are safe for concurrent use.
@@ -88,16 +83,7 @@ type Broker struct {
 	port      int    // broker listener
 	cport     int    // controller listener
 
-	mu   sync.Mutex
-	proc *process // nil while stopped
-}
-
-// process is one run of the broker's JVM.
-type process struct {
-	pid    int
-	done   chan struct{} // closed when the process has exited and been reaped
-	err    error         // its exit status; read only after done is closed
-	paused bool
+	proc testproc.Proc // the broker's JVM
 }
 
 // Start starts a Kafka broker for t and returns once it serves clients: a
@@ -107,18 +93,18 @@ type process struct {
 // is stopped by t.Cleanup; its output is logged there if t failed.
 func Start(t testing.TB) *Broker {
 	t.Helper()
-	root := fetch(t)
-	b := &Broker{root: root, dir: t.TempDir(), clusterID: newClusterID(t)}
+	root := fetcher.Fetch(t)
+	b := &Broker{root: root, dir: t.TempDir(), clusterID: newClusterID(t), proc: testproc.Proc{Kind: kind}}
 	t.Cleanup(func() {
 		b.stop()
 		if t.Failed() {
-			b.logOutput(t)
+			kind.LogOutput(t, filepath.Join(b.dir, "kafka.log"), b.Addr())
 		}
 	})
 	var err error
 	for range startAttempts {
-		b.port = freePort(t)
-		for b.cport = freePort(t); b.cport == b.port; b.cport = freePort(t) {
+		b.port = kind.FreePort(t)
+		for b.cport = kind.FreePort(t); b.cport == b.port; b.cport = kind.FreePort(t) {
 		}
 		if err = b.start(); !errors.Is(err, errExited) {
 			break
@@ -201,14 +187,14 @@ func leadersKnown(md kadm.Metadata, topic string, n int32) bool {
 // a paused broker does nothing; t fails if the broker is stopped.
 func (b *Broker) Pause(t testing.TB) {
 	t.Helper()
-	b.signal(t, syscall.SIGSTOP, true)
+	b.proc.Signal(t, syscall.SIGSTOP, true)
 }
 
 // Resume continues a broker suspended by Pause (SIGCONT). Resuming a broker
 // that is not paused does nothing; t fails if the broker is stopped.
 func (b *Broker) Resume(t testing.TB) {
 	t.Helper()
-	b.signal(t, syscall.SIGCONT, false)
+	b.proc.Signal(t, syscall.SIGCONT, false)
 }
 
 // Stop kills the broker (SIGKILL, like a crash) and waits for it to exit. Its
@@ -261,43 +247,24 @@ func (b *Broker) start() error {
 	cmd.Env = append(os.Environ(), "KAFKA_CLUSTER_ID="+b.clusterID)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,            // its own group: signals reach the JVM (and a format in progress) only
-		Pdeathsig: syscall.SIGKILL, // dies with the thread that started it
-	}
-	p := &process{done: make(chan struct{})}
-	started := make(chan error, 1)
-	// The death signal fires when the thread that forked the child exits, not
-	// the process: start and reap it on a locked thread that lives exactly as
-	// long as the child.
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		p.pid = cmd.Process.Pid
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	// In a process group of its own, so that signals reach the JVM (and a
+	// format in progress) only, and dying with the test binary.
+	r, err := b.proc.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("kafkatest: running scripts/kafka.sh serve: %w", err)
 	}
-	b.mu.Lock()
-	b.proc = p
-	b.mu.Unlock()
 
-	if err := b.waitServing(p, startTimeout); err != nil {
+	if err := b.waitServing(r.Done(), r.Err, startTimeout); err != nil {
 		b.stop()
 		return err
 	}
 	return nil
 }
 
-// waitServing polls the broker until it serves with our cluster id, p exits,
-// or timeout passes (the last poll may take requestTimeout more).
-func (b *Broker) waitServing(p *process, timeout time.Duration) error {
+// waitServing polls the broker until it serves with our cluster id, done is
+// closed (the process exited, with status exitErr()), or timeout passes (the
+// last poll may take requestTimeout more).
+func (b *Broker) waitServing(done <-chan struct{}, exitErr func() error, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
@@ -307,8 +274,8 @@ func (b *Broker) waitServing(p *process, timeout time.Duration) error {
 			return nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%w while starting: %v", errExited, p.err)
+		case <-done:
+			return fmt.Errorf("%w while starting: %v", errExited, exitErr())
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
@@ -353,134 +320,10 @@ func (b *Broker) serving() error {
 	return fmt.Errorf("metadata lists no broker %d on port %d: %v", NodeID, b.port, md.Brokers)
 }
 
-// signal sends sig to the running broker and records whether it is paused.
-func (b *Broker) signal(t testing.TB, sig syscall.Signal, pause bool) {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p := b.proc
-	if p == nil {
-		t.Fatalf("kafkatest: %v to a stopped Kafka", sig)
-		return
-	}
-	if p.paused == pause {
-		return
-	}
-	if err := syscall.Kill(-p.pid, sig); err != nil {
-		t.Fatalf("kafkatest: %v to Kafka (pid %d): %v", sig, p.pid, err)
-	}
-	p.paused = pause
-}
-
 // stop kills the broker's process group, if running, and waits until the
 // process is reaped.
 func (b *Broker) stop() {
-	b.mu.Lock()
-	p := b.proc
-	b.proc = nil
-	b.mu.Unlock()
-	if p == nil {
-		return
-	}
-	// SIGKILL also ends a stopped (paused) process. ESRCH: already gone.
-	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
-	<-p.done
-}
-
-// logOutput logs the tail of everything the broker printed.
-func (b *Broker) logOutput(t testing.TB) {
-	t.Helper()
-	f, err := os.Open(filepath.Join(b.dir, "kafka.log"))
-	if err != nil {
-		t.Logf("kafkatest: Kafka output: %v", err)
-		return
-	}
-	defer f.Close()
-	var skipped int64
-	if fi, err := f.Stat(); err == nil && fi.Size() > maxLogged {
-		skipped = fi.Size() - maxLogged
-		if _, err := f.Seek(skipped, io.SeekStart); err != nil {
-			t.Logf("kafkatest: Kafka output: %v", err)
-			return
-		}
-	}
-	out, err := io.ReadAll(f)
-	if err != nil {
-		t.Logf("kafkatest: Kafka output: %v", err)
-		return
-	}
-	head := "Kafka " + b.Addr() + " output"
-	if skipped > 0 {
-		head += fmt.Sprintf(" (first %d bytes left out)", skipped)
-	}
-	t.Logf("%s:\n%s", head, bytes.TrimRight(out, "\n"))
-}
-
-// fetch finds the module root and makes sure Kafka is fetched into it, once
-// per process; it fails t when it cannot.
-func fetch(t testing.TB) string {
-	t.Helper()
-	fetchState.mu.Lock()
-	defer fetchState.mu.Unlock()
-	if fetchState.root != "" {
-		return fetchState.root
-	}
-	if _, err := exec.LookPath("java"); err != nil {
-		t.Fatalf("kafkatest: java not found on PATH: the Kafka of these tests needs Java 17 or later " +
-			"(e.g. apt-get install openjdk-17-jre-headless), and Maven to fetch it once (apt-get install maven)")
-	}
-	root, err := moduleRoot()
-	if err != nil {
-		t.Fatalf("kafkatest: %v", err)
-	}
-	start := time.Now()
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "kafka.sh"), "fetch")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kafkatest: scripts/kafka.sh fetch: %v\n%s", err, out)
-	} else if len(out) > 0 {
-		t.Logf("kafkatest: fetched Kafka in %s:\n%s", time.Since(start).Round(time.Millisecond), bytes.TrimRight(out, "\n"))
-	}
-	fetchState.root = root
-	return root
-}
-
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod and scripts/kafka.sh.
-func moduleRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for dir := wd; ; {
-		if isFile(filepath.Join(dir, "go.mod")) && isFile(filepath.Join(dir, "scripts", "kafka.sh")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod with scripts/kafka.sh beside it in %s or above", wd)
-		}
-		dir = parent
-	}
-}
-
-func isFile(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular()
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("kafkatest: finding a free port: %v", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("kafkatest: finding a free port: %v", err)
-	}
-	return port
+	b.proc.Stop()
 }
 
 // newClusterID returns a random cluster id as Kafka writes them: 16 bytes in

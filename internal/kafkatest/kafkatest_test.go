@@ -45,12 +45,7 @@ func rss(pid int) int {
 }
 
 func (b *Broker) pid() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.proc == nil {
-		return 0
-	}
-	return b.proc.pid
+	return b.proc.Pid()
 }
 
 // TestBroker produces to and consumes from a real broker, stores an offset
@@ -215,12 +210,13 @@ func TestBroker(t *testing.T) {
 func TestNotFooledByAnotherBroker(t *testing.T) {
 	a := Start(t)
 	other := &Broker{port: a.port, clusterID: newClusterID(t)}
-	p := &process{done: make(chan struct{})} // never exits
-	err := other.waitServing(p, 2*time.Second)
+	never := make(chan struct{}) // a process that never exits
+	exitErr := func() error { return nil }
+	err := other.waitServing(never, exitErr, 2*time.Second)
 	if err == nil || !strings.Contains(err.Error(), a.ClusterID()) {
 		t.Fatalf("waitServing with another cluster id = %v, want an error naming cluster %s", err, a.ClusterID())
 	}
-	if err := a.waitServing(p, 10*time.Second); err != nil {
+	if err := a.waitServing(never, exitErr, 10*time.Second); err != nil {
 		t.Fatalf("waitServing of the broker itself: %v", err)
 	}
 }

@@ -17,7 +17,6 @@
 package zktest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -25,13 +24,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/squallhq/squall/internal/testproc"
 )
 
 const (
@@ -42,8 +41,6 @@ const (
 	// startAttempts is how many free ports Start tries: another process may
 	// take the port between the probe and the server's bind.
 	startAttempts = 3
-	// maxLogged bounds the server output that a failed test prints (its tail).
-	maxLogged = 512 << 10
 	// flwTimeout bounds one four-letter-word exchange.
 	flwTimeout = 2 * time.Second
 )
@@ -51,12 +48,12 @@ const (
 // errExited reports that the server process exited while starting.
 var errExited = errors.New("zookeeper exited")
 
-// fetchState is the per-process memo of the module root and of a successful
+// kind names ZooKeeper and scripts/zk.sh for testproc.
+var kind = testproc.Kind{Pkg: "zktest", Name: "ZooKeeper", Script: "zk.sh"}
+
+// fetcher is the per-process memo of the module root and of a successful
 // fetch; zk.sh's lock file serialises fetches across processes.
-var fetchState struct {
-	mu   sync.Mutex
-	root string // module root, once found and fetched into
-}
+var fetcher = testproc.Fetcher{Kind: kind}
 
 // Server is a running (or stopped) ZooKeeper server started by Start. Its
 // methods are safe for concurrent use.
@@ -65,16 +62,7 @@ type Server struct {
 	dir  string // zoo.cfg, data/ and zookeeper.log
 	port int
 
-	mu   sync.Mutex
-	proc *process // nil while stopped
-}
-
-// process is one run of the server's JVM.
-type process struct {
-	pid    int
-	done   chan struct{} // closed when the process has exited and been reaped
-	err    error         // its exit status; read only after done is closed
-	paused bool
+	proc testproc.Proc // the server's JVM
 }
 
 // Start starts a ZooKeeper server for t and returns once it serves clients.
@@ -83,17 +71,17 @@ type process struct {
 // is stopped by t.Cleanup; its output is logged there if t failed.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	root := fetch(t)
-	s := &Server{root: root, dir: t.TempDir()}
+	root := fetcher.Fetch(t)
+	s := &Server{root: root, dir: t.TempDir(), proc: testproc.Proc{Kind: kind}}
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
-			s.logOutput(t)
+			kind.LogOutput(t, filepath.Join(s.dir, "zookeeper.log"), s.Addr())
 		}
 	})
 	var err error
 	for range startAttempts {
-		s.port = freePort(t)
+		s.port = kind.FreePort(t)
 		if err = s.start(); !errors.Is(err, errExited) {
 			break
 		}
@@ -117,14 +105,14 @@ func (s *Server) Addr() string {
 // nothing; t fails if the server is stopped.
 func (s *Server) Pause(t testing.TB) {
 	t.Helper()
-	s.signal(t, syscall.SIGSTOP, true)
+	s.proc.Signal(t, syscall.SIGSTOP, true)
 }
 
 // Resume continues a server suspended by Pause (SIGCONT). Resuming a server
 // that is not paused does nothing; t fails if the server is stopped.
 func (s *Server) Resume(t testing.TB) {
 	t.Helper()
-	s.signal(t, syscall.SIGCONT, false)
+	s.proc.Signal(t, syscall.SIGCONT, false)
 }
 
 // Stop kills the server (SIGKILL, like a crash) and waits for it to exit. Its
@@ -165,43 +153,24 @@ func (s *Server) start() error {
 	cmd.Dir = s.root
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,            // its own group: signals reach the JVM only
-		Pdeathsig: syscall.SIGKILL, // dies with the thread that started it
-	}
-	p := &process{done: make(chan struct{})}
-	started := make(chan error, 1)
-	// The death signal fires when the thread that forked the child exits, not
-	// the process: start and reap it on a locked thread that lives exactly as
-	// long as the child.
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		p.pid = cmd.Process.Pid
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	// In a process group of its own, so that signals reach the JVM only, and
+	// dying with the test binary.
+	r, err := s.proc.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("zktest: running scripts/zk.sh serve: %w", err)
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
 
-	if err := s.waitServing(p); err != nil {
+	if err := s.waitServing(r.Done(), r.Err); err != nil {
 		s.stop()
 		return err
 	}
 	return nil
 }
 
-// waitServing polls the server until it serves from our data directory, p
-// exits, or startTimeout passes.
-func (s *Server) waitServing(p *process) error {
+// waitServing polls the server until it serves from our data directory, done
+// is closed (the process exited, with status exitErr()), or startTimeout
+// passes.
+func (s *Server) waitServing(done <-chan struct{}, exitErr func() error) error {
 	deadline := time.Now().Add(startTimeout)
 	dataDir := filepath.Join(s.dir, "data")
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -216,8 +185,8 @@ func (s *Server) waitServing(p *process) error {
 			}
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%w while starting: %v", errExited, p.err)
+		case <-done:
+			return fmt.Errorf("%w while starting: %v", errExited, exitErr())
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
@@ -226,134 +195,10 @@ func (s *Server) waitServing(p *process) error {
 	}
 }
 
-// signal sends sig to the running server and records whether it is paused.
-func (s *Server) signal(t testing.TB, sig syscall.Signal, pause bool) {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.proc
-	if p == nil {
-		t.Fatalf("zktest: %v to a stopped ZooKeeper", sig)
-		return
-	}
-	if p.paused == pause {
-		return
-	}
-	if err := syscall.Kill(-p.pid, sig); err != nil {
-		t.Fatalf("zktest: %v to ZooKeeper (pid %d): %v", sig, p.pid, err)
-	}
-	p.paused = pause
-}
-
 // stop kills the server's process group, if running, and waits until the
 // process is reaped.
 func (s *Server) stop() {
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	s.mu.Unlock()
-	if p == nil {
-		return
-	}
-	// SIGKILL also ends a stopped (paused) process. ESRCH: already gone.
-	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
-	<-p.done
-}
-
-// logOutput logs the tail of everything the server printed.
-func (s *Server) logOutput(t testing.TB) {
-	t.Helper()
-	f, err := os.Open(filepath.Join(s.dir, "zookeeper.log"))
-	if err != nil {
-		t.Logf("zktest: ZooKeeper output: %v", err)
-		return
-	}
-	defer f.Close()
-	var skipped int64
-	if fi, err := f.Stat(); err == nil && fi.Size() > maxLogged {
-		skipped = fi.Size() - maxLogged
-		if _, err := f.Seek(skipped, io.SeekStart); err != nil {
-			t.Logf("zktest: ZooKeeper output: %v", err)
-			return
-		}
-	}
-	out, err := io.ReadAll(f)
-	if err != nil {
-		t.Logf("zktest: ZooKeeper output: %v", err)
-		return
-	}
-	head := "ZooKeeper " + s.Addr() + " output"
-	if skipped > 0 {
-		head += fmt.Sprintf(" (first %d bytes left out)", skipped)
-	}
-	t.Logf("%s:\n%s", head, bytes.TrimRight(out, "\n"))
-}
-
-// fetch finds the module root and makes sure ZooKeeper is fetched into it,
-// once per process; it fails t when it cannot.
-func fetch(t testing.TB) string {
-	t.Helper()
-	fetchState.mu.Lock()
-	defer fetchState.mu.Unlock()
-	if fetchState.root != "" {
-		return fetchState.root
-	}
-	if _, err := exec.LookPath("java"); err != nil {
-		t.Fatalf("zktest: java not found on PATH: the ZooKeeper of these tests needs Java 17 or later " +
-			"(e.g. apt-get install openjdk-17-jre-headless), and Maven to fetch it once (apt-get install maven)")
-	}
-	root, err := moduleRoot()
-	if err != nil {
-		t.Fatalf("zktest: %v", err)
-	}
-	start := time.Now()
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "zk.sh"), "fetch")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("zktest: scripts/zk.sh fetch: %v\n%s", err, out)
-	} else if len(out) > 0 {
-		t.Logf("zktest: fetched ZooKeeper in %s:\n%s", time.Since(start).Round(time.Millisecond), bytes.TrimRight(out, "\n"))
-	}
-	fetchState.root = root
-	return root
-}
-
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod and scripts/zk.sh.
-func moduleRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for dir := wd; ; {
-		if isFile(filepath.Join(dir, "go.mod")) && isFile(filepath.Join(dir, "scripts", "zk.sh")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod with scripts/zk.sh beside it in %s or above", wd)
-		}
-		dir = parent
-	}
-}
-
-func isFile(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular()
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("zktest: finding a free port: %v", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("zktest: finding a free port: %v", err)
-	}
-	return port
+	s.proc.Stop()
 }
 
 // fourLetter sends a four-letter-word command to addr and reads the answer

@@ -1,0 +1,252 @@
+// Package testproc holds the machinery shared by the test helpers (zktest,
+// kafkatest) that run a server, a JVM started by a script under the module's
+// scripts/, as a child process for tests: fetching the server once per
+// process, finding the module root and free ports, starting the child so
+// that it dies with the test binary, signalling, stopping and reaping it,
+// and logging the tail of its output when a test failed.
+//
+// Linux only: the child is suspended with SIGSTOP and dies with its parent
+// through PR_SET_PDEATHSIG.
+package testproc
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// MaxLogged bounds the server output that a failed test prints (its tail).
+const MaxLogged = 512 << 10
+
+// Kind names a server and the helper package running it, for the script it
+// is run by and for messages.
+type Kind struct {
+	Pkg    string // the helper package, the prefix of messages: "zktest"
+	Name   string // the server in messages: "ZooKeeper"
+	Script string // its script in scripts/: "zk.sh"
+}
+
+// Fetcher memoises, per process, the module root and a successful fetch of
+// the server (scripts/<Script> fetch); the script's lock file serialises
+// fetches across processes. Its zero value, with Kind set, is ready for use,
+// and it is safe for concurrent use.
+type Fetcher struct {
+	Kind Kind
+
+	mu   sync.Mutex
+	root string // module root, once found and fetched into
+}
+
+// Fetch finds the module root and makes sure the server is fetched into it,
+// once per process, and returns the root; it fails t when it cannot (Java
+// missing, for instance).
+func (f *Fetcher) Fetch(t testing.TB) string {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.root != "" {
+		return f.root
+	}
+	k := f.Kind
+	if _, err := exec.LookPath("java"); err != nil {
+		t.Fatalf("%s: java not found on PATH: the %s of these tests needs Java 17 or later "+
+			"(e.g. apt-get install openjdk-17-jre-headless), and Maven to fetch it once (apt-get install maven)", k.Pkg, k.Name)
+	}
+	root, err := k.ModuleRoot()
+	if err != nil {
+		t.Fatalf("%s: %v", k.Pkg, err)
+	}
+	start := time.Now()
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", k.Script), "fetch")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: scripts/%s fetch: %v\n%s", k.Pkg, k.Script, err, out)
+	} else if len(out) > 0 {
+		t.Logf("%s: fetched %s in %s:\n%s", k.Pkg, k.Name, time.Since(start).Round(time.Millisecond), bytes.TrimRight(out, "\n"))
+	}
+	f.root = root
+	return root
+}
+
+// ModuleRoot walks up from the working directory to the directory holding
+// go.mod and scripts/<Script>.
+func (k Kind) ModuleRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for dir := wd; ; {
+		if isFile(filepath.Join(dir, "go.mod")) && isFile(filepath.Join(dir, "scripts", k.Script)) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod with scripts/%s beside it in %s or above", k.Script, wd)
+		}
+		dir = parent
+	}
+}
+
+func isFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago; it
+// fails t when it cannot find one.
+func (k Kind) FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("%s: finding a free port: %v", k.Pkg, err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatalf("%s: finding a free port: %v", k.Pkg, err)
+	}
+	return port
+}
+
+// LogOutput logs on t the tail (MaxLogged bytes at most) of the server
+// output in the file path, headed with the server's address addr.
+func (k Kind) LogOutput(t testing.TB, path, addr string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Logf("%s: %s output: %v", k.Pkg, k.Name, err)
+		return
+	}
+	defer f.Close()
+	var skipped int64
+	if fi, err := f.Stat(); err == nil && fi.Size() > MaxLogged {
+		skipped = fi.Size() - MaxLogged
+		if _, err := f.Seek(skipped, io.SeekStart); err != nil {
+			t.Logf("%s: %s output: %v", k.Pkg, k.Name, err)
+			return
+		}
+	}
+	out, err := io.ReadAll(f)
+	if err != nil {
+		t.Logf("%s: %s output: %v", k.Pkg, k.Name, err)
+		return
+	}
+	head := k.Name + " " + addr + " output"
+	if skipped > 0 {
+		head += fmt.Sprintf(" (first %d bytes left out)", skipped)
+	}
+	t.Logf("%s:\n%s", head, bytes.TrimRight(out, "\n"))
+}
+
+// Proc is a server's child process, running or stopped: at most one run of
+// it at a time. Its zero value, with Kind set, is a stopped Proc; it is safe
+// for concurrent use.
+type Proc struct {
+	Kind Kind
+
+	mu  sync.Mutex
+	run *Run // nil while stopped
+}
+
+// Run is one run of a server's child process.
+type Run struct {
+	pid    int
+	done   chan struct{} // closed when the process has exited and been reaped
+	err    error         // its exit status; read only after done is closed
+	paused bool          // guarded by the Proc's mu
+}
+
+// Done returns a channel closed when the process has exited and been reaped.
+func (r *Run) Done() <-chan struct{} { return r.done }
+
+// Err returns the process's exit status; call it only once Done is closed.
+func (r *Run) Err() error { return r.err }
+
+// Start starts cmd as the running process of p, in a process group of its
+// own (so that signals reach the server only) and with SIGKILL as its death
+// signal, so that it dies with the test binary; it overrides
+// cmd.SysProcAttr. It returns the run, to wait for, or cmd.Start's error.
+// Any run p had must be stopped first.
+func (p *Proc) Start(cmd *exec.Cmd) (*Run, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,            // its own group: signals reach the server only
+		Pdeathsig: syscall.SIGKILL, // dies with the thread that started it
+	}
+	r := &Run{done: make(chan struct{})}
+	started := make(chan error, 1)
+	// The death signal fires when the thread that forked the child exits, not
+	// the process: start and reap it on a locked thread that lives exactly as
+	// long as the child.
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		r.pid = cmd.Process.Pid
+		started <- nil
+		r.err = cmd.Wait()
+		close(r.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.run = r
+	p.mu.Unlock()
+	return r, nil
+}
+
+// Pid returns the process id of the running process, or 0 when p is stopped.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.run == nil {
+		return 0
+	}
+	return p.run.pid
+}
+
+// Signal sends sig to the running process's group and records whether it is
+// paused (pause: SIGSTOP, else SIGCONT); it does nothing when the process is
+// already in that state, and fails t when p is stopped.
+func (p *Proc) Signal(t testing.TB, sig syscall.Signal, pause bool) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.run
+	if r == nil {
+		t.Fatalf("%s: %v to a stopped %s", p.Kind.Pkg, sig, p.Kind.Name)
+		return
+	}
+	if r.paused == pause {
+		return
+	}
+	if err := syscall.Kill(-r.pid, sig); err != nil {
+		t.Fatalf("%s: %v to %s (pid %d): %v", p.Kind.Pkg, sig, p.Kind.Name, r.pid, err)
+	}
+	r.paused = pause
+}
+
+// Stop kills the process group of the running process, if any, and waits
+// until the process is reaped.
+func (p *Proc) Stop() {
+	p.mu.Lock()
+	r := p.run
+	p.run = nil
+	p.mu.Unlock()
+	if r == nil {
+		return
+	}
+	// SIGKILL also ends a stopped (paused) process. ESRCH: already gone.
+	_ = syscall.Kill(-r.pid, syscall.SIGKILL)
+	<-r.done
+}
