@@ -73,18 +73,23 @@ func (r Result) String() string {
 // dropped as late or duplicate by the key's own rules).
 func (r Result) Accepted() bool { return r <= ResultDuplicate }
 
+// deadLetterInterval is protoactor's dead-letter log throttle period.
+const deadLetterInterval = 10 * time.Millisecond
+
 // requestTimeout bounds a Get or List when the context has no deadline.
 const requestTimeout = 10 * time.Second
 
 // Engine owns the partition actors of a node. It is safe for concurrent use.
 type Engine struct {
-	cfg     Config
-	system  *actor.ActorSystem
-	pids    []*actor.PID
-	live    atomic.Int64
-	sem     *semaphore.Weighted
-	metrics *metrics
-	subs    sync.Pool
+	cfg    Config
+	system *actor.ActorSystem
+	pids   []*actor.PID
+	live   atomic.Int64
+	// deadLetter is when protoactor last reported a dead letter (unix ns).
+	deadLetter atomic.Int64
+	sem        *semaphore.Weighted
+	metrics    *metrics
+	subs       sync.Pool
 
 	mu       sync.RWMutex // guards closed against Submit's sends
 	closed   bool
@@ -105,12 +110,22 @@ func New(cfg Config) (*Engine, error) {
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := &Engine{
-		cfg:    cfg,
-		system: actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet })),
-		pids:   make([]*actor.PID, cfg.Partitions),
-		sem:    semaphore.NewWeighted(int64(cfg.MaxInflight)),
-		stop:   make(chan struct{}),
+		cfg: cfg,
+		system: actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }),
+			actor.WithDeadLetterThrottleInterval(deadLetterInterval), actor.WithDeadLetterRequestLogging(false)),
+		pids: make([]*actor.PID, cfg.Partitions),
+		sem:  semaphore.NewWeighted(int64(cfg.MaxInflight)),
+		stop: make(chan struct{}),
 	}
+	// protoactor starts a goroutine that lives deadLetterInterval after a
+	// dead letter (a reply to a request that timed out, a message to a
+	// stopped partition); it cannot be joined, so Close waits it out.
+	e.system.EventStream.SubscribeWithPredicate(func(any) {
+		e.deadLetter.Store(time.Now().UnixNano())
+	}, func(m any) bool {
+		_, ok := m.(*actor.DeadLetterEvent)
+		return ok
+	})
 	m, err := newMetrics(cfg.Registerer, e)
 	if err != nil {
 		return nil, err
@@ -393,6 +408,9 @@ func (e *Engine) shutdownActors() {
 		}
 	}
 	e.system.Shutdown()
+	if last := e.deadLetter.Load(); last != 0 {
+		time.Sleep(time.Until(time.Unix(0, last).Add(deadLetterInterval + 5*time.Millisecond)))
+	}
 }
 
 // owned returns the PIDs of the partitions served now.
