@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -142,9 +143,15 @@ const (
 	maxBackoff = 2 * time.Second
 )
 
+// deadLetterInterval is protoactor's dead-letter log throttle period.
+const deadLetterInterval = 10 * time.Millisecond
+
 // Manager runs the source actors of the partitions this node consumes. It
 // is safe for concurrent use.
 type Manager struct {
+	// deadLetter is when protoactor last reported a dead letter (unix ns).
+	deadLetter atomic.Int64
+
 	cfg  Config
 	sink Sink
 	log  *slog.Logger
@@ -207,17 +214,24 @@ func New(cfg Config, sink Sink) (*Manager, error) {
 		return nil, fmt.Errorf("source: kafka client: %w", err)
 	}
 	m := &Manager{
-		cfg:      cfg,
-		sink:     sink,
-		log:      cfg.Logger,
-		cl:       cl,
-		adm:      kadm.NewClient(cl),
-		sys:      actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger })),
+		cfg:  cfg,
+		sink: sink,
+		log:  cfg.Logger,
+		cl:   cl,
+		adm:  kadm.NewClient(cl),
+		sys: actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger }),
+			actor.WithDeadLetterThrottleInterval(deadLetterInterval), actor.WithDeadLetterRequestLogging(false)),
 		met:      met,
 		parts:    make(map[int32]*partition),
 		stopping: make(map[int32]*partition),
 		wake:     make(chan struct{}, 1),
 	}
+	m.sys.EventStream.SubscribeWithPredicate(func(any) {
+		m.deadLetter.Store(time.Now().UnixNano())
+	}, func(msg any) bool {
+		_, ok := msg.(*actor.DeadLetterEvent)
+		return ok
+	})
 	m.pollMax = max(1, cfg.MaxBufferedRecords/4)
 	m.pauseAt = cfg.MaxBufferedRecords - m.pollMax
 	m.resumeAt = cfg.MaxBufferedRecords / 2
@@ -338,6 +352,11 @@ func (m *Manager) Close() error {
 		m.cl.Close()
 		m.wg.Wait()
 		m.sys.Shutdown()
+		// protoactor's dead-letter throttle goroutine lives
+		// deadLetterInterval after a dead letter and cannot be joined.
+		if last := m.deadLetter.Load(); last != 0 {
+			time.Sleep(time.Until(time.Unix(0, last).Add(deadLetterInterval + 5*time.Millisecond)))
+		}
 	})
 	return m.closeErr
 }
