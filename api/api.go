@@ -120,16 +120,25 @@ type Cluster struct {
 }
 
 // SourceStatus is one Kafka partition consumed by this node. Offsets are
-// "next" offsets, -1 when unknown; a replay runs over [ReplayFrom, ReplayTo).
+// Kafka "next" offsets (one past the last record), -1 when unknown.
 type SourceStatus struct {
-	Partition     int32  `json:"partition"`
-	State         string `json:"state"`
-	Applied       int64  `json:"applied"`
-	Committed     int64  `json:"committed"`
-	ReplayFrom    int64  `json:"replay_from"`
-	ReplayTo      int64  `json:"replay_to"`
-	HighWatermark int64  `json:"high_watermark"`
-	Lag           int64  `json:"lag"`
+	Partition int32 `json:"partition"`
+	// State is "starting", "replaying" or "live".
+	State string `json:"state"`
+	// Applied is one past the last record applied (or dead-lettered).
+	Applied int64 `json:"applied"`
+	// Committed is the offset last committed to the group.
+	Committed int64 `json:"committed"`
+	// ReplayFrom and ReplayTo bound the restore-mode replay; equal when
+	// there is none.
+	ReplayFrom int64 `json:"replay_from"`
+	ReplayTo   int64 `json:"replay_to"`
+	// HighWatermark is the partition's end offset as of the last fetch.
+	HighWatermark int64 `json:"high_watermark"`
+	// Lag is HighWatermark − Applied (0 when either is unknown).
+	Lag int64 `json:"lag"`
+	// Buffered is the number of records fetched and not yet applied.
+	Buffered int `json:"buffered"`
 }
 
 // Error is the body of every non-2xx answer but ingest's.

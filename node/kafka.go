@@ -194,12 +194,7 @@ func (k *kafkaSide) RestoreOffset(ctx context.Context, p int32) (int64, error) {
 
 // status lists the source actors for /debug/cluster.
 func (k *kafkaSide) status() []api.SourceStatus {
-	var out []api.SourceStatus
-	for _, s := range k.src.Status() {
-		out = append(out, api.SourceStatus{Partition: s.Partition, State: s.State, Applied: s.Applied,
-			Committed: s.Committed, ReplayFrom: s.ReplayFrom, ReplayTo: s.ReplayTo,
-			HighWatermark: s.HighWatermark, Lag: s.Lag})
-	}
+	out := k.src.Status()
 	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
 	return out
 }

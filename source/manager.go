@@ -54,6 +54,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/event"
 )
 
@@ -96,26 +97,9 @@ const (
 	StateLive = "live"
 )
 
-// PartitionStatus describes one consumed partition. Offsets are Kafka
-// "next" offsets (one past the last record), -1 when unknown.
-type PartitionStatus struct {
-	Partition int32  `json:"partition"`
-	State     string `json:"state"`
-	// Applied is one past the last record applied (or dead-lettered).
-	Applied int64 `json:"applied"`
-	// Committed is the offset last committed to the group.
-	Committed int64 `json:"committed"`
-	// ReplayFrom and ReplayTo bound the restore-mode replay; equal when
-	// there is none.
-	ReplayFrom int64 `json:"replay_from"`
-	ReplayTo   int64 `json:"replay_to"`
-	// HighWatermark is the partition's end offset as of the last fetch.
-	HighWatermark int64 `json:"high_watermark"`
-	// Lag is HighWatermark − Applied (0 when either is unknown).
-	Lag int64 `json:"lag"`
-	// Buffered is the number of records fetched and not yet applied.
-	Buffered int `json:"buffered"`
-}
+// PartitionStatus describes one consumed partition (the document
+// /debug/cluster lists); see api.SourceStatus for its fields.
+type PartitionStatus = api.SourceStatus
 
 const (
 	// maxApply is the largest number of events passed to one Sink.Apply.

@@ -150,14 +150,6 @@ func (pr *produced) verify(t *testing.T, nodes []*cnode, timeout time.Duration) 
 	}
 }
 
-func kafkaKeys(n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("host-%05d.cpu", i)
-	}
-	return out
-}
-
 // 1,000,000 events with unique ids over 10,000 keys at a steady rate; one
 // node killed with kill -9 mid-stream and restarted later: 0 lost, 0
 // double-counted.
@@ -173,7 +165,7 @@ func TestKafkaKill9(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pr.produce(t, kc.kafka.Addr(), "kill9-events", kafkaKeys(10_000), 1_000_000, 60_000)
+		pr.produce(t, kc.kafka.Addr(), "kill9-events", keys(10_000), 1_000_000, 60_000)
 	}()
 	time.Sleep(5 * time.Second)
 	victim := nodes[2]
@@ -240,7 +232,7 @@ func TestKafkaRollingRestart(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pr.produce(t, kc.kafka.Addr(), "rolling-events", kafkaKeys(10_000), 1_000_000, 60_000)
+		pr.produce(t, kc.kafka.Addr(), "rolling-events", keys(10_000), 1_000_000, 60_000)
 	}()
 	for i := range nodes {
 		time.Sleep(2 * time.Second)
@@ -363,7 +355,7 @@ func TestKafkaHTTPIngestSurvivesKill(t *testing.T) {
 	nodes := []*cnode{kc.node(t, "n1", "", ""), kc.node(t, "n2", "", ""), kc.node(t, "n3", "", "")}
 	waitSettled(t, nodes, 30*time.Second)
 	pr := newProduced()
-	keys := kafkaKeys(500)
+	keys := keys(500)
 	var body strings.Builder
 	for i := 0; i < 5000; i++ {
 		key := keys[i%len(keys)]
@@ -401,7 +393,7 @@ func TestKafkaStandalone(t *testing.T) {
 		"--kafka-brokers", k.Addr(), "--kafka-topic", "solo-events", "--kafka-group", "solo")
 	n := &cnode{proc: p, id: "solo"}
 	pr := newProduced()
-	pr.produce(t, k.Addr(), "solo-events", kafkaKeys(1000), 20_000, 100_000)
+	pr.produce(t, k.Addr(), "solo-events", keys(1000), 20_000, 100_000)
 	pr.verify(t, []*cnode{n}, 30*time.Second)
 	doc, err := clusterDoc(p.httpAddr)
 	if err != nil {
