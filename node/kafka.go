@@ -49,33 +49,17 @@ func (n *Node) kafkaConfig() source.Config {
 	return kc
 }
 
-// kafkaPartitions reads the topic's partition count, which is the number
+// partitions reads the topic's partition count, which is the number
 // of key partitions when Kafka feeds the node.
-func (n *Node) kafkaPartitions() (int, error) {
-	kc := n.kafkaConfig()
-	tls, err := n.kafkaTLS()
-	if err != nil {
-		return 0, err
-	}
-	kc.TLS = tls
-	m, err := source.New(kc, nopSink{})
-	if err != nil {
-		return 0, fmt.Errorf("--kafka-brokers %s: %w", n.cfg.KafkaBrokers, err)
-	}
-	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.KafkaTimeout)
+func (k *kafkaSide) partitions() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), k.n.cfg.KafkaTimeout)
 	defer cancel()
-	count, err := m.PartitionCount(ctx)
+	count, err := k.src.PartitionCount(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("--kafka-topic %s: %w", n.cfg.KafkaTopic, err)
+		return 0, fmt.Errorf("--kafka-topic %s: %w", k.n.cfg.KafkaTopic, err)
 	}
 	return count, nil
 }
-
-type nopSink struct{}
-
-func (nopSink) Apply(context.Context, int32, []event.Event, []int64, bool) error { return nil }
-func (nopSink) RestoreOffset(context.Context, int32) (int64, error)              { return -1, nil }
 
 func (n *Node) startKafka() error {
 	k := &kafkaSide{n: n, serving: map[int32]bool{}, ready: make(chan struct{}),

@@ -73,7 +73,10 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	}
 
 	if cfg.KafkaBrokers != "" {
-		count, err := n.kafkaPartitions()
+		if err = n.startKafka(); err != nil {
+			return nil, err
+		}
+		count, err := n.kafka.partitions()
 		if err != nil {
 			return nil, err
 		}
@@ -81,9 +84,6 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 			log.Info("key partitions follow the Kafka topic", "topic", cfg.KafkaTopic, "partitions", count)
 		}
 		n.cfg.Partitions = count
-		if err = n.startKafka(); err != nil {
-			return nil, err
-		}
 	}
 	ec := n.cfg.engineConfig()
 	ec.Logger = log
