@@ -17,10 +17,6 @@ run: build ## start a standalone node: HTTP 127.0.0.1:8080, embedded NATS 127.0.
 test: ## vet, then every test with the race detector (what CI runs)
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
-	@# Two protoactor remotes in one process race on gRPC's global logger
-	@# (protoactor's bug): transport's in-process tests skip under -race and
-	@# run here without it.
-	$(GO) test -count=1 -timeout 5m ./transport/
 
 test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 $(PKGS)

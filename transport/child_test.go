@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,19 +165,12 @@ func (c *child) report(t *testing.T) childReport {
 	return rep
 }
 
-// onlyRemote is set once a test started the one Transport that a race
-// detector run allows in this process.
-var onlyRemote atomic.Bool
-
 // TestChildProcessPeer runs every kind of request, concurrently, against a
-// peer in a child process. It is the test that runs under the race
-// detector, with this process's Transport the only one in it.
+// peer in a child process: the wire between two processes, and this
+// process's Transport closing while the peer's connection ends.
 func TestChildProcessPeer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
-	}
-	if raceEnabled && onlyRemote.Swap(true) {
-		t.Skip("one protoactor remote per process under the race detector")
 	}
 	peer := startChild(t)
 	cfg := DefaultConfig()

@@ -31,9 +31,10 @@
 //   - A message type the receiver does not know crashes the receiver
 //     (protoactor dereferences the missing type): add request types to
 //     remote.proto only once every node can read them.
-//   - remote.Start sets gRPC's global logger, which the gRPC goroutines of
-//     any other remote in the process read unsynchronised: under the race
-//     detector, run one Transport per process.
+//   - Its shutdown had two crashes (a nil map when a peer's stream ended
+//     during Shutdown, a send on a closed channel) and a data race on
+//     gRPC's global logger between two remotes in a process: the module is
+//     replaced by third_party/protoactor-go, patched (see its PATCHES.md).
 //   - A failed connection attempt makes the endpoint wait 2s before its
 //     queued requests fail with ErrUnreachable; Close waits for it.
 package transport
@@ -174,9 +175,6 @@ type Transport struct {
 	quiet      atomic.Bool  // set by Close: protoactor's logs are dropped
 }
 
-// startMu serialises remote.Start, which sets gRPC's global logger.
-var startMu sync.Mutex
-
 // Start starts the remote server on cfg.Addr and the serving actor, which
 // calls h for the peers' requests. A listen address that is taken is an
 // error naming --remote-addr.
@@ -268,8 +266,6 @@ func Start(cfg Config, h Handler) (*Transport, error) {
 
 // startRemote runs remote.Start, which panics when it cannot listen.
 func (t *Transport) startRemote() (err error) {
-	startMu.Lock()
-	defer startMu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
 			if e, ok := r.(error); ok {
@@ -285,11 +281,7 @@ func (t *Transport) startRemote() (err error) {
 
 // stopRemote stops remote and the actor system.
 func (t *Transport) stopRemote() {
-	if !t.shutdownRemote() {
-		// protoactor's graceful shutdown panicked half way (see
-		// shutdownRemote), before stopping the gRPC server: stop it hard.
-		t.remote.Shutdown(false)
-	}
+	t.remote.Shutdown(true)
 	t.system.Shutdown()
 	// protoactor's dead-letter log throttle runs a goroutine for
 	// deadLetterInterval after a dead letter; it cannot be joined, so
@@ -297,22 +289,6 @@ func (t *Transport) stopRemote() {
 	if last := t.deadLetter.Load(); last != 0 {
 		time.Sleep(time.Until(time.Unix(0, last).Add(deadLetterInterval + 5*time.Millisecond)))
 	}
-}
-
-// shutdownRemote runs remote's graceful Shutdown and reports whether it
-// completed. Its endpoint manager signals each server stream's goroutine on
-// a channel that the stream closes when it ends: when a peer has just closed
-// its connection to this node, the send can hit the closed channel and
-// panic ("send on closed channel"). The panic is recovered here.
-func (t *Transport) shutdownRemote() (ok bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			t.cfg.Logger.Warn("transport: protoactor remote shutdown panicked; stopping it hard", "panic", fmt.Sprint(r))
-			ok = false
-		}
-	}()
-	t.remote.Shutdown(true)
-	return true
 }
 
 func (t *Transport) serverOptions() []grpc.ServerOption {

@@ -131,15 +131,6 @@ func (h *fakeHandler) Handoff(_ context.Context, from string, partition int32, g
 	return nil
 }
 
-// skipUnderRace skips a test that starts several Transports in this process
-// when the race detector is on (see raceEnabled).
-func skipUnderRace(t testing.TB) {
-	t.Helper()
-	if raceEnabled {
-		t.Skip("several protoactor remotes in one process race on gRPC's global logger; see TestChildProcessPeer")
-	}
-}
-
 // quietLogger discards logs, or with SQUALL_TEST_LOG set, writes warnings
 // and errors to stderr.
 func quietLogger() *slog.Logger {
@@ -153,7 +144,6 @@ func quietLogger() *slog.Logger {
 // the test.
 func start(t testing.TB, id string, h Handler, mod func(*Config)) *Transport {
 	t.Helper()
-	skipUnderRace(t)
 	cfg := DefaultConfig()
 	cfg.NodeID = id
 	cfg.Logger = quietLogger()
@@ -592,7 +582,6 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 }
 
 func TestStartErrors(t *testing.T) {
-	skipUnderRace(t)
 	a := start(t, "a", &fakeHandler{}, nil)
 	cfg := DefaultConfig()
 	cfg.NodeID, cfg.Addr, cfg.Logger = "b", a.Addr(), quietLogger()
