@@ -47,6 +47,9 @@ type Config struct {
 	// has arrived (handedOver true), or when the wait for it timed out. It
 	// runs on the partition's goroutine and must not block. Default nil.
 	OnServe func(p int32, handedOver bool)
+	// TickInterval is how often a StatefulHandler's Tick runs on each
+	// partition (its timers' resolution). Default 1s.
+	TickInterval time.Duration
 	// Clock reads wall-clock time (activation, last event, passivation).
 	// Default the system clock.
 	Clock Clock
@@ -66,6 +69,7 @@ func DefaultConfig() Config {
 		MaxKeys:      2_000_000,
 		MaxInflight:  1 << 20,
 		AwaitHandoff: 15 * time.Second,
+		TickInterval: time.Second,
 		Handler:      WindowHandler{},
 		Clock:        SystemClock{},
 	}
@@ -88,6 +92,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AwaitHandoff <= 0 {
 		errs = append(errs, fmt.Errorf("await-handoff %s: must be positive", c.AwaitHandoff))
+	}
+	if c.TickInterval <= 0 {
+		errs = append(errs, fmt.Errorf("tick-interval %s: must be positive", c.TickInterval))
 	}
 	if c.MaxInflight < 1 {
 		errs = append(errs, fmt.Errorf("max-inflight %d: must be positive", c.MaxInflight))

@@ -96,7 +96,7 @@ type Engine struct {
 	timers   []*time.Timer  // handoff waits, stopped by Close
 	inflight sync.WaitGroup // submissions sent and not yet applied
 	stop     chan struct{}
-	bg       sync.WaitGroup // the passivation ticker
+	bg       sync.WaitGroup // the passivation and tick loops
 	once     sync.Once
 }
 
@@ -137,8 +137,13 @@ func New(cfg Config) (*Engine, error) {
 		}
 		m.owned.Set(float64(len(e.pids)))
 	}
+	every := max(min(e.cfg.IdleTTL/4, time.Second), 10*time.Millisecond)
 	e.bg.Add(1)
-	go e.passivationLoop()
+	go e.periodic(every, func(ctx context.Context) error { _, err := e.Sweep(ctx); return err })
+	if _, ok := cfg.Handler.(StatefulHandler); ok {
+		e.bg.Add(1)
+		go e.periodic(cfg.TickInterval, e.Tick)
+	}
 	return e, nil
 }
 
@@ -334,6 +339,20 @@ func (e *Engine) List(ctx context.Context, prefix string, limit int) (*api.KeyLi
 // how many it passivated. The engine also sweeps on its own, every
 // IdleTTL/4 (at most every second).
 func (e *Engine) Sweep(ctx context.Context) (int, error) {
+	return e.broadcast(ctx, func(done chan<- int) any { return &sweep{done: done} })
+}
+
+// Tick runs the StatefulHandler's Tick on every served partition, now, and
+// returns once they all have. The engine also ticks on its own every
+// TickInterval when the Handler is a StatefulHandler.
+func (e *Engine) Tick(ctx context.Context) error {
+	_, err := e.broadcast(ctx, func(done chan<- int) any { return &tick{done: done} })
+	return err
+}
+
+// broadcast sends msg(done) to every served partition and sums what they
+// send on done.
+func (e *Engine) broadcast(ctx context.Context, msg func(done chan<- int) any) (int, error) {
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
@@ -347,7 +366,7 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 	}
 	done := make(chan int, len(pids))
 	for _, pid := range pids {
-		e.system.Root.Send(pid, &sweep{done: done})
+		e.system.Root.Send(pid, msg(done))
 	}
 	e.mu.RUnlock()
 	total := 0
@@ -362,10 +381,9 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 	return total, nil
 }
 
-func (e *Engine) passivationLoop() {
+// periodic runs f every interval until the engine closes.
+func (e *Engine) periodic(every time.Duration, f func(context.Context) error) {
 	defer e.bg.Done()
-	every := min(e.cfg.IdleTTL/4, time.Second)
-	every = max(every, 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -374,7 +392,7 @@ func (e *Engine) passivationLoop() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-			_, err := e.Sweep(ctx)
+			err := f(ctx)
 			cancel()
 			if errors.Is(err, ErrClosed) {
 				return

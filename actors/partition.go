@@ -62,12 +62,21 @@ type partition struct {
 	stash    []*applyBatch
 	// replaying suppresses handler outputs while a batch rebuilds state.
 	replaying bool
+	// offset is the Kafka offset of the record being applied, or -1.
+	offset int64
+	// sh is the Handler when it is a StatefulHandler; hstate its data
+	// for this partition.
+	sh     StatefulHandler
+	hstate any
 }
+
+type tick struct{ done chan<- int }
 
 func newPartition(e *Engine, id int32) *partition {
 	res := e.cfg.Shape.Resolution.Milliseconds()
+	sh, _ := e.cfg.Handler.(StatefulHandler)
 	return &partition{e: e, id: id, keys: make(map[string]*Key), resMS: res,
-		windowBuckets: e.cfg.Shape.Retention.Milliseconds() / res}
+		windowBuckets: e.cfg.Shape.Retention.Milliseconds() / res, offset: -1, sh: sh}
 }
 
 // restoreOffset returns the oldest record offset still in some key's
@@ -118,6 +127,11 @@ func (p *partition) Receive(c actor.Context) {
 		c.Respond(p.restoreOffset())
 	case *sweep:
 		m.done <- p.passivate(p.e.cfg.Clock.Now())
+	case *tick:
+		if p.sh != nil && !p.awaiting {
+			p.tick()
+		}
+		m.done <- 0
 	case *actor.Stopped:
 		p.release()
 	}
@@ -151,6 +165,11 @@ func (p *partition) restore(m *restore) error {
 		k.win, k.activated, k.lastEvent = w, ks.Activated, ks.LastEvent
 		k.offsets = append([]int64(nil), ks.Offsets...)
 		p.touch(k)
+		if p.sh != nil {
+			if err := p.sh.RestoreState(k, ks.Handler); err != nil {
+				return fmt.Errorf("actors: restore key %q handler state: %w", ks.Key, err)
+			}
+		}
 	}
 	if m.last && p.awaiting {
 		p.e.metrics.handoffs.WithLabelValues("in", "ok").Inc()
@@ -169,8 +188,12 @@ func (p *partition) snapshot() []KeySnapshot {
 			p.e.cfg.Logger.Error("snapshot key", "key", k.name, "err", err)
 			continue
 		}
-		out = append(out, KeySnapshot{Key: k.name, Window: b, Activated: k.activated, LastEvent: k.lastEvent,
-			Offsets: append([]int64(nil), k.offsets...)})
+		ks := KeySnapshot{Key: k.name, Window: b, Activated: k.activated, LastEvent: k.lastEvent,
+			Offsets: append([]int64(nil), k.offsets...)}
+		if p.sh != nil {
+			ks.Handler = p.sh.MarshalState(k)
+		}
+		out = append(out, ks)
 	}
 	for _, b := range p.stash {
 		for _, i := range b.idx {
@@ -188,7 +211,7 @@ func (p *partition) snapshot() []KeySnapshot {
 func (p *partition) apply(b *applyBatch) {
 	now := p.e.cfg.Clock.Now()
 	p.replaying = b.sub.replay
-	defer func() { p.replaying = false }()
+	defer func() { p.replaying, p.offset = false, -1 }()
 	for i := 0; i < len(b.events); {
 		i = p.applyFrom(b, i, now)
 	}
@@ -217,6 +240,9 @@ func (p *partition) applyFrom(b *applyBatch, i int, now time.Time) (next int) {
 				p.tally[ResultShed]++
 				continue
 			}
+		}
+		if b.offsets != nil {
+			p.offset = b.offsets[i]
 		}
 		r := Result(p.e.cfg.Handler.Apply(k, ev))
 		if r == ResultApplied && b.offsets != nil {
@@ -282,9 +308,22 @@ func (p *partition) unlink(k *Key) {
 // passivate removes the keys idle for IdleTTL or longer and returns how many.
 func (p *partition) passivate(now time.Time) int {
 	n := 0
-	for k := p.head; k != nil && now.Sub(k.lastEvent) >= p.e.cfg.IdleTTL; k = p.head {
+	// Each idle key is looked at once: one the handler keeps moves to the
+	// most recently used end.
+	for left := len(p.keys); left > 0; left-- {
+		k := p.head
+		if k == nil || now.Sub(k.lastEvent) < p.e.cfg.IdleTTL {
+			break
+		}
+		if p.sh != nil && p.sh.Keep(k) {
+			p.touch(k)
+			continue
+		}
 		p.unlink(k)
 		delete(p.keys, k.name)
+		if p.sh != nil {
+			p.sh.Dropped(k)
+		}
 		n++
 	}
 	if n > 0 {
@@ -303,6 +342,11 @@ func (p *partition) passivate(now time.Time) int {
 
 // release drops every key when the partition stops.
 func (p *partition) release() {
+	if p.sh != nil {
+		for _, k := range p.keys {
+			p.sh.Dropped(k)
+		}
+	}
 	p.e.releaseKeys(len(p.keys))
 	p.keys, p.head, p.tail = nil, nil, nil
 }
@@ -343,7 +387,20 @@ func (p *partition) state(k *Key) *api.KeyState {
 	for i := range st.Recent {
 		st.Recent[i].Key = k.name
 	}
+	if p.sh != nil {
+		p.sh.Describe(k, st)
+	}
 	return st
+}
+
+// tick runs the StatefulHandler's Tick; a panic is logged, not fatal.
+func (p *partition) tick() {
+	defer func() {
+		if r := recover(); r != nil {
+			p.e.cfg.Logger.Error("handler Tick panicked", "partition", p.id, "panic", fmt.Sprint(r))
+		}
+	}()
+	p.sh.Tick(PartitionView{p}, p.e.cfg.Clock.Now())
 }
 
 func (p *partition) list(m *listKeys) keyList {

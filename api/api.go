@@ -3,6 +3,7 @@
 package api
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/squallhq/squall/event"
@@ -58,10 +59,34 @@ type KeyState struct {
 
 // RuleState is one alert rule's state on a key.
 type RuleState struct {
-	Rule  string    `json:"rule"`
-	State string    `json:"state"`
-	Value float64   `json:"value"`
-	Since time.Time `json:"since"`
+	Rule     string `json:"rule"`
+	Kind     string `json:"kind"`  // "threshold" or "absent"
+	State    string `json:"state"` // "inactive", "pending" or "firing"
+	Severity string `json:"severity,omitempty"`
+	// Value is a threshold rule's aggregate now; null for an absent rule
+	// or an empty window.
+	Value *float64 `json:"value"`
+	// Since is when the pending or firing alert started (event time for a
+	// threshold rule, wall time for an absent rule); omitted when inactive.
+	Since *time.Time `json:"since,omitempty"`
+	// LastSeen is, for an absent rule, the wall time of the key's last event.
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+}
+
+// FiringAlert is one entry of GET /debug/alerts.
+type FiringAlert struct {
+	// Node serves the key.
+	Node string `json:"node"`
+	// Alert is the SPEC §5a document of the alert's transition to firing.
+	Alert json.RawMessage `json:"alert"`
+}
+
+// Alerts is the GET /debug/alerts document.
+type Alerts struct {
+	// Alerts are the firing alerts, by key then rule.
+	Alerts []FiringAlert `json:"alerts"`
+	// Errors names the nodes that did not answer (scope=cluster), by id.
+	Errors map[string]string `json:"errors,omitempty"`
 }
 
 // KeySummary is one row of GET /debug/actors.

@@ -473,7 +473,10 @@ type KeySnapshot struct {
 	LastEventMs int64 `protobuf:"varint,4,opt,name=last_event_ms,json=lastEventMs,proto3" json:"last_event_ms,omitempty"`
 	// offsets are the Kafka offsets of the records in the key's window, as
 	// pairs (bucket, oldest offset in it); empty when not fed from Kafka.
-	Offsets       []int64 `protobuf:"varint,5,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	Offsets []int64 `protobuf:"varint,5,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	// handler is the key's Handler state (actors.StatefulHandler: alert
+	// rule states); empty when the Handler keeps none.
+	Handler       []byte `protobuf:"bytes,6,opt,name=handler,proto3" json:"handler,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -539,6 +542,13 @@ func (x *KeySnapshot) GetLastEventMs() int64 {
 func (x *KeySnapshot) GetOffsets() []int64 {
 	if x != nil {
 		return x.Offsets
+	}
+	return nil
+}
+
+func (x *KeySnapshot) GetHandler() []byte {
+	if x != nil {
+		return x.Handler
 	}
 	return nil
 }
@@ -753,13 +763,14 @@ const file_messages_remote_proto_rawDesc = "" +
 	"\fListResponse\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
-	"\x04from\x18\x03 \x01(\tR\x04from\"\x98\x01\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\"\xb2\x01\n" +
 	"\vKeySnapshot\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
 	"\x06window\x18\x02 \x01(\fR\x06window\x12!\n" +
 	"\factivated_ms\x18\x03 \x01(\x03R\vactivatedMs\x12\"\n" +
 	"\rlast_event_ms\x18\x04 \x01(\x03R\vlastEventMs\x12\x18\n" +
-	"\aoffsets\x18\x05 \x03(\x03R\aoffsets\"\xa8\x01\n" +
+	"\aoffsets\x18\x05 \x03(\x03R\aoffsets\x12\x18\n" +
+	"\ahandler\x18\x06 \x01(\fR\ahandler\"\xa8\x01\n" +
 	"\x0eHandoffRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1e\n" +

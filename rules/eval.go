@@ -31,6 +31,8 @@ type Transition struct {
 	// At is the transition's time (ms): the event time of the evaluation for
 	// threshold rules; lastSeen+absent for an absent rule's firing.
 	At int64 `json:"at"`
+	// Source is the rule that made the transition (not encoded).
+	Source *Rule `json:"-"`
 }
 
 // ID returns "<rule>/<key>/<at>/<state>", deterministic so that consumers
@@ -82,6 +84,13 @@ func (r *Rule) Value(w *window.Window) float64 {
 	// Every sub-window holds the newest bucket, which is never empty, so a
 	// non-empty window gives Count ≥ 1.
 	a := w.StatsOver(r.Over)
+	return r.FromStats(&a)
+}
+
+// FromStats returns r's aggregate from a's (window.Window.StatsOver over
+// r.Over, of a non-empty window). It is not for quantile rules (see
+// Aggregate.IsQuantile), whose value StatsOver does not compute.
+func (r *Rule) FromStats(a *window.Aggregates) float64 {
 	switch r.Aggregate {
 	case AggCount:
 		return float64(a.Count)
@@ -95,9 +104,10 @@ func (r *Rule) Value(w *window.Window) float64 {
 		return a.Min
 	case AggMax:
 		return a.Max
-	default:
+	case AggMean:
 		return a.Mean
 	}
+	return math.NaN()
 }
 
 // Holds reports whether "v Op Threshold" holds. NaN (no data) never holds.

@@ -86,6 +86,9 @@ func (a Aggregate) String() string {
 	return "Aggregate(" + strconv.Itoa(int(a)) + ")"
 }
 
+// IsQuantile reports whether a is p50, p95 or p99.
+func (a Aggregate) IsQuantile() bool { return a >= AggP50 }
+
 // Op is a comparison operator of a threshold rule.
 type Op uint8
 
@@ -188,6 +191,9 @@ type Set struct {
 	Rules  []*Rule
 	byName map[string]*Rule
 }
+
+// Len returns the number of rules.
+func (s *Set) Len() int { return len(s.Rules) }
 
 // Rule returns the rule named name, or nil.
 func (s *Set) Rule(name string) *Rule { return s.byName[name] }

@@ -1,10 +1,10 @@
 package rules
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
+	"github.com/squallhq/squall/internal/scenario"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,18 +18,6 @@ var update = flag.Bool("update", false, "rewrite testdata/rules/*/want.golden")
 
 const scenarioDir = "../testdata/rules"
 
-// step is one line of events.ndjson: an event (key, ts, value, optional
-// tags and wall arrival time in ms), or, when now is set, a wall-clock tick
-// at which every absent rule of every seen key is checked.
-type step struct {
-	Key   string            `json:"key"`
-	TS    int64             `json:"ts"`
-	Value float64           `json:"value"`
-	Tags  map[string]string `json:"tags"`
-	Wall  int64             `json:"wall"`
-	Now   *int64            `json:"now"`
-}
-
 type keyState struct {
 	w        *window.Window
 	states   map[string]*State
@@ -39,7 +27,7 @@ type keyState struct {
 // runScenario feeds steps through a window per key and evaluates every
 // matching rule after each event, as a key actor would. With handoff, every
 // State goes through MarshalBinary/UnmarshalBinary after every step.
-func runScenario(t *testing.T, set *Set, steps []step, handoff bool) []Transition {
+func runScenario(t *testing.T, set *Set, steps []scenario.Step, handoff bool) []Transition {
 	t.Helper()
 	shape := window.DefaultShape()
 	keys := map[string]*keyState{}
@@ -109,30 +97,6 @@ func runScenario(t *testing.T, set *Set, steps []step, handoff bool) []Transitio
 	return out
 }
 
-func readSteps(t *testing.T, path string) []step {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var steps []step
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		var s step
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			t.Fatalf("%s:%d: %v", path, n, err)
-		}
-		steps = append(steps, s)
-	}
-	return steps
-}
-
 func encode(t *testing.T, trs []Transition) []byte {
 	t.Helper()
 	var b bytes.Buffer
@@ -163,7 +127,7 @@ func TestScenarios(t *testing.T) {
 			if err := set.CheckShape(&shape); err != nil {
 				t.Fatal(err)
 			}
-			steps := readSteps(t, filepath.Join(dir, "events.ndjson"))
+			steps := scenario.Read(t, filepath.Join(dir, "events.ndjson"))
 			got := encode(t, runScenario(t, set, steps, false))
 			golden := filepath.Join(dir, "want.golden")
 			if *update {

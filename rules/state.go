@@ -53,6 +53,10 @@ func (s *State) Since() int64 {
 	return s.since
 }
 
+// Newest returns the newest evaluation time the State has seen (threshold
+// rules), or its last transition's At (absent rules).
+func (s *State) Newest() int64 { return s.newest }
+
 const stateVersion = 1
 
 // MarshalBinary encodes s for handoff: a version byte, the phase byte and

@@ -222,7 +222,7 @@ func (t *Transport) Handoff(ctx context.Context, peerID, peerAddr string, partit
 	req, size, chunk := newReq(), base, 0
 	for i := range keys {
 		k := &keys[i]
-		m := &messages.KeySnapshot{Key: k.Key, Window: k.Window, ActivatedMs: toMS(k.Activated), LastEventMs: toMS(k.LastEvent), Offsets: k.Offsets}
+		m := &messages.KeySnapshot{Key: k.Key, Window: k.Window, ActivatedMs: toMS(k.Activated), LastEventMs: toMS(k.LastEvent), Offsets: k.Offsets, Handler: k.Handler}
 		n := proto.Size(m)
 		n += 1 + protowire.SizeVarint(uint64(n))
 		if base+n > t.maxMsg {

@@ -222,6 +222,7 @@ func (t *Transport) serveHandoff(ctx context.Context, r *messages.HandoffRequest
 			Activated: fromMS(k.GetActivatedMs()),
 			LastEvent: fromMS(k.GetLastEventMs()),
 			Offsets:   k.GetOffsets(),
+			Handler:   k.GetHandler(),
 		}
 	}
 	if err := t.h.Handoff(ctx, r.From, r.Partition, r.Generation, keys, r.Last); err != nil {
