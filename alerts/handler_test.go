@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/squallhq/squall/internal/scenario"
 	"math"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/squallhq/squall/actors"
 	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/internal/scenario"
 	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/rules"
 	"github.com/squallhq/squall/window"

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"github.com/squallhq/squall/internal/scenario"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/internal/scenario"
 	"github.com/squallhq/squall/window"
 )
 
