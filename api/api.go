@@ -16,6 +16,7 @@ const (
 	PathActors  = "/debug/actors"
 	PathActor   = "/debug/actors/" // followed by the percent-encoded key
 	PathCluster = "/debug/cluster"
+	PathAlerts  = "/debug/alerts"
 	PathMetrics = "/metrics"
 	PathHealthz = "/healthz"
 	PathReadyz  = "/readyz"

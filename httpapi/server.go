@@ -37,6 +37,9 @@ type Backend interface {
 	List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error)
 	// Cluster describes the cluster as this node sees it.
 	Cluster(ctx context.Context) (*api.Cluster, error)
+	// Alerts returns the firing alerts of this node or, with cluster, of
+	// every node.
+	Alerts(ctx context.Context, cluster bool) (*api.Alerts, error)
 }
 
 // Config configures a Server. Start from DefaultConfig.
@@ -95,6 +98,7 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 	s.mux.HandleFunc("POST "+api.PathEvents, s.postEvents)
 	s.mux.HandleFunc("GET "+api.PathActors, s.listActors)
 	s.mux.HandleFunc("GET "+api.PathCluster, s.cluster)
+	s.mux.HandleFunc("GET "+api.PathAlerts, s.alerts)
 	s.mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET "+api.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -238,17 +242,42 @@ func (s *Server) listActors(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	sc := q.Get("scope")
-	if sc != "" && sc != "node" && sc != "cluster" {
-		writeJSON(w, http.StatusBadRequest, api.Error{Error: `scope must be "node" or "cluster"`})
+	cl, ok := scope(w, r)
+	if !ok {
 		return
 	}
-	kl, err := s.backend.List(r.Context(), q.Get("prefix"), limit, sc == "cluster")
+	kl, err := s.backend.List(r.Context(), q.Get("prefix"), limit, cl)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, kl)
+}
+
+// scope reads the scope parameter: "node" (default) or "cluster". On a bad
+// value it answers 400 and returns ok false.
+func scope(w http.ResponseWriter, r *http.Request) (cluster, ok bool) {
+	switch r.URL.Query().Get("scope") {
+	case "", "node":
+		return false, true
+	case "cluster":
+		return true, true
+	}
+	writeJSON(w, http.StatusBadRequest, api.Error{Error: `scope must be "node" or "cluster"`})
+	return false, false
+}
+
+func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
+	cl, ok := scope(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.backend.Alerts(r.Context(), cl)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
 }
 
 func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {

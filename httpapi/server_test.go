@@ -36,6 +36,10 @@ func (b backend) Cluster(context.Context) (*api.Cluster, error) {
 	return &api.Cluster{Cluster: "standalone", Self: "n1", Leader: "n1", Partitions: b.Partitions()}, nil
 }
 
+func (b backend) Alerts(_ context.Context, cluster bool) (*api.Alerts, error) {
+	return &api.Alerts{Alerts: []api.FiringAlert{{Node: map[bool]string{false: "n1", true: "all"}[cluster], Alert: json.RawMessage(`{"id":"r/k/1/firing"}`)}}}, nil
+}
+
 type fixture struct {
 	srv *httptest.Server
 	api *httpapi.Server
@@ -173,6 +177,9 @@ func TestStatusCodes(t *testing.T) {
 		{"bad scope", "GET", "/debug/actors?scope=galaxy", "", "", 400},
 		{"list", "GET", "/debug/actors?prefix=x&limit=5", "", "", 200},
 		{"cluster", "GET", "/debug/cluster", "", "", 200},
+		{"alerts", "GET", "/debug/alerts", "", "", 200},
+		{"alerts of the cluster", "GET", "/debug/alerts?scope=cluster", "", "", 200},
+		{"alerts bad scope", "GET", "/debug/alerts?scope=x", "", "", 400},
 		{"healthz", "GET", "/healthz", "", "", 200},
 		{"readyz", "GET", "/readyz", "", "", 200},
 		{"metrics", "GET", "/metrics", "", "", 200},
@@ -187,6 +194,10 @@ func TestStatusCodes(t *testing.T) {
 				t.Fatalf("%s %s = %d %s, want %d", c.method, c.path, code, b, c.want)
 			}
 		})
+	}
+	// The scope reaches the backend.
+	if _, b, _ := f.do(t, "GET", "/debug/alerts?scope=cluster", "", ""); !strings.Contains(string(b), `"node":"all"`) {
+		t.Errorf("scope=cluster not passed on: %s", b)
 	}
 
 	// 429: the node holds MaxKeys keys; shed events are named, others applied.

@@ -85,6 +85,18 @@ type Config struct {
 	KafkaMaxRecordBytes int
 	// KafkaTimeout bounds Kafka metadata requests at start. Default 15s.
 	KafkaTimeout time.Duration
+	// Rules names the alert rules file (YAML, SPEC §5a); SIGHUP reloads
+	// it. Default empty: no rules.
+	Rules string
+	// AlertsSubject prefixes the NATS subject of alert transitions:
+	// <prefix>.<key>. Default "squall.alerts".
+	AlertsSubject string
+	// AlertsKafkaTopic, when set (with --kafka-brokers), also receives
+	// every alert transition, keyed by the event key. Default empty.
+	AlertsKafkaTopic string
+	// AlertsBuffer is how many alert transitions wait per output before
+	// key actors (and so intake) block. Default 10,000.
+	AlertsBuffer int
 	// Partitions is the number of key partitions. Default 64; with Kafka,
 	// the topic's partition count.
 	Partitions int
@@ -130,6 +142,8 @@ func DefaultConfig() Config {
 		AwaitHandoff:        15 * time.Second,
 		KafkaTopic:          "squall-events",
 		KafkaGroup:          "squall",
+		AlertsSubject:       "squall.alerts",
+		AlertsBuffer:        10_000,
 		KafkaTimeout:        15 * time.Second,
 		KafkaMaxRecordBytes: 1 << 20,
 		Partitions:          64,
@@ -191,6 +205,18 @@ func (c *Config) Validate() error {
 		if n := btoi(c.RemoteTLSCert != "") + btoi(c.RemoteTLSKey != "") + btoi(c.RemoteTLSCA != ""); n != 0 && n != 3 {
 			bad("remote-tls-cert", "--remote-tls-cert, --remote-tls-key and --remote-tls-ca go together")
 		}
+	}
+	if c.AlertsKafkaTopic != "" && c.KafkaBrokers == "" {
+		bad("alerts-kafka-topic", "needs --kafka-brokers")
+	}
+	if c.AlertsKafkaTopic != "" && c.AlertsKafkaTopic == c.KafkaTopic {
+		bad("alerts-kafka-topic", "must differ from --kafka-topic")
+	}
+	if c.AlertsSubject == "" || strings.ContainsAny(c.AlertsSubject, " \t\r\n*>") || strings.HasPrefix(c.AlertsSubject, ".") || strings.HasSuffix(c.AlertsSubject, ".") {
+		bad("alerts-subject", "%q is not a NATS subject prefix", c.AlertsSubject)
+	}
+	if c.AlertsBuffer < 1 {
+		bad("alerts-buffer", "%d must be positive", c.AlertsBuffer)
 	}
 	if c.KafkaBrokers != "" {
 		for _, s := range strings.Split(c.KafkaBrokers, ",") {
@@ -416,6 +442,10 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.StringVar(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", c.KafkaSASLMechanism, "SCRAM-SHA-256 or SCRAM-SHA-512")
 	fs.IntVar(&c.KafkaMaxRecordBytes, "kafka-max-record-bytes", c.KafkaMaxRecordBytes, "larger Kafka records are bad (DLQ or skipped)")
 	fs.DurationVar(&c.KafkaTimeout, "kafka-timeout", c.KafkaTimeout, "bound on Kafka metadata requests at start")
+	fs.StringVar(&c.Rules, "rules", c.Rules, "alert rules file (YAML); SIGHUP reloads it")
+	fs.StringVar(&c.AlertsSubject, "alerts-subject", c.AlertsSubject, "NATS subject prefix of alert transitions (<prefix>.<key>)")
+	fs.StringVar(&c.AlertsKafkaTopic, "alerts-kafka-topic", c.AlertsKafkaTopic, "Kafka topic that also receives alert transitions (needs --kafka-brokers)")
+	fs.IntVar(&c.AlertsBuffer, "alerts-buffer", c.AlertsBuffer, "alert transitions held per output before intake blocks")
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "number of key partitions (with Kafka: the topic's count)")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "window length over event time")
 	fs.DurationVar(&c.Resolution, "resolution", c.Resolution, "window bucket width")

@@ -75,6 +75,9 @@ func (n *Node) startKafka() error {
 	}
 	kc.TLS = tls
 	kc.Registerer = n.reg
+	if n.alerts != nil {
+		kc.CommitHold = n.alerts.out.Hold // undelivered alerts are replayed
+	}
 	if k.src, err = source.New(kc, k); err != nil {
 		return fmt.Errorf("--kafka-brokers %s: %w", n.cfg.KafkaBrokers, err)
 	}

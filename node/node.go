@@ -39,6 +39,7 @@ type Node struct {
 	nc      *nats.Conn
 	cl      *clustered    // nil standalone
 	kafka   *kafkaSide    // nil without --kafka-brokers
+	alerts  *alertSide    // nil without --rules
 	ncDone  chan struct{} // closed when nc is closed
 	natsURL string
 
@@ -71,6 +72,11 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err = n.startNATS(); err != nil {
 		return nil, err
 	}
+	if cfg.Rules != "" {
+		if err = n.startAlerts(); err != nil {
+			return nil, err
+		}
+	}
 
 	if cfg.KafkaBrokers != "" {
 		if err = n.startKafka(); err != nil {
@@ -90,6 +96,9 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	ec.Registerer = n.reg
 	if n.kafka != nil {
 		ec.OnServe = n.kafka.onServe
+	}
+	if n.alerts != nil {
+		ec.Handler, ec.Sink = n.alerts.h, n.alerts.sink
 	}
 	if n.engine, err = actors.New(ec); err != nil {
 		return nil, err
@@ -160,11 +169,10 @@ func (n *Node) startNATS() error {
 			return fmt.Errorf("--nats-addr %s: embedded NATS server did not start", n.cfg.NATSAddr)
 		}
 		url = ns.ClientURL()
-		opts = append(opts, nats.InProcessServer(ns))
 	}
 	n.natsURL = url
-	opts = append(opts, nats.Name("squall-node "+n.cfg.NodeID), nats.MaxReconnects(-1),
-		nats.ClosedHandler(func(*nats.Conn) { close(n.ncDone) }),
+	opts = append(opts, n.natsOptions("")...)
+	opts = append(opts, nats.ClosedHandler(func(*nats.Conn) { close(n.ncDone) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				// Only subscriptions report it, and they start after n.in is set.
@@ -179,6 +187,20 @@ func (n *Node) startNATS() error {
 	}
 	n.nc = nc
 	return nil
+}
+
+// natsOptions are the options of every NATS connection of the node; use
+// names a second connection ("alerts").
+func (n *Node) natsOptions(use string) []nats.Option {
+	name := "squall-node " + n.cfg.NodeID
+	if use != "" {
+		name += " " + use
+	}
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	if n.nsrv != nil {
+		opts = append(opts, nats.InProcessServer(n.nsrv))
+	}
+	return opts
 }
 
 // HTTPAddr returns the bound HTTP address.
@@ -215,6 +237,10 @@ func (n *Node) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 		defer cancel()
 		n.api.SetReady(false)
+		if n.alerts != nil {
+			// Key actors blocked on full alert outputs give up at the deadline.
+			context.AfterFunc(ctx, n.alerts.cancel)
+		}
 		var errs []error
 		if err := n.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
@@ -265,6 +291,11 @@ func (n *Node) teardown() {
 	}
 	if n.engine != nil {
 		_ = n.engine.Close()
+	}
+	if n.alerts != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout/2)
+		n.alerts.close(ctx)
+		cancel()
 	}
 	if n.nsrv != nil {
 		n.nsrv.Shutdown()

@@ -55,6 +55,13 @@ type Config struct {
 	// Group is the consumer group offsets are committed to (partitions are
 	// assigned by the node, not by the group protocol). Default "squall".
 	Group string
+	// CommitHold, when set, holds a partition's periodic commits back to
+	// the offset it returns (ok true): the oldest record whose outputs
+	// (alerts) are not delivered yet, so that a crash replays it and they
+	// are emitted again. The final commit of Stop and Close (a handoff's
+	// starting point) is not held. Called on the partition's goroutine;
+	// must be cheap. Default nil.
+	CommitHold func(p int32) (offset int64, ok bool)
 	// DLQTopic receives bad records (malformed, every event invalid,
 	// oversized, empty), with a header "squall-error" holding the reason.
 	// Default "": bad records are skipped. Either way they are counted in
@@ -181,6 +188,16 @@ func (c Config) Validate() error {
 
 // clientOpts returns the kgo options every client of c shares: brokers,
 // client id, TLS, SASL and logging.
+// NewClient returns a Kafka client for c's brokers with c's TLS and SASL
+// settings and extra options: for the node's other topics (alert output).
+func (c *Config) NewClient(extra ...kgo.Opt) (*kgo.Client, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	d := c.withDefaults()
+	return kgo.NewClient(append(d.clientOpts(), extra...)...)
+}
+
 func (c *Config) clientOpts() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),

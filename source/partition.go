@@ -482,8 +482,9 @@ func (a *partActor) count(deadLettered int) {
 }
 
 // maybePublish publishes a commit point when the committer asked for one
-// and something was applied since the last commit. The restore offset is
-// asked now, after every record before the point was applied.
+// and something was applied since the last commit, held back by
+// Config.CommitHold. The restore offset is asked now, after every record
+// before the point was applied.
 func (a *partActor) maybePublish() {
 	part := a.part
 	if !part.commitDue.Load() || a.held > 0 {
@@ -493,6 +494,16 @@ func (a *partActor) maybePublish() {
 	if applied <= part.committed.Load() {
 		part.commitDue.Store(false)
 		return
+	}
+	if hold := a.m.cfg.CommitHold; hold != nil {
+		// Outputs of records from h on are not delivered yet: commit
+		// before h, so that a crash replays and emits them again.
+		if h, ok := hold(part.id); ok && h < applied {
+			applied = h
+			if applied <= part.committed.Load() {
+				return // commitDue stays set: asked again next round
+			}
+		}
 	}
 	r, err := a.m.sink.RestoreOffset(part.applyCtx, part.id)
 	if err != nil {

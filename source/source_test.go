@@ -174,6 +174,51 @@ func TestCommitAfterApply(t *testing.T) {
 	t.Logf("%d commits checked", commits)
 }
 
+// CommitHold holds periodic commits back to the offset it returns (the
+// oldest record whose alerts are undelivered), and lets them advance once
+// it releases; Stop's final commit (a handoff's start) is not held.
+func TestCommitHold(t *testing.T) {
+	const n = 200
+	c := newCluster(t, 2)
+	prod := newClient(t, c)
+	recs := make([]*kgo.Record, 0, 2*n)
+	for i := range n {
+		recs = append(recs, eventRecord(0, "a", i), eventRecord(1, "b", i))
+	}
+	produce(t, prod, recs...)
+	var hold atomic.Int64
+	hold.Store(120)
+	cfg := testConfig(c)
+	cfg.CommitHold = func(p int32) (int64, bool) {
+		if p != 0 || hold.Load() < 0 {
+			return 0, false
+		}
+		return hold.Load(), true
+	}
+	sink := newTestSink(10)
+	m := newManager(t, cfg, sink)
+	m.Start(0, StartFrom{})
+	m.Start(1, StartFrom{})
+	eventually(t, func() bool { return sink.nextOffset(0) == n && status(m, 1).Committed == n }, "not all applied")
+	time.Sleep(10 * cfg.CommitInterval) // commit rounds happen
+	if at, _ := committed(t, c, 0); at != 120 {
+		t.Fatalf("held partition committed at %d, want 120", at)
+	}
+	hold.Store(-1) // delivered
+	eventually(t, func() bool { at, _ := committed(t, c, 0); return at == n }, "commit not released")
+
+	// Stop commits what was applied, hold or not.
+	hold.Store(50)
+	produce(t, prod, eventRecord(0, "a", n))
+	eventually(t, func() bool { return sink.nextOffset(0) == n+1 }, "last record not applied")
+	if _, err := m.Stop(ctxT(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := committed(t, c, 0); at != n+1 {
+		t.Fatalf("after Stop committed at %d, want %d", at, n+1)
+	}
+}
+
 // (3) After a crash (Close without Stop, then a new Manager), Start
 // replays exactly [restore, committed) in restore mode, then goes on live
 // from committed; the state rebuilt is the state lost.

@@ -296,3 +296,10 @@ func TestTakenPortExits(t *testing.T) {
 		t.Fatalf("exit after SIGINT: %v", err)
 	}
 }
+
+// logContains reports whether the node has logged s.
+func (p *proc) logContains(s string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Contains(p.log.String(), s)
+}

@@ -35,6 +35,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP reloads the rules file; a bad file is logged and the rules in
+	// force stay.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := n.ReloadRules(); err != nil {
+				log.Error("rules not reloaded", "err", err)
+			}
+		}
+	}()
 	if err := n.Run(ctx); err != nil {
 		log.Error("squall-node stopped with an error", "err", err)
 		os.Exit(1)
