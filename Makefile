@@ -22,7 +22,7 @@ test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 $(PKGS)
 
 bench: ## the hot-path benchmarks (figures in docs/benchmarks.md)
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./window/ ./event/ ./actors/ ./httpapi/ ./cluster/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./window/ ./event/ ./actors/ ./alerts/ ./output/ ./httpapi/ ./cluster/
 
 lint: ## gofmt and vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
