@@ -20,6 +20,7 @@ import (
 
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/internal/testutil"
+	"github.com/squallhq/squall/internal/zktest"
 )
 
 // alertDoc is the part of a published alert the tests look at.
@@ -454,5 +455,117 @@ func TestAlertsKafkaKill9(t *testing.T) {
 			}
 			fromKafka[d.ID] = true
 		})
+	}
+}
+
+// TestAlertsClusterHandoff: three nodes sharing one NATS server; keys with
+// firing alerts spread over every node. /debug/alerts?scope=cluster on any
+// node lists them all; after a node leaves gracefully, its keys' rule
+// states move with them: the alerts are still firing (listed, and shown on
+// the key documents), no transition is published again, and the next
+// events resolve them with the ids a single node would have given.
+func TestAlertsClusterHandoff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ZooKeeper, NATS and three nodes")
+	}
+	z := zktest.Start(t)
+	port := freePort(t)
+	startNATSServer(t, port)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	sub, _ := subscribeAlerts(t, url)
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, rulesFile, e2eRules)
+	var nodes []*cnode
+	for i := range 3 {
+		nodes = append(nodes, startMember(t, z.Addr(), "alerthandoff", fmt.Sprintf("n%d", i+1), "", "",
+			"--nats-url", url, "--rules", rulesFile))
+	}
+	waitSettled(t, nodes, 30*time.Second)
+
+	const t0 = int64(1764064800000)
+	keys := make([]string, 60)
+	var lines []string
+	for i := range keys {
+		keys[i] = fmt.Sprintf("host-%02d.cpu", i)
+		for _, dt := range []int64{0, 10_000, 20_000} { // fires at +20s (for: 20s)
+			lines = append(lines, fmt.Sprintf(`{"key":%q,"ts":%d,"value":95}`, keys[i], t0+dt))
+		}
+	}
+	postEvents(t, nodes[0].httpAddr, lines...)
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(sub.ids()) == len(keys) }, "firing alerts: %d", len(sub.ids()))
+
+	firingOn := func(addr string) (map[string]string, *api.Alerts) {
+		var doc api.Alerts
+		getDoc(t, "http://"+addr+"/debug/alerts?scope=cluster", &doc)
+		by := map[string]string{}
+		for _, a := range doc.Alerts {
+			var d alertDoc
+			if err := json.Unmarshal(a.Alert, &d); err != nil {
+				t.Fatal(err)
+			}
+			by[d.Key] = a.Node
+		}
+		return by, &doc
+	}
+	by, doc := firingOn(nodes[2].httpAddr)
+	holders := map[string]bool{}
+	for _, n := range by {
+		holders[n] = true
+	}
+	if len(by) != len(keys) || len(holders) != 3 || len(doc.Errors) != 0 {
+		t.Fatalf("scope=cluster: %d keys firing on %v, errors %v", len(by), holders, doc.Errors)
+	}
+
+	// n2 leaves gracefully: its partitions, keys and rule states move.
+	leaving := nodes[1]
+	if err := leaving.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-leaving.exited; err != nil {
+		t.Fatalf("leaving node: %v", err)
+	}
+	rest := others(nodes, leaving)
+	waitSettled(t, rest, 20*time.Second)
+	by, doc = firingOn(rest[0].httpAddr)
+	if len(by) != len(keys) || len(doc.Errors) != 0 {
+		t.Fatalf("after the leave: %d of %d keys firing (errors %v)", len(by), len(keys), doc.Errors)
+	}
+	for k, n := range by {
+		if n == leaving.id {
+			t.Fatalf("%s still listed on the node that left", k)
+		}
+	}
+	var ks api.KeyState
+	getDoc(t, "http://"+rest[1].httpAddr+"/debug/actors/"+keys[0], &ks)
+	if len(ks.Rules) != 1 || ks.Rules[0].State != "firing" || ks.Rules[0].Since == nil || ks.Rules[0].Since.UnixMilli() != t0 {
+		t.Errorf("%s rules after the move = %+v", keys[0], ks.Rules)
+	}
+	// One more high event per key: still firing, nothing published.
+	lines = lines[:0]
+	for _, k := range keys {
+		lines = append(lines, fmt.Sprintf(`{"key":%q,"ts":%d,"value":99}`, k, t0+30_000))
+	}
+	postEvents(t, rest[0].httpAddr, lines...)
+	// The 1m sub-window empties of high values by +100s: resolved.
+	lines = lines[:0]
+	for _, k := range keys {
+		lines = append(lines, fmt.Sprintf(`{"key":%q,"ts":%d,"value":1}`, k, t0+100_000))
+	}
+	postEvents(t, rest[1].httpAddr, lines...)
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(sub.ids()) >= 2*len(keys) }, "resolved alerts: %d", len(sub.ids()))
+	time.Sleep(500 * time.Millisecond)
+	want := map[string]bool{}
+	for _, k := range keys {
+		want[fmt.Sprintf("high-cpu/%s/%d/firing", k, t0+20_000)] = true
+		want[fmt.Sprintf("high-cpu/%s/%d/resolved", k, t0+100_000)] = true
+	}
+	got := sub.ids()
+	if len(got) != len(want) {
+		t.Errorf("%d alerts published, want %d", len(got), len(want))
+	}
+	for _, id := range got {
+		if !want[id] {
+			t.Errorf("unexpected alert %s", id)
+		}
 	}
 }
