@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/squallhq/squall/event"
 	"github.com/squallhq/squall/window"
 )
 
@@ -47,6 +48,11 @@ type Config struct {
 	// has arrived (handedOver true), or when the wait for it timed out. It
 	// runs on the partition's goroutine and must not block. Default nil.
 	OnServe func(p int32, handedOver bool)
+	// AfterApply, when set, is called on the partition's goroutine after
+	// each batch of the partition is applied, with its events (for
+	// measuring ingest → applied latency: benchmarks, tests). It must not
+	// block nor keep evs. Default nil.
+	AfterApply func(evs []event.Event)
 	// TickInterval is how often a StatefulHandler's Tick runs on each
 	// partition (its timers' resolution). Default 1s.
 	TickInterval time.Duration

@@ -215,6 +215,9 @@ func (p *partition) apply(b *applyBatch) {
 	for i := 0; i < len(b.events); {
 		i = p.applyFrom(b, i, now)
 	}
+	if f := p.e.cfg.AfterApply; f != nil {
+		f(b.events)
+	}
 	p.e.flush(&p.tally, len(b.events), b.sub)
 	b.sub.partDone()
 }

@@ -124,6 +124,10 @@ type Decoder struct {
 
 	p     fastjson.Parser
 	arena []byte // strings of the current batch; never reused across calls
+	// shared, set by Reserve, is a buffer the arenas of the next calls are
+	// cut from (each from where the previous ended) while they fit.
+	shared   []byte
+	inShared bool // the current arena was cut from shared
 	num   []byte // scratch for numbers and ts strings
 	big   bool   // the parser saw an input over retainLimit
 
@@ -173,7 +177,7 @@ func (d *Decoder) decode(body []byte, f Format, o *Options, dst []Event, rej []R
 		if len(body) == 0 {
 			return dst, rej, ErrEmpty
 		}
-		d.arena = make([]byte, 0, len(body))
+		d.newArena(len(body))
 		return d.decodeProto(body, o, dst, rej)
 	}
 	if f > FormatProto {
@@ -184,7 +188,7 @@ func (d *Decoder) decode(body []byte, f Format, o *Options, dst []Event, rej []R
 	if start == len(body) {
 		return dst, rej, ErrEmpty
 	}
-	d.arena = make([]byte, 0, len(body)-start)
+	d.newArena(len(body) - start)
 	body = body[start:]
 
 	if f == FormatNDJSON {
@@ -240,8 +244,37 @@ func (d *Decoder) reject(rej []Rejection, r Rejection) []Rejection {
 	return append(rej, r)
 }
 
+// Reserve makes the following Decode calls cut the buffer their strings
+// are copied into from one buffer of n bytes, allocated now, instead of
+// allocating one per call: for callers that decode many small bodies at a
+// time (Kafka records: one allocation per poll batch instead of one per
+// record). A call whose body does not fit in what is left allocates its
+// own as usual. The buffer is never written twice, so the strings of
+// earlier calls stay valid; call Reserve again for the next batch.
+func (d *Decoder) Reserve(n int) {
+	d.shared = make([]byte, 0, n)
+}
+
+// newArena sets the arena for a body of n bytes (no string of it can need
+// more): cut from the Reserve buffer when it fits.
+func (d *Decoder) newArena(n int) {
+	if free := cap(d.shared) - len(d.shared); free >= n && n > 0 {
+		d.arena, d.inShared = d.shared[len(d.shared):len(d.shared):cap(d.shared)], true
+		return
+	}
+	d.arena, d.inShared = make([]byte, 0, n), false
+}
+
 // finish drops buffers too large to keep for the next call.
 func (d *Decoder) finish() {
+	if d.inShared {
+		// What the arena used of its cut is taken. (It cannot outgrow the
+		// cut; if it ever did, append moved it and the cut is not used.)
+		if free := cap(d.shared) - len(d.shared); cap(d.arena) == free {
+			d.shared = d.shared[:len(d.shared)+len(d.arena)]
+		}
+		d.inShared = false
+	}
 	d.arena = nil
 	d.key, d.ts, d.value, d.id, d.tags = nil, nil, nil, nil, nil
 	if d.big {

@@ -524,3 +524,44 @@ func TestDecodeAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestReserve: after Reserve, small bodies share one buffer (no
+// allocation per call) and every event's strings stay intact.
+func TestReserve(t *testing.T) {
+	var d Decoder
+	bodies := make([][]byte, 100)
+	for i := range bodies {
+		bodies[i] = fmt.Appendf(nil, `{"key":"k-%03d","ts":1764064800000,"value":%d,"id":"e-%d","tags":{"dc":"eu%d"}}`, i, i, i, i)
+	}
+	total := 0
+	for _, b := range bodies {
+		total += len(b)
+	}
+	d.Reserve(total)
+	var evs []Event
+	evs = make([]Event, 0, len(bodies))
+	for _, b := range bodies {
+		var err error
+		if evs, _, err = d.Decode(b, FormatAuto, Options{}, evs, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, ev := range evs {
+		if ev.Key != fmt.Sprintf("k-%03d", i) || ev.ID != fmt.Sprintf("e-%d", i) || ev.Tags["dc"] != fmt.Sprintf("eu%d", i) {
+			t.Fatalf("event %d = %+v", i, ev)
+		}
+	}
+	// Past the reserved size, calls allocate their own buffer again.
+	if evs, _, err := d.Decode(bodies[0], FormatAuto, Options{}, evs[:0], nil); err != nil || evs[0].Key != "k-000" {
+		t.Fatal(err)
+	}
+	body := []byte(`{"key":"some.key","ts":1764064800000,"value":1}`)
+	evs = make([]Event, 0, 1)
+	d.Reserve(1 << 20)
+	allocs := testing.AllocsPerRun(1000, func() {
+		evs, _, _ = d.Decode(body, FormatAuto, Options{}, evs[:0], nil)
+	})
+	if allocs != 0 {
+		t.Errorf("Decode after Reserve: %v allocs per call, want 0", allocs)
+	}
+}

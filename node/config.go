@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/squallhq/squall/actors"
+	"github.com/squallhq/squall/event"
 	"github.com/squallhq/squall/window"
 )
 
@@ -127,6 +128,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
+
+	// AfterApply is actors.Config.AfterApply, for programs embedding a
+	// node (the benchmark harness); it has no flag. Default nil.
+	AfterApply func(evs []event.Event)
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -284,6 +289,7 @@ func (c *Config) engineConfig() actors.Config {
 	ec.MaxKeys = c.MaxKeys
 	ec.Clustered = c.ZK != ""
 	ec.AwaitHandoff = c.AwaitHandoff
+	ec.AfterApply = c.AfterApply
 	return ec
 }
 

@@ -30,6 +30,8 @@ type kafkaSide struct {
 	prod      *source.Producer
 	misrouted prometheus.Counter
 
+	results sync.Pool // *[]actors.Result for Apply
+
 	mu      sync.Mutex
 	serving map[int32]bool // partitions whose source runs
 	ready   chan struct{}  // closed once n.engine is set
@@ -63,6 +65,7 @@ func (k *kafkaSide) partitions() (int, error) {
 
 func (n *Node) startKafka() error {
 	k := &kafkaSide{n: n, serving: map[int32]bool{}, ready: make(chan struct{}),
+		results: sync.Pool{New: func() any { return new([]actors.Result) }},
 		misrouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "squall_kafka_misrouted_events_total",
 			Help: "Events read from a partition other than their key's (a producer not using murmur2), forwarded to the key's owner."})}
 	if err := n.reg.Register(k.misrouted); err != nil {
@@ -126,20 +129,34 @@ func (k *kafkaSide) Apply(ctx context.Context, p int32, evs []event.Event, offse
 		return ctx.Err()
 	}
 	n := k.n
-	own := evs[:0:0]
-	var ownOffs []int64
+	// Usually every event is p's (producers use Kafka's partitioner): then
+	// evs and offsets go to the engine as they are, with no copy.
+	mine := 0
+	for mine < len(evs) && cluster.Partition(evs[mine].Key, n.cfg.Partitions) == p {
+		mine++
+	}
+	own, ownOffs := evs, offsets
 	var elsewhere []event.Event
-	for i := range evs {
-		if cluster.Partition(evs[i].Key, n.cfg.Partitions) == p {
-			own = append(own, evs[i])
-			ownOffs = append(ownOffs, offsets[i])
-		} else if !replay {
-			// Forwarded once, live; a replay of p cannot rebuild them (their
-			// owner replays its own partition, which does not hold them).
-			elsewhere = append(elsewhere, evs[i])
+	if mine < len(evs) {
+		own, ownOffs = append([]event.Event(nil), evs[:mine]...), append([]int64(nil), offsets[:mine]...)
+		for i := mine; i < len(evs); i++ {
+			if cluster.Partition(evs[i].Key, n.cfg.Partitions) == p {
+				own = append(own, evs[i])
+				ownOffs = append(ownOffs, offsets[i])
+			} else if !replay {
+				// Forwarded once, live; a replay of p cannot rebuild them
+				// (their owner replays its own partition, which does not
+				// hold them).
+				elsewhere = append(elsewhere, evs[i])
+			}
 		}
 	}
-	out := make([]actors.Result, len(own))
+	bp := k.results.Get().(*[]actors.Result)
+	defer k.results.Put(bp)
+	if cap(*bp) < len(own) {
+		*bp = make([]actors.Result, len(own))
+	}
+	out := (*bp)[:len(own)]
 	if err := n.engine.SubmitRecords(ctx, own, ownOffs, replay, out); err != nil {
 		return err
 	}

@@ -265,6 +265,14 @@ func (a *partActor) handle(b *batch) {
 		a.abandon()
 		return
 	}
+	// One string buffer for the whole batch's events, not one per record.
+	size := 0
+	for _, r := range b.recs {
+		if len(r.Value) <= a.m.cfg.MaxRecordBytes {
+			size += len(r.Value)
+		}
+	}
+	a.dec.Reserve(size)
 	for i, r := range b.recs {
 		if r.Offset < a.next {
 			a.held++
