@@ -4,7 +4,7 @@ BIN       := bin/squall-node
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench lint proto fuzz zk kafka cluster clean
+.PHONY: all build run test test-short bench bench-quick bench-micro lint proto fuzz zk kafka cluster clean
 
 all: build
 
@@ -21,7 +21,14 @@ test: ## vet, then every test with the race detector (what CI runs)
 test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 $(PKGS)
 
-bench: ## the hot-path benchmarks (figures in docs/benchmarks.md)
+bench: build ## the benchmark harness, full (~15 min; real Kafka and ZooKeeper): table, docs/bench/{results.json,chart.svg,results.md}
+	$(GO) run ./cmd/squall-bench -mode full -node-binary $(BIN) -commit "$$(git rev-parse --short HEAD 2>/dev/null)" \
+		-json docs/bench/results.json -svg docs/bench/chart.svg -table docs/bench/results.md
+
+bench-quick: ## a 30-second subset of the harness (kfake, 10K/100K keys, ingest, memory)
+	$(GO) run ./cmd/squall-bench -mode quick
+
+bench-micro: ## the Go microbenchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./window/ ./event/ ./actors/ ./alerts/ ./output/ ./httpapi/ ./cluster/
 
 lint: ## gofmt and vet

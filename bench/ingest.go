@@ -1,0 +1,309 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/squallhq/squall/actors"
+	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/event"
+)
+
+const ingestKeys = 100_000
+
+// bodies returns count NDJSON bodies of batch events each over ingestKeys
+// keys, and the mean event size.
+func bodies(count, batch int, seed uint64) ([][]byte, int) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	out := make([][]byte, count)
+	total := 0
+	j := 0
+	for i := range out {
+		var b []byte
+		for range batch {
+			n := len(b)
+			b = appendEvent(b, ingestKeys, j, rng)
+			total += len(b) - n
+			b = append(b, '\n')
+			j++
+		}
+		out[i] = b
+	}
+	return out, total / (count * batch)
+}
+
+// workers runs f on c goroutines until d has passed and returns how many
+// events they reported.
+func workers(c int, d time.Duration, f func(w, i int) (int, error)) (int, time.Duration, error) {
+	var total atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Since(start) < d; i++ {
+				n, err := f(w, i)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				total.Add(int64(n))
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, 0, err
+	}
+	return int(total.Load()), time.Since(start), nil
+}
+
+func postBody(cl *http.Client, url string, body []byte) (int, error) {
+	resp, err := cl.Post(url, "application/x-ndjson", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var ir api.IngestResponse
+	if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil || resp.StatusCode != http.StatusAccepted {
+		return 0, fmt.Errorf("POST: %d %v %s", resp.StatusCode, err, ir.Error)
+	}
+	return ir.Accepted, nil
+}
+
+// warm applies one event per key, so that measurements see live keys.
+func warm(cl *http.Client, url string) error {
+	var b []byte
+	for k := range ingestKeys {
+		b = fmt.Appendf(b, `{"key":%q,"ts":%d,"value":1}`+"\n", keyName(k), t0)
+		if (k+1)%5000 == 0 {
+			if _, err := postBody(cl, url, b); err != nil {
+				return err
+			}
+			b = b[:0]
+		}
+	}
+	return nil
+}
+
+// httpThroughput: 4 clients post NDJSON batches over 100K live keys for
+// ingestFor; a 202 means the events are applied.
+func httpThroughput(batch int) func(r *run) ([]Result, error) {
+	return func(r *run) ([]Result, error) {
+		n := r.startNode(nil, 0, "", nil)
+		url := "http://" + n.HTTPAddr() + api.PathEvents
+		cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+		defer cl.CloseIdleConnections()
+		r.status("warming up")
+		if err := warm(cl, url); err != nil {
+			return nil, err
+		}
+		const clients = 4
+		bs, size := bodies(64, batch, uint64(batch))
+		r.status("posting batches of %d", batch)
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		total, el, err := workers(clients, r.sc.ingestFor, func(w, i int) (int, error) {
+			return postBody(cl, url, bs[(w*16+i)%len(bs)])
+		})
+		if err != nil {
+			return nil, err
+		}
+		runtime.ReadMemStats(&m1)
+		return []Result{{Scenario: r.name, Group: "ingest",
+			Setup:        Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: total},
+			EventsPerSec: float64(total) / el.Seconds(), Duration: el, RSSBytes: rss(),
+			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(total),
+			Figures:        []Figure{{"clients", fmt.Sprintf("%d HTTP/1.1 keep-alive, same machine", clients)}}}}, nil
+	}
+}
+
+// natsNode starts a node with 100K live keys and returns a NATS
+// connection to its embedded server (closed with the scenario).
+func (r *run) natsNode() (*nats.Conn, error) {
+	n := r.startNode(nil, 0, "", nil)
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	if err := warm(hc, "http://"+n.HTTPAddr()+api.PathEvents); err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(n.NATSURL())
+	if err != nil {
+		return nil, err
+	}
+	r.tb.Cleanup(nc.Close)
+	return nc, nil
+}
+
+// natsThroughput: 4 publishers send NDJSON batches to squall.events as
+// requests; the reply comes once the events are applied.
+func natsThroughput(batch int) func(r *run) ([]Result, error) {
+	return func(r *run) ([]Result, error) {
+		nc, err := r.natsNode()
+		if err != nil {
+			return nil, err
+		}
+		bs, size := bodies(64, batch, uint64(batch)+1)
+		const publishers = 4
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		r.status("requesting batches of %d", batch)
+		total, el, err := workers(publishers, r.sc.ingestFor, func(w, i int) (int, error) {
+			msg, err := nc.Request("squall.events", bs[(w*16+i)%len(bs)], 10*time.Second)
+			if err != nil {
+				return 0, err
+			}
+			var ir api.IngestResponse
+			if err := json.Unmarshal(msg.Data, &ir); err != nil {
+				return 0, err
+			}
+			return ir.Accepted, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		runtime.ReadMemStats(&m1)
+		return []Result{{Scenario: r.name, Group: "ingest",
+			Setup:        Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: total},
+			EventsPerSec: float64(total) / el.Seconds(), Duration: el, RSSBytes: rss(),
+			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(total),
+			Figures:        []Figure{{"clients", fmt.Sprintf("%d NATS requesters, embedded server", publishers)}}}}, nil
+	}
+}
+
+// latencyAt offers rate events/s in batches of 100 through send, which
+// returns once they are applied, and records each batch's latency from
+// the time it was due (no coordinated omission: a late start counts).
+func latencyAt(rate int, d time.Duration, send func(body []byte) error) (*Latency, int, error) {
+	const batch = 100
+	bs, size := bodies(256, batch, 99)
+	var h Histogram
+	sem := make(chan struct{}, 256)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := time.Now()
+	perBatch := time.Duration(float64(time.Second) * batch / float64(rate))
+	for i := 0; ; i++ {
+		due := start.Add(time.Duration(i) * perBatch)
+		if due.Sub(start) >= d {
+			break
+		}
+		if w := time.Until(due); w > 0 {
+			time.Sleep(w)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := send(bs[i%len(bs)]); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			h.Record(time.Since(due))
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return nil, 0, err
+	}
+	return h.Latency(float64(rate)), size, nil
+}
+
+func httpLatency(r *run) ([]Result, error) {
+	n := r.startNode(nil, 0, "", nil)
+	url := "http://" + n.HTTPAddr() + api.PathEvents
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	defer cl.CloseIdleConnections()
+	if err := warm(cl, url); err != nil {
+		return nil, err
+	}
+	return r.latency("HTTP", "POST sent → 202 (events applied)", func(b []byte) error {
+		_, err := postBody(cl, url, b)
+		return err
+	})
+}
+
+func natsLatency(r *run) ([]Result, error) {
+	nc, err := r.natsNode()
+	if err != nil {
+		return nil, err
+	}
+	return r.latency("NATS", "request sent → reply (events applied)", func(b []byte) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := nc.RequestWithContext(ctx, "squall.events", b)
+		return err
+	})
+}
+
+// latency offers the scenario's fixed load through send and makes the row.
+func (r *run) latency(over, measured string, send func(body []byte) error) ([]Result, error) {
+	r.status("offering %s events/s over %s", count(r.sc.latencyRate), over)
+	lat, size, err := latencyAt(r.sc.latencyRate, r.sc.latencyFor, send)
+	if err != nil {
+		return nil, err
+	}
+	return []Result{{Scenario: r.name, Group: "ingest",
+		Setup:   Setup{Keys: ingestKeys, EventBytes: size, Batch: 100, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: lat.Samples * 100},
+		Latency: lat, AllocsPerEvent: -1, Duration: r.sc.latencyFor,
+		Figures: []Figure{{"measured", measured}}}}, nil
+}
+
+// memory: keys live keys with 10 samples each, applied in-process; RSS of
+// the process and heap per key.
+func memory(r *run) ([]Result, error) {
+	n := r.startNode(nil, 0, "", nil)
+	keys := r.sc.memoryKeys
+	debug.FreeOSMemory() // earlier scenarios' garbage leaves the RSS
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	rss0 := rss()
+	ctx := context.Background()
+	const batch = 10_000
+	evs := make([]event.Event, 0, batch)
+	names := make([]string, keys)
+	for k := range names {
+		names[k] = keyName(k)
+	}
+	out := make([]actors.Result, batch)
+	for s := range 10 {
+		for k := 0; k < keys; k += batch {
+			evs = evs[:0]
+			for i := k; i < min(k+batch, keys); i++ {
+				evs = append(evs, event.Event{Key: names[i], TS: t0 + int64(s)*1000, Value: float64(i%100) + float64(s)})
+			}
+			if err := n.Engine().Submit(ctx, evs, out[:len(evs)]); err != nil {
+				return nil, err
+			}
+		}
+		r.status("sample %d of 10 applied to %s keys", s+1, count(keys))
+	}
+	names = nil
+	debug.FreeOSMemory()
+	runtime.ReadMemStats(&m1)
+	live := n.Engine().Live()
+	if live != int64(keys) {
+		return nil, fmt.Errorf("%d keys live, want %d", live, keys)
+	}
+	total := rss()
+	return []Result{{Scenario: r.name, Group: "memory",
+		Setup:       Setup{Keys: keys, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: 10 * keys},
+		RSSBytes:    total,
+		BytesPerKey: float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(keys), AllocsPerEvent: -1,
+		Figures: []Figure{{"RSS growth", fmt.Sprintf("%.0f MiB (%.0f B/key)", float64(total-rss0)/(1<<20), float64(total-rss0)/float64(keys))},
+			{"target", "≤ 2 GiB RSS for 1M keys"}}}}, nil
+}

@@ -1,0 +1,362 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/squallhq/squall/cluster"
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/internal/kafkatest"
+	"github.com/squallhq/squall/node"
+	"github.com/squallhq/squall/window"
+)
+
+const (
+	benchTopic      = "bench-events"
+	kafkaPartitions = 16
+	t0              = int64(1764064800000)
+)
+
+// broker is a Kafka for one scenario: kfake in this process, or a real
+// broker (internal/kafkatest) in a child process.
+type broker struct {
+	kind  string // "kfake" or "kafka"
+	addr  string
+	label string // for Setup.Broker
+}
+
+func (r *run) startBroker(kind string) *broker {
+	switch kind {
+	case "kfake":
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(kafkaPartitions, benchTopic))
+		if err != nil {
+			r.tb.Fatalf("kfake: %v", err)
+		}
+		r.tb.Cleanup(c.Close)
+		return &broker{kind: kind, addr: c.ListenAddrs()[0], label: "kfake (in-process)"}
+	default:
+		r.status("starting a Kafka broker")
+		b := kafkatest.Start(r.tb)
+		b.CreateTopic(r.tb, benchTopic, kafkaPartitions)
+		return &broker{kind: kind, addr: b.Addr(), label: "kafka 4.4.0 (KRaft, child process)"}
+	}
+}
+
+// keyName is the key of key number i: ~26 bytes, so that events are ~80.
+func keyName(i int) string { return fmt.Sprintf("dc1.rack%02d.srv-%07d.cpu", i%50, i) }
+
+// appendEvent appends the JSON of event j of a stream over keys keys.
+func appendEvent(b []byte, keys, j int, rng *rand.Rand) []byte {
+	k := rng.IntN(keys)
+	ts := t0 + int64(j/keys)*1000 + int64(rng.IntN(1000))
+	return fmt.Appendf(b, `{"key":%q,"ts":%d,"value":%.2f}`, keyName(k), ts, rng.Float64()*100)
+}
+
+// preload writes n events over keys keys to the topic, keyed by the
+// event key (Kafka's default partitioner), and returns their mean size and
+// how many went to each partition.
+func (r *run) preload(b *broker, keys, n int) (int, [kafkaPartitions]int) {
+	var parts [kafkaPartitions]int
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.DefaultProduceTopic(benchTopic),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(1<<17))
+	if err != nil {
+		r.tb.Fatalf("producer: %v", err)
+	}
+	defer cl.Close()
+	rng := rand.New(rand.NewPCG(1, uint64(keys)))
+	var bytes, failed atomic.Int64
+	var scratch []byte
+	ctx := context.Background()
+	for j := range n {
+		if j%10_000 == 0 {
+			r.status("preloading %s of %s events", count(j), count(n))
+		}
+		scratch = appendEvent(scratch[:0], keys, j, rng)
+		v := append([]byte(nil), scratch...)
+		key := v[8 : 8+len(keyName(0))] // the key string inside the JSON
+		parts[cluster.Partition(string(key), kafkaPartitions)]++
+		bytes.Add(int64(len(v)))
+		cl.Produce(ctx, &kgo.Record{Key: key, Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil || failed.Load() > 0 {
+		r.tb.Fatalf("preload: %d records failed (%v)", failed.Load(), err)
+	}
+	return int(bytes.Load() / int64(n)), parts
+}
+
+// baseline consumes the topic's n records with a plain franz-go consumer
+// (direct partition assignment, one goroutine) into a Go map of windows:
+// the same decoding and window update as Squall, nothing else.
+func (r *run) baseline(b *broker, n int) (float64, error) {
+	offsets := map[string]map[int32]kgo.Offset{benchTopic: {}}
+	for p := range int32(kafkaPartitions) {
+		offsets[benchTopic][p] = kgo.NewOffset().AtStart()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.ConsumePartitions(offsets),
+		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	shape := window.DefaultShape()
+	wins := make(map[string]*window.Window)
+	var dec event.Decoder
+	var evs []event.Event
+	got := 0
+	var start time.Time
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for got < n {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("baseline: %d of %d records after 10m", got, n)
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		size := 0
+		fs.EachRecord(func(rec *kgo.Record) { size += len(rec.Value) })
+		dec.Reserve(size)
+		fs.EachRecord(func(rec *kgo.Record) {
+			evs, _, _ = dec.Decode(rec.Value, event.FormatAuto, event.Options{Now: rec.Timestamp.UnixMilli(), DefaultKey: string(rec.Key)}, evs[:0], nil)
+			for i := range evs {
+				w := wins[evs[i].Key]
+				if w == nil {
+					w = window.New(&shape)
+					wins[string([]byte(evs[i].Key))] = w
+				}
+				w.Add(&evs[i])
+			}
+			got++
+		})
+		r.status("baseline: %s of %s records", count(got), count(n))
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// startNode starts an in-process node fed from b, counting the events it
+// applies; rules > 0 gives it a rules file with that many rules matching
+// every key (thresholds no event reaches).
+func (r *run) startNode(b *broker, rules int, group string, after func([]event.Event)) *node.Node {
+	return r.startNodeWith(b, rules, group, after, nil)
+}
+
+func (r *run) startNodeWith(b *broker, rules int, group string, after func([]event.Event), mod func(*node.Config)) *node.Node {
+	cfg := node.DefaultConfig()
+	cfg.HTTPAddr, cfg.NATSAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.NodeID = "bench"
+	if b != nil {
+		cfg.KafkaBrokers, cfg.KafkaTopic, cfg.KafkaGroup = b.addr, benchTopic, group
+	}
+	cfg.AfterApply = after
+	cfg.MaxKeys = 4_000_000
+	if rules > 0 {
+		dir := r.tb.TempDir()
+		f := filepath.Join(dir, "rules.yaml")
+		y := "rules:\n"
+		for i := range rules {
+			y += fmt.Sprintf("  - {name: r%d, match: \"*.cpu\", aggregate: mean, over: 1m, op: \">\", threshold: 1e12}\n", i)
+		}
+		if err := os.WriteFile(f, []byte(y), 0o644); err != nil {
+			r.tb.Fatalf("rules: %v", err)
+		}
+		cfg.Rules = f
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := node.New(cfg, r.log)
+	if err != nil {
+		r.tb.Fatalf("node: %v", err)
+	}
+	r.tb.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// kafkaThroughput: n events preloaded over keys keys; the baseline reads
+// them, then a node consumes them from the start; both timed from their
+// first tenth to the last record. With steady, windows are 30s long and
+// every key gets 60 events a second apart: from the middle on, windows are
+// full and evict as they take events (steady state), and the figures are
+// taken over the last 40%.
+func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]Result, error) {
+	return func(r *run) ([]Result, error) {
+		n := max(r.sc.kafkaEvents, 3*keys)
+		mark := n / 10
+		var mod func(*node.Config)
+		if steady {
+			n, mark = 60*keys, 60*keys*6/10
+			mod = func(c *node.Config) {
+				c.Retention, c.Subwindows = 30*time.Second, []time.Duration{10 * time.Second}
+			}
+		}
+		b := r.startBroker(kind)
+		size, parts := r.preload(b, keys, n)
+		var base float64
+		if rules == 0 {
+			var err error
+			if base, err = r.baseline(b, n); err != nil {
+				return nil, err
+			}
+		}
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		// Timed from the first tenth applied (every partition's source has
+		// started by then) to the last event.
+		var applied, firstN atomic.Int64
+		var first, last atomic.Int64
+		done := make(chan struct{})
+		var once atomic.Bool
+		// In steady mode the mark is when every partition has applied 60%
+		// of its own events (partitions are consumed unevenly).
+		var perPart [kafkaPartitions]atomic.Int64
+		var partsPast atomic.Int64
+		r.startNodeWith(b, rules, fmt.Sprintf("bench-%d", time.Now().UnixNano()), func(evs []event.Event) {
+			now := time.Now().UnixNano()
+			a := applied.Add(int64(len(evs)))
+			reached := a >= int64(mark)
+			if steady && len(evs) > 0 {
+				p := cluster.Partition(evs[0].Key, kafkaPartitions) // a batch is one partition's
+				want := int64(parts[p]) * 6 / 10
+				if got := perPart[p].Add(int64(len(evs))); got >= want && got-int64(len(evs)) < want {
+					partsPast.Add(1)
+				}
+				reached = partsPast.Load() == kafkaPartitions
+			}
+			if reached && first.CompareAndSwap(0, now) {
+				firstN.Store(a)
+				runtime.ReadMemStats(&m0) // once; partition goroutines wait for it
+			}
+			if a >= int64(n) && once.CompareAndSwap(false, true) {
+				last.Store(now)
+				close(done)
+			}
+		}, mod)
+		deadline := time.After(10 * time.Minute)
+	wait:
+		for {
+			select {
+			case <-done:
+				break wait
+			case <-deadline:
+				return nil, fmt.Errorf("%d of %d events applied after 10m", applied.Load(), n)
+			case <-time.After(500 * time.Millisecond):
+				r.status("squall: %s of %s events applied", count(int(applied.Load())), count(n))
+			}
+		}
+		runtime.ReadMemStats(&m1)
+		el := time.Duration(last.Load() - first.Load())
+		res := Result{Scenario: r.name, Group: "kafka",
+			Setup: Setup{Keys: keys, EventBytes: size, Partitions: kafkaPartitions, Nodes: 1,
+				Cores: runtime.NumCPU(), Broker: b.label, Rules: rules, Events: n},
+			EventsPerSec: float64(int64(n)-firstN.Load()) / el.Seconds(), BaselinePerSec: base, Duration: el,
+			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(int64(n)-firstN.Load()), RSSBytes: rss()}
+		if steady {
+			res.Figures = append(res.Figures, Figure{"window", "30s, full: every event evicts a bucket (steady state)"})
+		}
+		if kind == "kfake" {
+			// The broker's copy of the topic is in this process's heap too.
+			res.Figures = append(res.Figures, Figure{"note", "allocs and RSS include the in-process broker"})
+		}
+		return []Result{res}, nil
+	}
+}
+
+// kafkaLatency: events produced at a fixed rate, one record each, each
+// carrying its produce time; the node records produce → applied.
+func kafkaLatency(kind string) func(r *run) ([]Result, error) {
+	return func(r *run) ([]Result, error) {
+		b := r.startBroker(kind)
+		const keys = 100_000
+		var h Histogram
+		epoch := time.Now()
+		var measuring atomic.Bool
+		r.startNode(b, 0, fmt.Sprintf("bench-lat-%d", time.Now().UnixNano()), func(evs []event.Event) {
+			if !measuring.Load() {
+				return
+			}
+			now := time.Since(epoch)
+			for i := range evs {
+				h.Record(now - time.Duration(evs[i].Value)*time.Microsecond)
+			}
+		})
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.DefaultProduceTopic(benchTopic),
+			kgo.ProducerLinger(0), kgo.RequiredAcks(kgo.AllISRAcks()))
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		size := 0
+		produce := func(j int) {
+			sent := time.Since(epoch)
+			v := fmt.Appendf(nil, `{"key":%q,"ts":%d,"value":%d}`, keyName(j%keys), t0+int64(j/keys)*1000, sent.Microseconds())
+			size = len(v)
+			cl.Produce(context.Background(), &kgo.Record{Key: []byte(keyName(j % keys)), Value: v}, nil)
+		}
+		// Warm up (activate keys, connections), then measure.
+		r.status("warming up")
+		pace(r.sc.latencyRate, time.Second, produce)
+		time.Sleep(500 * time.Millisecond)
+		measuring.Store(true)
+		r.status("offering %s events/s", count(r.sc.latencyRate))
+		sent := pace(r.sc.latencyRate, r.sc.latencyFor, produce)
+		if err := cl.Flush(context.Background()); err != nil {
+			return nil, err
+		}
+		time.Sleep(time.Second)
+		return []Result{{Scenario: r.name, Group: "kafka",
+			Setup: Setup{Keys: keys, EventBytes: size, Partitions: kafkaPartitions, Nodes: 1, Cores: runtime.NumCPU(),
+				Broker: b.label, Events: sent},
+			Latency: h.Latency(float64(r.sc.latencyRate)), AllocsPerEvent: -1, Duration: r.sc.latencyFor,
+			Figures: []Figure{{"measured", "produce → applied (acks=all, linger 0)"}}}}, nil
+	}
+}
+
+// pace calls send(j) for j = 0, 1, ... at rate per second for d, in ticks
+// of 1ms (open loop: a slow send does not lower the offered rate, later
+// ticks catch up), and returns how many it sent.
+func pace(rate int, d time.Duration, send func(j int)) int {
+	start := time.Now()
+	j := 0
+	for {
+		el := time.Since(start)
+		if el >= d {
+			return j
+		}
+		due := int(float64(rate) * el.Seconds())
+		for ; j < due; j++ {
+			send(j)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// rss returns this process's resident set size, or 0.
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,108 @@
+// Command squall-bench runs Squall's benchmark scenarios (package bench)
+// and prints one table row per scenario; -json and -svg also write the
+// results and a chart of throughput and p99 latency against keys.
+//
+//	make bench         # full: kfake and a real broker, 10K/100K/1M keys, cluster, failover
+//	make bench-quick   # about 30s: kfake, 10K/100K keys, ingest, memory at 100K keys
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"regexp"
+	"syscall"
+
+	"github.com/squallhq/squall/bench"
+)
+
+func main() {
+	mode := flag.String("mode", "full", "full, quick (about 30s) or smoke (a few seconds)")
+	only := flag.String("only", "", "run only the scenarios matching this regular expression")
+	realKafka := flag.Bool("real-kafka", true, "full mode: run the Kafka scenarios against a real broker too (needs Java)")
+	nodeBin := flag.String("node-binary", "bin/squall-node", "squall-node binary for the failover scenario")
+	jsonOut := flag.String("json", "", "write the results as JSON to this file")
+	svgOut := flag.String("svg", "", "write the throughput/latency chart to this SVG file")
+	mdOut := flag.String("table", "", "also write the table to this file")
+	compare := flag.String("compare", "", "compare with the results of an earlier -json file")
+	commit := flag.String("commit", "", "commit id to record in the results")
+	verbose := flag.Bool("v", false, "log the servers' and nodes' warnings to stderr")
+	flag.Parse()
+
+	opts := bench.Options{Mode: *mode, RealKafka: *realKafka && *mode == "full", NodeBinary: *nodeBin, Progress: os.Stderr}
+	if *verbose {
+		opts.Log = os.Stderr
+	}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fatal(fmt.Errorf("-only: %w", err))
+		}
+		opts.Only = re
+	}
+	if _, err := os.Stat(*nodeBin); err != nil {
+		opts.NodeBinary = ""
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Run(ctx, opts)
+	if err != nil && rep == nil {
+		fatal(err)
+	}
+	rep.Commit = *commit
+	if err := rep.WriteTable(os.Stdout); err != nil {
+		fatal(err)
+	}
+	write := func(path string, f func(*os.File) error) {
+		if path == "" {
+			return
+		}
+		out, err := os.Create(path)
+		if err != nil {
+			fatal(err)
+		}
+		if err := f(out); err != nil {
+			fatal(err)
+		}
+		if err := out.Close(); err != nil {
+			fatal(err)
+		}
+	}
+	write(*jsonOut, func(f *os.File) error { return rep.WriteJSON(f) })
+	write(*svgOut, func(f *os.File) error { return rep.WriteSVG(f) })
+	write(*mdOut, func(f *os.File) error { return rep.WriteTable(f) })
+	if *compare != "" {
+		in, err := os.Open(*compare)
+		if err != nil {
+			fatal(err)
+		}
+		old, err := bench.ReadJSON(in)
+		in.Close()
+		if err != nil {
+			fatal(err)
+		}
+		if err := bench.Compare(os.Stdout, old, rep); err != nil {
+			fatal(err)
+		}
+	}
+	failed := 0
+	for _, r := range rep.Results {
+		if r.Err != "" {
+			failed++
+		}
+	}
+	if err != nil {
+		fatal(err)
+	}
+	if failed > 0 {
+		fmt.Fprintf(os.Stderr, "squall-bench: %d scenario(s) failed\n", failed)
+		os.Exit(1)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "squall-bench:", err)
+	os.Exit(2)
+}
