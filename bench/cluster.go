@@ -233,7 +233,7 @@ func failover(r *run) ([]Result, error) {
 		p, err := r.startProc("--zk", z.Addr(), "--cluster", "bench-failover", "--node-id", fmt.Sprintf("n%d", i+1),
 			"--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0", "--remote-addr", "127.0.0.1:0",
 			"--zk-session-timeout", session.String(), "--kafka-brokers", b.Addr(), "--kafka-topic", benchTopic,
-			"--kafka-group", "bench-failover", "--log-level", "warn")
+			"--kafka-group", "bench-failover")
 		if err != nil {
 			return nil, err
 		}
