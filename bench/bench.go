@@ -176,7 +176,9 @@ func scenarios(o *Options) []scenario {
 		out = append(out,
 			scenario{fmt.Sprintf("kafka/%s/%s-keys/1-rule", b, count(mid)), kafkaThroughput(b, mid, 1, false)},
 			scenario{fmt.Sprintf("kafka/%s/%s-keys/steady", b, count(sc.kafkaKeys[0])), kafkaThroughput(b, sc.kafkaKeys[0], 0, true)})
-		out = append(out, scenario{fmt.Sprintf("kafka/%s/latency", b), kafkaLatency(b)})
+		for _, keys := range sc.kafkaKeys {
+			out = append(out, scenario{fmt.Sprintf("kafka/%s/%s-keys/latency", b, count(keys)), kafkaLatency(b, keys)})
+		}
 	}
 	out = append(out,
 		scenario{"ingest/http/batch-1000", httpThroughput(1000)},

@@ -300,7 +300,7 @@ func failover(r *run) ([]Result, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return []Result{{Scenario: r.name, Group: "failover",
-		Setup:          Setup{Keys: 10_000, Partitions: clusterPartitions, Nodes: 3, Cores: runtime.NumCPU(), Broker: "kafka 4.4.0 (KRaft, child process)", Events: int(produced.Load())},
+		Setup:          Setup{Keys: 10_000, Partitions: clusterPartitions, Nodes: 3, Cores: runtime.NumCPU(), Broker: "kafka 4.4.0", Events: int(produced.Load())},
 		AllocsPerEvent: -1, Duration: served,
 		Figures: []Figure{
 			{"kill -9 → partitions owned again", fmt.Sprintf("%.2f s", owned.Seconds())},

@@ -44,13 +44,22 @@ func (r *run) startBroker(kind string) *broker {
 			r.tb.Fatalf("kfake: %v", err)
 		}
 		r.tb.Cleanup(c.Close)
-		return &broker{kind: kind, addr: c.ListenAddrs()[0], label: "kfake (in-process)"}
+		return &broker{kind: kind, addr: c.ListenAddrs()[0], label: "kfake"}
 	default:
 		r.status("starting a Kafka broker")
 		b := kafkatest.Start(r.tb)
 		b.CreateTopic(r.tb, benchTopic, kafkaPartitions)
-		return &broker{kind: kind, addr: b.Addr(), label: "kafka 4.4.0 (KRaft, child process)"}
+		return &broker{kind: kind, addr: b.Addr(), label: "kafka 4.4.0"}
 	}
+}
+
+// brokerNote says where the broker ran.
+func brokerNote(kind string) Figure {
+	if kind == "kfake" {
+		// The broker's copy of the topic is in this process's heap too.
+		return Figure{"broker", "kfake in this process (its allocations and memory count)"}
+	}
+	return Figure{"broker", "KRaft broker+controller, a child process on the same cores"}
 }
 
 // keyName is the key of key number i: ~26 bytes, so that events are ~80.
@@ -269,20 +278,16 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 		if steady {
 			res.Figures = append(res.Figures, Figure{"window", "30s, full: every event evicts a bucket (steady state)"})
 		}
-		if kind == "kfake" {
-			// The broker's copy of the topic is in this process's heap too.
-			res.Figures = append(res.Figures, Figure{"note", "allocs and RSS include the in-process broker"})
-		}
+		res.Figures = append(res.Figures, brokerNote(kind))
 		return []Result{res}, nil
 	}
 }
 
 // kafkaLatency: events produced at a fixed rate, one record each, each
 // carrying its produce time; the node records produce → applied.
-func kafkaLatency(kind string) func(r *run) ([]Result, error) {
+func kafkaLatency(kind string, keys int) func(r *run) ([]Result, error) {
 	return func(r *run) ([]Result, error) {
 		b := r.startBroker(kind)
-		const keys = 100_000
 		var h Histogram
 		epoch := time.Now()
 		var measuring atomic.Bool
@@ -323,7 +328,7 @@ func kafkaLatency(kind string) func(r *run) ([]Result, error) {
 			Setup: Setup{Keys: keys, EventBytes: size, Partitions: kafkaPartitions, Nodes: 1, Cores: runtime.NumCPU(),
 				Broker: b.label, Events: sent},
 			Latency: h.Latency(float64(r.sc.latencyRate)), AllocsPerEvent: -1, Duration: r.sc.latencyFor,
-			Figures: []Figure{{"measured", "produce → applied (acks=all, linger 0)"}}}}, nil
+			Figures: []Figure{{"measured", "produce → applied (acks=all, linger 0)"}, brokerNote(kind)}}}, nil
 	}
 }
 

@@ -4,6 +4,7 @@
 //
 //	make bench         # full: kfake and a real broker, 10K/100K/1M keys, cluster, failover
 //	make bench-quick   # about 30s: kfake, 10K/100K keys, ingest, memory at 100K keys
+//	go run ./cmd/squall-bench -only 'kafka/kafka/100K-keys$' -cpuprofile cpu.pprof   # profile one scenario
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/squallhq/squall/bench"
@@ -29,7 +31,20 @@ func main() {
 	compare := flag.String("compare", "", "compare with the results of an earlier -json file")
 	commit := flag.String("commit", "", "commit id to record in the results")
 	verbose := flag.Bool("v", false, "log the servers' and nodes' warnings to stderr")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (in-process nodes included) to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	flag.Parse()
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	opts := bench.Options{Mode: *mode, RealKafka: *realKafka && *mode == "full", NodeBinary: *nodeBin, Progress: os.Stderr}
 	if *verbose {
@@ -52,6 +67,20 @@ func main() {
 		fatal(err)
 	}
 	rep.Commit = *commit
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		write := func(f *os.File) error { return pprof.Lookup("allocs").WriteTo(f, 0) }
+		out, err := os.Create(*memProfile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := write(out); err != nil {
+			fatal(err)
+		}
+		out.Close()
+	}
 	if err := rep.WriteTable(os.Stdout); err != nil {
 		fatal(err)
 	}
