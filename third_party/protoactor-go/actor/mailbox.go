@@ -49,6 +49,9 @@ type defaultMailbox struct {
 	invoker         MessageInvoker
 	dispatcher      Dispatcher
 	middlewares     []MailboxMiddleware
+	// process is m.processMessages, made once (squall patch: the method
+	// value was allocated on every schedule, i.e. on most messages).
+	process func()
 }
 
 func (m *defaultMailbox) PostUserMessage(message interface{}) {
@@ -92,11 +95,12 @@ func (m *defaultMailbox) PostSystemMessage(message interface{}) {
 func (m *defaultMailbox) RegisterHandlers(invoker MessageInvoker, dispatcher Dispatcher) {
 	m.invoker = invoker
 	m.dispatcher = dispatcher
+	m.process = m.processMessages
 }
 
 func (m *defaultMailbox) schedule() {
 	if atomic.CompareAndSwapInt32(&m.schedulerStatus, idle, running) {
-		m.dispatcher.Schedule(m.processMessages)
+		m.dispatcher.Schedule(m.process)
 	}
 }
 
