@@ -184,6 +184,7 @@ func scenarios(o *Options) []scenario {
 		scenario{"ingest/http/batch-1000", httpThroughput(1000)},
 		scenario{"ingest/http/batch-100", httpThroughput(100)},
 		scenario{"ingest/nats/batch-1000", natsThroughput(1000)},
+		scenario{"ingest/nats-publish/batch-1000", natsPublish(1000)},
 		scenario{"ingest/http/latency", httpLatency},
 		scenario{"ingest/nats/latency", natsLatency},
 		scenario{"memory/" + count(sc.memoryKeys) + "-keys", memory},

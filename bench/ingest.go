@@ -148,6 +148,56 @@ func (r *run) natsNode() (*nats.Conn, error) {
 	return nc, nil
 }
 
+// natsPublish: one publisher sends NDJSON batches to squall.events without
+// a reply subject (fire and forget, the node applies them asynchronously),
+// keeping at most 64 batches ahead of what the node has applied so the
+// subscription never overflows; timed until the last event is applied.
+func natsPublish(batch int) func(r *run) ([]Result, error) {
+	return func(r *run) ([]Result, error) {
+		var applied atomic.Int64
+		n := r.startNode(nil, 0, "", func(evs []event.Event) { applied.Add(int64(len(evs))) })
+		hc := &http.Client{}
+		defer hc.CloseIdleConnections()
+		if err := warm(hc, "http://"+n.HTTPAddr()+api.PathEvents); err != nil {
+			return nil, err
+		}
+		nc, err := nats.Connect(n.NATSURL())
+		if err != nil {
+			return nil, err
+		}
+		defer nc.Close()
+		bs, size := bodies(64, batch, uint64(batch)+2)
+		base := applied.Load()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		r.status("publishing batches of %d", batch)
+		start := time.Now()
+		sent := 0
+		for i := 0; time.Since(start) < r.sc.ingestFor; i++ {
+			for int64(sent)-(applied.Load()-base) > int64(64*batch) {
+				time.Sleep(50 * time.Microsecond)
+			}
+			if err := nc.Publish("squall.events", bs[i%len(bs)]); err != nil {
+				return nil, err
+			}
+			sent += batch
+		}
+		for deadline := time.Now().Add(30 * time.Second); applied.Load()-base < int64(sent); {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("%d of %d published events applied after 30s", applied.Load()-base, sent)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		el := time.Since(start)
+		runtime.ReadMemStats(&m1)
+		return []Result{{Scenario: r.name, Group: "ingest",
+			Setup: Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: sent},
+			EventsPerSec: float64(sent) / el.Seconds(), Duration: el, RSSBytes: rss(),
+			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(sent),
+			Figures:        []Figure{{"clients", "1 NATS publisher (no reply), at most 64 batches ahead of apply"}}}}, nil
+	}
+}
+
 // natsThroughput: 4 publishers send NDJSON batches to squall.events as
 // requests; the reply comes once the events are applied.
 func natsThroughput(batch int) func(r *run) ([]Result, error) {
