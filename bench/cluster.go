@@ -176,10 +176,11 @@ func routing(r *run) ([]Result, error) {
 type proc struct {
 	cmd      *exec.Cmd
 	httpAddr string
+	natsURL  string
 	exited   chan struct{}
 }
 
-var startedRE = regexp.MustCompile(`squall node started.*http=(\S+)`)
+var startedRE = regexp.MustCompile(`squall node started.*http=(\S+) nats=(\S+)`)
 
 func (r *run) startProc(args ...string) (*proc, error) {
 	p := &proc{cmd: exec.Command(r.NodeBinary, args...), exited: make(chan struct{})}
@@ -194,19 +195,20 @@ func (r *run) startProc(args ...string) (*proc, error) {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	})
-	ready := make(chan string, 1)
+	ready := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := startedRE.FindStringSubmatch(sc.Text()); m != nil {
-				ready <- m[1]
+				ready <- m[1:]
 			}
 		}
 		_ = p.cmd.Wait()
 		close(p.exited)
 	}()
 	select {
-	case p.httpAddr = <-ready:
+	case m := <-ready:
+		p.httpAddr, p.natsURL = m[0], m[1]
 		return p, nil
 	case <-p.exited:
 		return nil, fmt.Errorf("%s exited before starting", r.NodeBinary)

@@ -191,7 +191,7 @@ func natsPublish(batch int) func(r *run) ([]Result, error) {
 		el := time.Since(start)
 		runtime.ReadMemStats(&m1)
 		return []Result{{Scenario: r.name, Group: "ingest",
-			Setup: Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: sent},
+			Setup:        Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: sent},
 			EventsPerSec: float64(sent) / el.Seconds(), Duration: el, RSSBytes: rss(),
 			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(sent),
 			Figures:        []Figure{{"clients", "1 NATS publisher (no reply), at most 64 batches ahead of apply"}}}}, nil
@@ -273,26 +273,55 @@ func latencyAt(rate int, d time.Duration, send func(body []byte) error) (*Latenc
 	return h.Latency(float64(rate)), size, nil
 }
 
-func httpLatency(r *run) ([]Result, error) {
+// latencyNode starts the node the latency scenarios measure: a
+// squall-node process of its own when the binary is there (so the load
+// generator's garbage is not the node's), in-process otherwise. It returns
+// its HTTP address, NATS URL, and how it runs.
+func (r *run) latencyNode() (httpAddr, natsURL, where string, err error) {
+	if r.NodeBinary != "" {
+		p, err := r.startProc("--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0", "--node-id", "bench")
+		if err != nil {
+			return "", "", "", err
+		}
+		return p.httpAddr, p.natsURL, "node process of its own, client in the harness, same 2 cores", nil
+	}
 	n := r.startNode(nil, 0, "", nil)
-	url := "http://" + n.HTTPAddr() + api.PathEvents
+	return n.HTTPAddr(), n.NATSURL(), "node in the harness's process", nil
+}
+
+func httpLatency(r *run) ([]Result, error) {
+	addr, _, where, err := r.latencyNode()
+	if err != nil {
+		return nil, err
+	}
+	url := "http://" + addr + api.PathEvents
 	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	defer cl.CloseIdleConnections()
 	if err := warm(cl, url); err != nil {
 		return nil, err
 	}
-	return r.latency("HTTP", "POST sent → 202 (events applied)", func(b []byte) error {
+	return r.latency("HTTP", "POST sent → 202 (events applied)", where, func(b []byte) error {
 		_, err := postBody(cl, url, b)
 		return err
 	})
 }
 
 func natsLatency(r *run) ([]Result, error) {
-	nc, err := r.natsNode()
+	addr, natsURL, where, err := r.latencyNode()
 	if err != nil {
 		return nil, err
 	}
-	return r.latency("NATS", "request sent → reply (events applied)", func(b []byte) error {
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	if err := warm(hc, "http://"+addr+api.PathEvents); err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	return r.latency("NATS", "request sent → reply (events applied)", where, func(b []byte) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, err := nc.RequestWithContext(ctx, "squall.events", b)
@@ -301,7 +330,7 @@ func natsLatency(r *run) ([]Result, error) {
 }
 
 // latency offers the scenario's fixed load through send and makes the row.
-func (r *run) latency(over, measured string, send func(body []byte) error) ([]Result, error) {
+func (r *run) latency(over, measured, where string, send func(body []byte) error) ([]Result, error) {
 	r.status("offering %s events/s over %s", count(r.sc.latencyRate), over)
 	lat, size, err := latencyAt(r.sc.latencyRate, r.sc.latencyFor, send)
 	if err != nil {
@@ -310,7 +339,7 @@ func (r *run) latency(over, measured string, send func(body []byte) error) ([]Re
 	return []Result{{Scenario: r.name, Group: "ingest",
 		Setup:   Setup{Keys: ingestKeys, EventBytes: size, Batch: 100, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: lat.Samples * 100},
 		Latency: lat, AllocsPerEvent: -1, Duration: r.sc.latencyFor,
-		Figures: []Figure{{"measured", measured}}}}, nil
+		Figures: []Figure{{"measured", measured}, {"node", where}}}}, nil
 }
 
 // memory: keys live keys with 10 samples each, applied in-process; RSS of
