@@ -131,10 +131,11 @@ func httpThroughput(batch int) func(r *run) ([]Result, error) {
 	}
 }
 
-// natsNode starts a node with 100K live keys and returns a NATS
-// connection to its embedded server (closed with the scenario).
-func (r *run) natsNode() (*nats.Conn, error) {
-	n := r.startNode(nil, 0, "", nil)
+// natsNode starts a node with 100K live keys (after is its AfterApply)
+// and returns a NATS connection to its embedded server (closed with the
+// scenario).
+func (r *run) natsNode(after func([]event.Event)) (*nats.Conn, error) {
+	n := r.startNode(nil, 0, "", after)
 	hc := &http.Client{}
 	defer hc.CloseIdleConnections()
 	if err := warm(hc, "http://"+n.HTTPAddr()+api.PathEvents); err != nil {
@@ -155,17 +156,10 @@ func (r *run) natsNode() (*nats.Conn, error) {
 func natsPublish(batch int) func(r *run) ([]Result, error) {
 	return func(r *run) ([]Result, error) {
 		var applied atomic.Int64
-		n := r.startNode(nil, 0, "", func(evs []event.Event) { applied.Add(int64(len(evs))) })
-		hc := &http.Client{}
-		defer hc.CloseIdleConnections()
-		if err := warm(hc, "http://"+n.HTTPAddr()+api.PathEvents); err != nil {
-			return nil, err
-		}
-		nc, err := nats.Connect(n.NATSURL())
+		nc, err := r.natsNode(func(evs []event.Event) { applied.Add(int64(len(evs))) })
 		if err != nil {
 			return nil, err
 		}
-		defer nc.Close()
 		bs, size := bodies(64, batch, uint64(batch)+2)
 		base := applied.Load()
 		var m0, m1 runtime.MemStats
@@ -202,7 +196,7 @@ func natsPublish(batch int) func(r *run) ([]Result, error) {
 // requests; the reply comes once the events are applied.
 func natsThroughput(batch int) func(r *run) ([]Result, error) {
 	return func(r *run) ([]Result, error) {
-		nc, err := r.natsNode()
+		nc, err := r.natsNode(nil)
 		if err != nil {
 			return nil, err
 		}
