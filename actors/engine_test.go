@@ -284,30 +284,7 @@ func BenchmarkApply100KKeys(b *testing.B) {
 		warm = append(warm, event.Event{Key: n, TS: t0, Value: 1})
 	}
 	submit(b, e, warm...)
-	b.ReportAllocs()
-	b.ResetTimer()
-	var mu sync.Mutex
-	next := 0
-	b.SetParallelism(2)
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		evs := make([]event.Event, batch)
-		out := make([]Result, batch)
-		for pb.Next() {
-			mu.Lock()
-			base := next
-			next += batch
-			mu.Unlock()
-			for i := range evs {
-				j := base + i
-				evs[i] = event.Event{Key: names[j%keys], TS: t0 + int64(j/keys)*1000, Value: float64(j % 100)}
-			}
-			if err := e.Submit(context.Background(), evs, out); err != nil {
-				b.Fatal(err)
-			}
-		}
+	testutil.SubmitParallel(b, names, t0, batch, func(evs []event.Event, out []Result) error {
+		return e.Submit(context.Background(), evs, out)
 	})
-	el := time.Since(start)
-	b.ReportMetric(float64(b.N*batch)/el.Seconds(), "events/s")
-	b.ReportMetric(float64(el.Nanoseconds())/float64(b.N*batch), "ns/event")
 }

@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/squallhq/squall/actors"
 	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/rules"
 )
 
@@ -98,32 +97,9 @@ func benchApply(b *testing.B, set *rules.Set) {
 	if err := e.Submit(ctx, warm, make([]actors.Result, len(warm))); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	var mu sync.Mutex
-	next := 0
-	b.SetParallelism(2)
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		evs := make([]event.Event, batch)
-		out := make([]actors.Result, batch)
-		for pb.Next() {
-			mu.Lock()
-			base := next
-			next += batch
-			mu.Unlock()
-			for i := range evs {
-				j := base + i
-				evs[i] = event.Event{Key: names[j%keys], TS: benchT0 + int64(j/keys)*1000, Value: float64(j % 100)}
-			}
-			if err := e.Submit(ctx, evs, out); err != nil {
-				b.Fatal(err)
-			}
-		}
+	testutil.SubmitParallel(b, names, benchT0, batch, func(evs []event.Event, out []actors.Result) error {
+		return e.Submit(ctx, evs, out)
 	})
-	el := time.Since(start)
-	b.ReportMetric(float64(b.N*batch)/el.Seconds(), "events/s")
-	b.ReportMetric(float64(el.Nanoseconds())/float64(b.N*batch), "ns/event")
 }
 
 // TestRuleMemoryPerKey measures what rules add to a live key: the rule
