@@ -18,6 +18,7 @@ import (
 	"github.com/squallhq/squall/actors"
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/ingest"
+	"github.com/squallhq/squall/internal/natstest"
 	"github.com/squallhq/squall/internal/testutil"
 )
 
@@ -94,19 +95,7 @@ func value(t testing.TB, reg *prometheus.Registry, name, source, result string) 
 	return 0
 }
 
-func startNATS(t testing.TB) *natsserver.Server {
-	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
-}
+func startNATS(t testing.TB) *natsserver.Server { return natstest.Start(t, -1) }
 
 // Bad NATS messages are counted by reason and never stop good ones.
 func TestNATSBadMessagesCounted(t *testing.T) {

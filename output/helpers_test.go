@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/squallhq/squall/internal/natstest"
 )
 
 const testTopic = "alerts"
@@ -147,19 +149,7 @@ func freePort(t testing.TB) int {
 // startNATS starts an in-process NATS server on port (-1: random), shut
 // down when the test ends (Shutdown is idempotent, so tests may shut it
 // down earlier).
-func startNATS(t testing.TB, port int) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
+func startNATS(t testing.TB, port int) *server.Server { return natstest.Start(t, port) }
 
 func stopNATS(s *server.Server) { s.Shutdown(); s.WaitForShutdown() }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/internal/natstest"
 	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/internal/zktest"
 )
@@ -331,19 +332,7 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-func startNATSServer(t *testing.T, port int) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
-}
+func startNATSServer(t *testing.T, port int) *server.Server { return natstest.Start(t, port) }
 
 // TestAlertsKafkaKill9: three nodes fed from Kafka, alerts to NATS and to
 // a Kafka topic; a node is killed with kill -9 during a burst that makes
