@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -62,6 +63,13 @@ func SubscribeNATS(nc *nats.Conn, cfg NATSConfig, in *Ingester, log *slog.Logger
 	if err := sub.SetPendingLimits(cfg.PendingMsgs, cfg.PendingBytes); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("ingest: pending limits: %w", err)
+	}
+	// The server has the subscription once a round trip after it is done:
+	// from then on nothing published to the subject misses it (a node
+	// reports itself started only after this).
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("ingest: subscribe %s: %w", cfg.Subject, err)
 	}
 	return sub, nil
 }
