@@ -37,14 +37,18 @@ func settled(docs []*api.Cluster, want int) bool {
 		if d == nil || len(d.Members) != want || d.Generation != gen || len(d.Assignment) != d.Partitions {
 			return false
 		}
-		mine := 0
+		owned := map[string]int{}
 		for _, owner := range d.Assignment {
-			if owner == d.Self {
-				mine++
-			}
+			owned[owner]++
 		}
-		if mine != len(d.Serving) {
+		// Every member is in the assignment, balanced, and serves its part.
+		if len(owned) != want || owned[d.Self] != len(d.Serving) {
 			return false
+		}
+		for _, n := range owned {
+			if n < d.Partitions/want || n > (d.Partitions+want-1)/want {
+				return false
+			}
 		}
 	}
 	return true

@@ -98,8 +98,8 @@ func clusterDoc(addr string) (*api.Cluster, error) {
 }
 
 // settled checks that the live nodes agree: same members (exactly these),
-// one acting leader, every partition owned by one of them, and each node
-// serving exactly what the assignment gives it.
+// one acting leader, every partition owned by one of them, balanced, and
+// each node serving exactly what the assignment gives it.
 func settled(nodes []*cnode) error {
 	var ids []string
 	for _, n := range nodes {
@@ -143,6 +143,23 @@ func settled(nodes []*cnode) error {
 	}
 	if leaders != 1 {
 		return fmt.Errorf("%d acting leaders", leaders)
+	}
+	// The assignment covers every member, balanced: a node that joined is
+	// in it (one written before the join is not settled).
+	doc, err := clusterDoc(nodes[0].httpAddr)
+	if err != nil {
+		return err
+	}
+	owned := map[string]int{}
+	for _, owner := range doc.Assignment {
+		owned[owner]++
+	}
+	lo, hi := clusterPartitions, 0
+	for _, id := range ids {
+		lo, hi = min(lo, owned[id]), max(hi, owned[id])
+	}
+	if hi-lo > 1 {
+		return fmt.Errorf("assignment not balanced over %v: %v", ids, owned)
 	}
 	return nil
 }
