@@ -127,9 +127,9 @@ type Decoder struct {
 	// shared, set by Reserve, is a buffer the arenas of the next calls are
 	// cut from (each from where the previous ended) while they fit.
 	shared   []byte
-	inShared bool // the current arena was cut from shared
-	num   []byte // scratch for numbers and ts strings
-	big   bool   // the parser saw an input over retainLimit
+	inShared bool   // the current arena was cut from shared
+	num      []byte // scratch for numbers and ts strings
+	big      bool   // the parser saw an input over retainLimit
 
 	// listed and omitted count the rejections of the current call that were
 	// appended and that were over Options.MaxRejections.
