@@ -74,25 +74,10 @@ func TestShedIndexesAmongRejections(t *testing.T) {
 // value reads the counter name{source, result or reason} from reg.
 func value(t testing.TB, reg *prometheus.Registry, name, source, result string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.Metric {
-			labels := map[string]string{}
-			for _, l := range m.Label {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["source"] == source && (labels["result"] == result || labels["reason"] == result) {
-				return m.Counter.GetValue()
-			}
-		}
-	}
-	return 0
+	v, _ := testutil.MetricValue(t, reg, name, func(l map[string]string) bool {
+		return l["source"] == source && (l["result"] == result || l["reason"] == result)
+	})
+	return v
 }
 
 func startNATS(t testing.TB) *natsserver.Server { return natstest.Start(t, -1) }

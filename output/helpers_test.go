@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/squallhq/squall/internal/natstest"
+	"github.com/squallhq/squall/internal/testutil"
 )
 
 const testTopic = "alerts"
@@ -92,27 +93,11 @@ func newOutputs(t testing.TB, cfg Config, sinks ...Sink) (*Outputs, *prometheus.
 // metricValue returns the value of the gauge or counter name{sink=sink}.
 func metricValue(t testing.TB, reg *prometheus.Registry, name, sink string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := testutil.MetricValue(t, reg, name, func(l map[string]string) bool { return l["sink"] == sink })
+	if !ok {
+		t.Fatalf("no metric %s{sink=%q}", name, sink)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "sink" && l.GetValue() == sink {
-					if m.GetGauge() != nil {
-						return m.GetGauge().GetValue()
-					}
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no metric %s{sink=%q}", name, sink)
-	return 0
+	return v
 }
 
 // testAlert returns alert number i of key, with payload {"id": id}.
