@@ -114,7 +114,7 @@ func httpThroughput(batch int) func(r *run) ([]Result, error) {
 		const clients = 4
 		bs, size := bodies(64, batch, uint64(batch))
 		r.status("posting batches of %d", batch)
-		var m0, m1 runtime.MemStats
+		var m0 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		total, el, err := workers(clients, r.sc.ingestFor, func(w, i int) (int, error) {
 			return postBody(cl, url, bs[(w*16+i)%len(bs)])
@@ -122,13 +122,21 @@ func httpThroughput(batch int) func(r *run) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		runtime.ReadMemStats(&m1)
-		return []Result{{Scenario: r.name, Group: "ingest",
-			Setup:        Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: total},
-			EventsPerSec: float64(total) / el.Seconds(), Duration: el, RSSBytes: rss(),
-			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(total),
-			Figures:        []Figure{{"clients", fmt.Sprintf("%d HTTP/1.1 keep-alive, same machine", clients)}}}}, nil
+		return r.ingestRow(size, batch, total, el, &m0, fmt.Sprintf("%d HTTP/1.1 keep-alive, same machine", clients)), nil
 	}
+}
+
+// ingestRow is the row of an ingest throughput scenario: total events of
+// size bytes in batches of batch applied in el, allocations counted from
+// m0 (read when the measurement started).
+func (r *run) ingestRow(size, batch, total int, el time.Duration, m0 *runtime.MemStats, clients string) []Result {
+	var m1 runtime.MemStats
+	runtime.ReadMemStats(&m1)
+	return []Result{{Scenario: r.name, Group: "ingest",
+		Setup:        Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: total},
+		EventsPerSec: float64(total) / el.Seconds(), Duration: el, RSSBytes: rss(),
+		AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(total),
+		Figures:        []Figure{{"clients", clients}}}}
 }
 
 // natsNode starts a node with 100K live keys (after is its AfterApply)
@@ -162,7 +170,7 @@ func natsPublish(batch int) func(r *run) ([]Result, error) {
 		}
 		bs, size := bodies(64, batch, uint64(batch)+2)
 		base := applied.Load()
-		var m0, m1 runtime.MemStats
+		var m0 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		r.status("publishing batches of %d", batch)
 		start := time.Now()
@@ -182,13 +190,7 @@ func natsPublish(batch int) func(r *run) ([]Result, error) {
 			}
 			time.Sleep(100 * time.Microsecond)
 		}
-		el := time.Since(start)
-		runtime.ReadMemStats(&m1)
-		return []Result{{Scenario: r.name, Group: "ingest",
-			Setup:        Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: sent},
-			EventsPerSec: float64(sent) / el.Seconds(), Duration: el, RSSBytes: rss(),
-			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(sent),
-			Figures:        []Figure{{"clients", "1 NATS publisher (no reply), at most 64 batches ahead of apply"}}}}, nil
+		return r.ingestRow(size, batch, sent, time.Since(start), &m0, "1 NATS publisher (no reply), at most 64 batches ahead of apply"), nil
 	}
 }
 
@@ -202,7 +204,7 @@ func natsThroughput(batch int) func(r *run) ([]Result, error) {
 		}
 		bs, size := bodies(64, batch, uint64(batch)+1)
 		const publishers = 4
-		var m0, m1 runtime.MemStats
+		var m0 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		r.status("requesting batches of %d", batch)
 		total, el, err := workers(publishers, r.sc.ingestFor, func(w, i int) (int, error) {
@@ -219,12 +221,7 @@ func natsThroughput(batch int) func(r *run) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		runtime.ReadMemStats(&m1)
-		return []Result{{Scenario: r.name, Group: "ingest",
-			Setup:        Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: total},
-			EventsPerSec: float64(total) / el.Seconds(), Duration: el, RSSBytes: rss(),
-			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(total),
-			Figures:        []Figure{{"clients", fmt.Sprintf("%d NATS requesters, embedded server", publishers)}}}}, nil
+		return r.ingestRow(size, batch, total, el, &m0, fmt.Sprintf("%d NATS requesters, embedded server", publishers)), nil
 	}
 }
 
