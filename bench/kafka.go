@@ -34,6 +34,7 @@ type broker struct {
 	kind  string // "kfake" or "kafka"
 	addr  string
 	label string // for Setup.Broker
+	pid   int    // the broker's JVM; 0 for kfake
 }
 
 func (r *run) startBroker(kind string) *broker {
@@ -49,7 +50,7 @@ func (r *run) startBroker(kind string) *broker {
 		r.status("starting a Kafka broker")
 		b := kafkatest.Start(r.tb)
 		b.CreateTopic(r.tb, benchTopic, kafkaPartitions)
-		return &broker{kind: kind, addr: b.Addr(), label: "kafka 4.4.0"}
+		return &broker{kind: kind, addr: b.Addr(), label: "kafka 4.4.0", pid: b.Pid()}
 	}
 }
 
@@ -229,6 +230,7 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 		// started by then) to the last event.
 		var applied, firstN atomic.Int64
 		var first, last atomic.Int64
+		var cpu0, cpu1 cpuSample
 		done := make(chan struct{})
 		var once atomic.Bool
 		// In steady mode the mark is when every partition has applied 60%
@@ -250,8 +252,10 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 			if reached && first.CompareAndSwap(0, now) {
 				firstN.Store(a)
 				runtime.ReadMemStats(&m0) // once; partition goroutines wait for it
+				cpu0 = sampleCPU(b.pid)
 			}
 			if a >= int64(n) && once.CompareAndSwap(false, true) {
+				cpu1 = sampleCPU(b.pid)
 				last.Store(now)
 				close(done)
 			}
@@ -278,7 +282,7 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 		if steady {
 			res.Figures = append(res.Figures, Figure{"window", "30s, full: every event evicts a bucket (steady state)"})
 		}
-		res.Figures = append(res.Figures, brokerNote(kind))
+		res.Figures = append(res.Figures, cpuFigure(cpu0, cpu1, el, b.pid > 0), brokerNote(kind))
 		return []Result{res}, nil
 	}
 }
@@ -288,7 +292,7 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 func kafkaLatency(kind string, keys int) func(r *run) ([]Result, error) {
 	return func(r *run) ([]Result, error) {
 		b := r.startBroker(kind)
-		var h Histogram
+		var h, ack Histogram
 		epoch := time.Now()
 		var measuring atomic.Bool
 		r.startNode(b, 0, fmt.Sprintf("bench-lat-%d", time.Now().UnixNano()), func(evs []event.Event) {
@@ -306,16 +310,32 @@ func kafkaLatency(kind string, keys int) func(r *run) ([]Result, error) {
 			return nil, err
 		}
 		defer cl.Close()
+		// The keys' names and JSON prefixes are made once: the load
+		// generator shares the cores with what it measures.
+		names := make([][]byte, keys)
+		for i := range names {
+			names[i] = []byte(keyName(i))
+		}
 		size := 0
 		produce := func(j int) {
 			sent := time.Since(epoch)
-			v := fmt.Appendf(nil, `{"key":%q,"ts":%d,"value":%d}`, keyName(j%keys), t0+int64(j/keys)*1000, sent.Microseconds())
+			k := names[j%keys]
+			v := make([]byte, 0, 96)
+			v = append(append(append(v, `{"key":"`...), k...), `","ts":`...)
+			v = strconv.AppendInt(v, t0+int64(j/keys)*1000, 10)
+			v = strconv.AppendInt(append(v, `,"value":`...), sent.Microseconds(), 10)
+			v = append(v, '}')
 			size = len(v)
-			cl.Produce(context.Background(), &kgo.Record{Key: []byte(keyName(j % keys)), Value: v}, nil)
+			cl.Produce(context.Background(), &kgo.Record{Key: k, Value: v}, func(*kgo.Record, error) {
+				if measuring.Load() {
+					ack.Record(time.Since(epoch) - sent)
+				}
+			})
 		}
-		// Warm up (activate keys, connections), then measure.
+		// Warm up for half the measured time (keys activated, connections
+		// made, the broker's JIT compiled), then measure.
 		r.status("warming up")
-		pace(r.sc.latencyRate, time.Second, produce)
+		pace(r.sc.latencyRate, r.sc.latencyFor/2, produce)
 		time.Sleep(500 * time.Millisecond)
 		measuring.Store(true)
 		r.status("offering %s events/s", count(r.sc.latencyRate))
@@ -324,11 +344,14 @@ func kafkaLatency(kind string, keys int) func(r *run) ([]Result, error) {
 			return nil, err
 		}
 		time.Sleep(time.Second)
+		a := ack.Latency(0)
 		return []Result{{Scenario: r.name, Group: "kafka",
 			Setup: Setup{Keys: keys, EventBytes: size, Partitions: kafkaPartitions, Nodes: 1, Cores: runtime.NumCPU(),
 				Broker: b.label, Events: sent},
 			Latency: h.Latency(float64(r.sc.latencyRate)), AllocsPerEvent: -1, Duration: r.sc.latencyFor,
-			Figures: []Figure{{"measured", "produce → applied (acks=all, linger 0)"}, brokerNote(kind)}}}, nil
+			Figures: []Figure{{"measured", "produce → applied (acks=all, linger 0)"},
+				{"produce → ack", fmtMs(a.P50) + " / " + fmtMs(a.P99) + " / " + fmtMs(a.P999) + " ms (the broker's answer to the producer, same records)"},
+				brokerNote(kind)}}}, nil
 	}
 }
 

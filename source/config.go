@@ -41,8 +41,11 @@ const (
 	DefaultGroup              = "squall"
 	DefaultMaxRecordBytes     = 1 << 20
 	DefaultMaxBufferedRecords = 10_000
-	DefaultCommitInterval     = time.Second
-	DefaultRetention          = 10 * time.Minute
+	// DefaultFetchMaxBytes and DefaultFetchMaxPartitionBytes bound a fetch.
+	DefaultFetchMaxBytes          = 4 << 20
+	DefaultFetchMaxPartitionBytes = 1 << 20
+	DefaultCommitInterval         = time.Second
+	DefaultRetention              = 10 * time.Minute
 )
 
 // Config configures a Manager and a Producer. The zero value of a field
@@ -70,10 +73,21 @@ type Config struct {
 	// MaxRecordBytes is the largest record value accepted, in bytes; larger
 	// records are bad ("oversized"). Default 1 MiB.
 	MaxRecordBytes int
-	// MaxBufferedRecords bounds, per partition, the records fetched and not
-	// yet applied; past it the partition's fetching is paused until its
-	// actor has drained half of them (back-pressure). Default 10,000.
+	// MaxBufferedRecords limits, per partition, the records fetched and not
+	// yet applied (back-pressure). The poll loop takes whole fetches, so
+	// that the next fetch overlaps the apply of this one; while a
+	// partition holds more than MaxBufferedRecords the loop polls no more,
+	// and a partition that stays over it without progress for a moment is
+	// paused until its actor has drained half of them. A partition thus
+	// holds at most MaxBufferedRecords plus what one fetch brings it (see
+	// FetchMaxPartitionBytes). Default 10,000.
 	MaxBufferedRecords int
+	// FetchMaxBytes bounds one fetch response from a broker (record
+	// batches, as stored: compressed), and FetchMaxPartitionBytes its part
+	// for one partition; a broker still returns a first batch larger than
+	// either. With MaxBufferedRecords they bound the memory of consumed
+	// records. Defaults 4 MiB and 1 MiB.
+	FetchMaxBytes, FetchMaxPartitionBytes int32
 	// CommitInterval is how often applied offsets are committed; Stop and
 	// Close commit too. Default 1s.
 	CommitInterval time.Duration
@@ -103,13 +117,15 @@ type Config struct {
 // brokers.
 func DefaultConfig() Config {
 	return Config{
-		Topic:              DefaultTopic,
-		Group:              DefaultGroup,
-		MaxRecordBytes:     DefaultMaxRecordBytes,
-		MaxBufferedRecords: DefaultMaxBufferedRecords,
-		CommitInterval:     DefaultCommitInterval,
-		Retention:          DefaultRetention,
-		ClientID:           "squall",
+		Topic:                  DefaultTopic,
+		Group:                  DefaultGroup,
+		MaxRecordBytes:         DefaultMaxRecordBytes,
+		MaxBufferedRecords:     DefaultMaxBufferedRecords,
+		FetchMaxBytes:          DefaultFetchMaxBytes,
+		FetchMaxPartitionBytes: DefaultFetchMaxPartitionBytes,
+		CommitInterval:         DefaultCommitInterval,
+		Retention:              DefaultRetention,
+		ClientID:               "squall",
 	}
 }
 
@@ -127,6 +143,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBufferedRecords == 0 {
 		c.MaxBufferedRecords = d.MaxBufferedRecords
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = d.FetchMaxBytes
+	}
+	if c.FetchMaxPartitionBytes == 0 {
+		c.FetchMaxPartitionBytes = d.FetchMaxPartitionBytes
 	}
 	if c.CommitInterval == 0 {
 		c.CommitInterval = d.CommitInterval
@@ -159,6 +181,8 @@ func (c Config) Validate() error {
 		return bad("MaxRecordBytes %d is negative", c.MaxRecordBytes)
 	case c.MaxBufferedRecords < 0:
 		return bad("MaxBufferedRecords %d is negative", c.MaxBufferedRecords)
+	case c.FetchMaxBytes < 0 || c.FetchMaxPartitionBytes < 0:
+		return bad("FetchMaxBytes %d or FetchMaxPartitionBytes %d is negative", c.FetchMaxBytes, c.FetchMaxPartitionBytes)
 	case c.CommitInterval < 0:
 		return bad("CommitInterval %s is negative", c.CommitInterval)
 	case c.Retention < 0:

@@ -117,7 +117,8 @@ const (
 	// context has expired.
 	finalCommitTimeout = 5 * time.Second
 	// pauseGrace is how long the poll loop waits for a partition over
-	// its limit to drain before pausing its fetching.
+	// its limit to make progress (apply anything) before pausing its
+	// fetching.
 	pauseGrace = 25 * time.Millisecond
 	// probeTimeout bounds the read of one record for the restore offset
 	// fallback.
@@ -144,15 +145,18 @@ type Manager struct {
 	sys  *actor.ActorSystem
 	met  *metrics
 
-	// Back-pressure: a poll returns at most pollMax records. Past pauseAt
-	// buffered records a partition is over its limit: the poll loop stops
-	// polling until it is back to pauseAt, for up to pauseGrace, and then
-	// pauses its fetching until it is down to resumeAt (pausing makes
-	// franz-go drop, and later fetch again, what it had buffered for the
-	// partition, so it is kept for partitions that stay slow). Either way
-	// no partition holds more than MaxBufferedRecords.
-	pollMax, pauseAt, resumeAt int
-	wake                       chan struct{} // wakes a throttled poll loop
+	// Back-pressure: a poll takes everything franz-go has fetched (it
+	// fetches again only once its buffered fetch is taken, so that the
+	// next fetch overlaps the apply of this one). Past pauseAt
+	// (MaxBufferedRecords) buffered records a partition is over its limit:
+	// the poll loop stops polling until it is back to pauseAt; one that
+	// applies nothing for pauseGrace meanwhile is paused until it is down
+	// to resumeAt (pausing makes franz-go drop, and later fetch again,
+	// what it fetched for the partition meanwhile, so it is kept for
+	// partitions that are stuck, not merely busy). A partition holds at
+	// most pauseAt plus one fetch's records.
+	pauseAt, resumeAt int
+	wake              chan struct{} // wakes a throttled poll loop
 
 	ctx    context.Context // canceled by Close: the poll loop and committer
 	cancel context.CancelFunc
@@ -190,6 +194,8 @@ func New(cfg Config, sink Sink) (*Manager, error) {
 	}
 	opts := append(cfg.clientOpts(),
 		kgo.FetchMaxWait(fetchMaxWait),
+		kgo.FetchMaxBytes(cfg.FetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(cfg.FetchMaxPartitionBytes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(0), // dead letters are waited for
 	)
@@ -216,8 +222,7 @@ func New(cfg Config, sink Sink) (*Manager, error) {
 		_, ok := msg.(*actor.DeadLetterEvent)
 		return ok
 	})
-	m.pollMax = max(1, cfg.MaxBufferedRecords/4)
-	m.pauseAt = cfg.MaxBufferedRecords - m.pollMax
+	m.pauseAt = cfg.MaxBufferedRecords
 	m.resumeAt = cfg.MaxBufferedRecords / 2
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.wg.Add(2)
@@ -866,23 +871,22 @@ func (m *Manager) wakePoll() {
 	}
 }
 
-// throttle waits, before the next poll, until the over partitions have
-// room for it; those still over at deadline are paused. It returns the
-// partitions still over when a command interrupts the wait (the poll loop
-// runs it and comes back), else none.
+// throttle waits, before the next poll, until the over partitions are
+// back to their limit; every pauseGrace, those that applied nothing since
+// the previous check are paused. It returns the partitions still over
+// when a command interrupts the wait (the poll loop runs it and comes
+// back), else none.
 func (m *Manager) throttle(over []*partition, deadline time.Time) []*partition {
 	for {
-		over = slices.DeleteFunc(over, func(p *partition) bool { return p.drained(false) })
+		check := !time.Now().Before(deadline)
+		over = slices.DeleteFunc(over, func(p *partition) bool { return p.drained(check) })
 		if len(over) == 0 {
 			return over
 		}
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			for _, part := range over {
-				part.drained(true)
-			}
-			return over[:0]
+		if check {
+			deadline = time.Now().Add(pauseGrace)
 		}
+		wait := time.Until(deadline)
 		t := time.NewTimer(wait)
 		select {
 		case <-m.wake:
@@ -933,7 +937,7 @@ func (m *Manager) pollLoop() {
 				continue // a command came: run it first
 			}
 		}
-		fetches := m.cl.PollRecords(ctx, m.pollMax)
+		fetches := m.cl.PollFetches(ctx)
 		cancel()
 		if over = m.dispatch(fetches, active, over[:0]); len(over) > 0 {
 			deadline = time.Now().Add(pauseGrace)

@@ -67,6 +67,8 @@ type partition struct {
 	pauses   int  // times fetching was paused (tests)
 	paused   bool // fetching paused by us
 	over     bool // past pauseAt, the poll loop waits for it (throttle)
+	released int  // records applied (or abandoned) so far
+	checked  int  // released at the throttle's last progress check
 	removed  bool // no longer consumed: never resume
 
 	lag, replaying, bufGauge prometheus.Gauge // set by initMetrics
@@ -125,8 +127,8 @@ func (p *partition) hold(n int) (over bool) {
 	p.buffered += n
 	p.peak = max(p.peak, p.buffered)
 	over = !p.paused && !p.removed && p.buffered > p.m.pauseAt
-	if over {
-		p.over = true
+	if over && !p.over {
+		p.over, p.checked = true, p.released
 	}
 	b := p.buffered
 	p.flow.Unlock()
@@ -143,6 +145,7 @@ func (p *partition) release(n int) {
 	}
 	p.flow.Lock()
 	p.buffered -= n
+	p.released += n
 	wake := false
 	if p.paused && !p.removed && p.buffered <= p.m.resumeAt {
 		p.paused = false
@@ -159,21 +162,28 @@ func (p *partition) release(n int) {
 	}
 }
 
-// drained reports whether an over partition is back under its limit (or
-// gone); otherwise, with pause, it pauses its fetching.
-func (p *partition) drained(pause bool) bool {
+// drained reports whether the poll loop is done waiting for an over
+// partition: it is back to its limit, gone, or paused. With check (the
+// throttle's periodic progress check), a partition that applied nothing
+// since the previous check is paused now.
+func (p *partition) drained(check bool) bool {
 	p.flow.Lock()
 	defer p.flow.Unlock()
 	if !p.over || p.removed || p.paused || p.buffered <= p.m.pauseAt {
 		p.over = false
 		return true
 	}
-	if pause {
-		p.over, p.paused = false, true
-		p.pauses++
-		p.m.cl.PauseFetchPartitions(map[string][]int32{p.m.cfg.Topic: {p.id}})
+	if !check {
+		return false
 	}
-	return false
+	if p.released != p.checked {
+		p.checked = p.released // busy, not stuck: keep waiting
+		return false
+	}
+	p.over, p.paused = false, true
+	p.pauses++
+	p.m.cl.PauseFetchPartitions(map[string][]int32{p.m.cfg.Topic: {p.id}})
+	return true
 }
 
 // publish records a commit point for the committer.

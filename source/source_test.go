@@ -132,7 +132,8 @@ func TestCommitAfterApply(t *testing.T) {
 		return nil, nil, false
 	})
 
-	prod := newClient(t, c)
+	// Small batches and fetches: many Apply calls.
+	prod := newClient(t, c, kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerBatchMaxBytes(1024))
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
 		recs[i] = eventRecord(0, "k", i)
@@ -140,7 +141,8 @@ func TestCommitAfterApply(t *testing.T) {
 	produce(t, prod, recs...)
 	cfg := testConfig(c)
 	cfg.CommitInterval = 5 * time.Millisecond
-	cfg.MaxBufferedRecords = 40 // small batches: many Apply calls
+	cfg.MaxBufferedRecords = 40
+	cfg.FetchMaxBytes, cfg.FetchMaxPartitionBytes = 1024, 1024
 	m := newManager(t, cfg, sink)
 	m.Start(0, StartFrom{})
 
@@ -621,12 +623,16 @@ func TestBadRecords(t *testing.T) {
 }
 
 // (7) Back-pressure: with a slow Sink a partition never buffers more than
-// MaxBufferedRecords, and everything is applied in the end. A partition
-// that stays slow is paused and does not hold the others up.
+// MaxBufferedRecords plus one fetch, and everything is applied in the end.
+// A partition that stays slow is paused and does not hold the others up.
 func TestBackPressure(t *testing.T) {
 	const n, maxBuf = 20_000, 400
+	// One fetch brings a partition at most fetchBytes of batches, or one
+	// batch when larger: records are over 50 bytes, uncompressed.
+	const fetchBytes, batchBytes = 1024, 1024
+	const limit = maxBuf + (fetchBytes+batchBytes)/50
 	c := newCluster(t, 2)
-	prod := newClient(t, c)
+	prod := newClient(t, c, kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerBatchMaxBytes(batchBytes))
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
 		recs[i] = eventRecord(int32(i%2), fmt.Sprintf("k%d", i%100), i)
@@ -637,6 +643,7 @@ func TestBackPressure(t *testing.T) {
 	sink := &slowSink{testSink: newTestSink(10), slow: 0, every: 40 * time.Millisecond}
 	cfg := testConfig(c)
 	cfg.MaxBufferedRecords = maxBuf
+	cfg.FetchMaxBytes, cfg.FetchMaxPartitionBytes = 4*fetchBytes, fetchBytes
 	m := newManager(t, cfg, sink)
 	m.Start(0, StartFrom{})
 	m.Start(1, StartFrom{})
@@ -650,8 +657,8 @@ func TestBackPressure(t *testing.T) {
 		}
 		for _, st := range m.Status() {
 			maxSeen = max(maxSeen, st.Buffered)
-			if st.Buffered > maxBuf {
-				t.Fatalf("partition %d buffers %d records, limit %d", st.Partition, st.Buffered, maxBuf)
+			if st.Buffered > limit {
+				t.Fatalf("partition %d buffers %d records, limit %d", st.Partition, st.Buffered, limit)
 			}
 		}
 		if fastDone == 0 && len(sink.events(1)) == n/2 {
@@ -671,8 +678,8 @@ func TestBackPressure(t *testing.T) {
 	}
 	m.mu.Unlock()
 	for _, pk := range peaks {
-		if pk > maxBuf {
-			t.Fatalf("peak buffered %d > %d", pk, maxBuf)
+		if pk > limit {
+			t.Fatalf("peak buffered %d > %d", pk, limit)
 		}
 	}
 	if pauses[0] == 0 {
@@ -681,8 +688,8 @@ func TestBackPressure(t *testing.T) {
 	if fastDone == 0 || fastDone > slowDone/2 {
 		t.Errorf("fast partition done after %v, slow one after %v: held up", fastDone, slowDone)
 	}
-	t.Logf("limit %d: peak buffered per partition %v, max sampled %d over %d samples; pauses %v; fast partition done in %v, slow in %v",
-		maxBuf, peaks, maxSeen, samples, pauses, fastDone, slowDone)
+	t.Logf("limit %d (+ one fetch: %d): peak buffered per partition %v, max sampled %d over %d samples; pauses %v; fast partition done in %v, slow in %v",
+		maxBuf, limit, peaks, maxSeen, samples, pauses, fastDone, slowDone)
 }
 
 // slowSink lets Apply on partition slow through at most once per every.

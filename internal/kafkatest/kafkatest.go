@@ -341,3 +341,6 @@ func newClusterID(t testing.TB) string {
 		}
 	}
 }
+
+// Pid returns the process id of the broker's JVM, or 0 when it is stopped.
+func (b *Broker) Pid() int { return b.proc.Pid() }
