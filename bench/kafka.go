@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -237,6 +238,12 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 		// of its own events (partitions are consumed unevenly).
 		var perPart [kafkaPartitions]atomic.Int64
 		var partsPast atomic.Int64
+		// The node's goroutines (and those they start) carry the label
+		// phase=squall in CPU profiles: pprof -tagfocus phase=squall.
+		var nodeCtx context.Context
+		pprof.Do(context.Background(), pprof.Labels("phase", "squall"), func(ctx context.Context) { nodeCtx = ctx })
+		pprof.SetGoroutineLabels(nodeCtx)
+		defer pprof.SetGoroutineLabels(context.Background())
 		r.startNodeWith(b, rules, fmt.Sprintf("bench-%d", time.Now().UnixNano()), func(evs []event.Event) {
 			now := time.Now().UnixNano()
 			a := applied.Add(int64(len(evs)))

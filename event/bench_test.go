@@ -55,6 +55,14 @@ func BenchmarkDecodeNDJSON(b *testing.B) {
 	benchDecode(b, AppendNDJSON(nil, benchBatch()), FormatNDJSON)
 }
 
+// BenchmarkDecodeNDJSONParserPath is BenchmarkDecodeNDJSON with the fast
+// path off: what it saves.
+func BenchmarkDecodeNDJSONParserPath(b *testing.B) {
+	fastPath = false
+	defer func() { fastPath = true }()
+	benchDecode(b, AppendNDJSON(nil, benchBatch()), FormatNDJSON)
+}
+
 // BenchmarkDecodeNDJSONAuto is BenchmarkDecodeNDJSON with the format
 // detected from the content.
 func BenchmarkDecodeNDJSONAuto(b *testing.B) {

@@ -310,6 +310,11 @@ func (d *Decoder) decodeNDJSON(body []byte, o *Options, dst []Event, rej []Rejec
 		if skipWS(line, 0) == len(line) {
 			continue
 		}
+		if ev, ok := d.fastElement(line, o); ok {
+			dst = append(dst, ev)
+			idx++
+			continue
+		}
 		v, err := d.parse(line)
 		if err != nil {
 			rej = d.reject(rej, Rejection{Index: idx, Reason: reasonMalformed})
@@ -340,11 +345,15 @@ func (d *Decoder) decodeArray(body []byte, o *Options, dst []Event, rej []Reject
 		if end < 0 {
 			return dst, rej, fmt.Errorf("%w: unterminated array element %d", ErrMalformed, idx)
 		}
-		v, err := d.parse(body[i:end])
-		if err != nil {
-			return dst, rej, fmt.Errorf("%w: array element %d: %v", ErrMalformed, idx, err)
+		if ev, ok := d.fastElement(body[i:end], o); ok {
+			dst = append(dst, ev)
+		} else {
+			v, err := d.parse(body[i:end])
+			if err != nil {
+				return dst, rej, fmt.Errorf("%w: array element %d: %v", ErrMalformed, idx, err)
+			}
+			dst, rej = d.object(v, idx, o, dst, rej)
 		}
-		dst, rej = d.object(v, idx, o, dst, rej)
 		i = skipWS(body, end)
 		if i == len(body) {
 			return dst, rej, fmt.Errorf("%w: missing ']' at end of array", ErrMalformed)

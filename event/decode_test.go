@@ -565,3 +565,26 @@ func TestReserve(t *testing.T) {
 		t.Errorf("Decode after Reserve: %v allocs per call, want 0", allocs)
 	}
 }
+
+// The fast path takes the common shapes (and the parser path the rest).
+func TestFastPathTaken(t *testing.T) {
+	o := Options{Now: 5, DefaultKey: "rk"}
+	for _, c := range []struct {
+		in   string
+		want Event
+		ok   bool
+	}{
+		{`{"key":"web-1.cpu","ts":1764064800000,"value":93.2}`, Event{Key: "web-1.cpu", TS: 1764064800000, Value: 93.2}, true},
+		{` { "value" : 1 , "id" : "e-1" , "extra" : [1] } `, Event{}, false},
+		{`{"value":-2.5,"id":"e-1","extra":"x","n":null}`, Event{Key: "rk", TS: 5, Value: -2.5, ID: "e-1"}, true},
+		{`{"key":"a","value":1,"tags":{"env":"prod"}}`, Event{}, false},
+		{`{"key":"a\n","value":1}`, Event{}, false},
+	} {
+		var d Decoder
+		d.newArena(len(c.in))
+		got, ok := d.fast([]byte(c.in), &o)
+		if ok != c.ok || (ok && !eventsEqual([]Event{got}, []Event{c.want})) {
+			t.Errorf("fast(%s) = %+v, %v; want %+v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}

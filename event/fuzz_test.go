@@ -149,3 +149,43 @@ func cloneEvents(evs []Event) []Event {
 }
 
 func rejectionsEqual(a, b []Rejection) bool { return slices.Equal(a, b) }
+
+// FuzzFastPath: the fast path decodes exactly as the parser path does —
+// same events, same rejections, same errors — for any body, in every
+// text format, with and without a default key.
+func FuzzFastPath(f *testing.F) {
+	for _, s := range []string{
+		`{"key":"dc1.rack07.srv-0012345.cpu","ts":1764064800000,"value":93.25}`,
+		`{"key":"a","value":1}` + "\n" + ` { "value" : -0.5e3 , "ts" : 17640648e5, "id":"x" } ` + "\r\n" + `{"key":"b","value":2,"ts":"2025-11-25T10:00:00Z"}`,
+		`[{"key":"a","value":1,"other":true,"n":null,"f":false,"s":"x","x":1e9},{"key":"a","value":01}]`,
+		`{"key":"a","key":"b","value":1,"value":2,"ts":1,"ts":2,"id":"","id":"i"}`,
+		`{"key":"","value":1}`, `{"value":1}`, `{"key":"k","value":1,"ts":-1}`, `{"key":"k","value":1,"ts":1.5}`,
+		`{"key":"k","value":1e999}`, `{"key":"k","value":NaN}`, `{"key":"k","value":1,"tags":{"a":"b"}}`,
+		`{"key":"k\u0041","value":1}`, `{"key":"ké","value":1}`, `{"key":"k","value":1}x`, `{"key":"k","value":1,}`,
+		`{"key":"k","value":1,"ts":null,"id":null,"key":null}`, `{"key":"k","value":truex}`, `{}`, `{"key" "k"}`,
+		`{"key":"k","ts":01,"ts":1,"value":1}`, `{"key":"k","value":1-2,"value":1}`, `{"key":"k","x":01,"value":1}`,
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, defaultKey bool) {
+		o := fuzzOptions
+		if defaultKey {
+			o.DefaultKey = "record-key"
+		}
+		for _, format := range []Format{FormatAuto, FormatJSON, FormatNDJSON} {
+			var d Decoder
+			evs, rej, err := d.Decode(body, format, o, nil, nil)
+			evs = cloneEvents(evs)
+			fastPath = false
+			slow, srej, serr := d.Decode(body, format, o, nil, nil)
+			fastPath = true
+			if (err == nil) != (serr == nil) || (err != nil && err.Error() != serr.Error()) {
+				t.Fatalf("format %v: error %v, parser path %v", format, err, serr)
+			}
+			if !eventsEqual(evs, slow) || !rejectionsEqual(rej, srej) {
+				t.Fatalf("format %v:\n fast   %+v %+v\n parser %+v %+v", format, evs, rej, slow, srej)
+			}
+		}
+	})
+}
