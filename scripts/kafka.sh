@@ -37,6 +37,9 @@
 #                          (default INFO; the config dumps are logged at WARN)
 #   KAFKA_HEAP             JVM max heap (default 512m)
 #   KAFKA_CDS              0: do not make or use the class-data archive below
+#   KAFKA_GC               the JVM's garbage collector: serial (default: small,
+#                          quick to start), parallel (shorter pauses on a
+#                          few cores: the benchmarks' latency), g1 or z
 #
 # The server is set up for tests: node 1 is both the broker and the only
 # controller voter; every internal topic has replication factor 1; consumer
@@ -195,11 +198,19 @@ EOF
 
 # java_cmd sets the array cmd to the java command that runs its arguments (JVM
 # options, then the main class and its arguments), mapping the class-data
-# archive $cds if set. The JVM is kept small and quick to start (serial GC, C1
-# only). log4j's own shutdown hook is off, so that Kafka logs its own shutdown to the end.
+# archive $cds if set. The JVM is kept small and quick to start (serial GC
+# unless KAFKA_GC says otherwise, C1 only). log4j's own shutdown hook is off, so that Kafka logs its own shutdown to the end.
 java_cmd() {
   need java "install a JDK (17 or later), e.g. apt-get install openjdk-17-jdk-headless"
-  cmd=(java -Xmx"${KAFKA_HEAP:-512m}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1
+  local gc
+  case "${KAFKA_GC:-serial}" in
+  serial) gc=-XX:+UseSerialGC ;;
+  parallel) gc=-XX:+UseParallelGC ;;
+  g1) gc=-XX:+UseG1GC ;;
+  z) gc=-XX:+UseZGC ;;
+  *) die "KAFKA_GC: want serial, parallel, g1 or z, got ${KAFKA_GC}" ;;
+  esac
+  cmd=(java -Xmx"${KAFKA_HEAP:-512m}" "$gc" -XX:TieredStopAtLevel=1
     -XX:-UsePerfData -XX:+ExitOnOutOfMemoryError -Dlog4j2.shutdownHookEnabled=false
     -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true
     -Dlog4j2.configurationFile="$conf/log4j2.xml"

@@ -84,6 +84,17 @@ type Broker struct {
 	cport     int    // controller listener
 
 	proc testproc.Proc // the broker's JVM
+	env  []string      // extra environment of scripts/kafka.sh
+}
+
+// Option changes how Start runs the broker.
+type Option func(*Broker)
+
+// Env adds variables ("NAME=value") to the environment of scripts/kafka.sh,
+// which documents those it reads: for instance KAFKA_GC=parallel, the
+// benchmarks' choice for shorter pauses.
+func Env(kv ...string) Option {
+	return func(b *Broker) { b.env = append(b.env, kv...) }
 }
 
 // Start starts a Kafka broker for t and returns once it serves clients: a
@@ -91,10 +102,13 @@ type Broker struct {
 // fetches Kafka first if needed (scripts/kafka.sh fetch). t fails, rather
 // than skips, when Java or (for the first fetch) Maven is missing. The broker
 // is stopped by t.Cleanup; its output is logged there if t failed.
-func Start(t testing.TB) *Broker {
+func Start(t testing.TB, opts ...Option) *Broker {
 	t.Helper()
 	root := fetcher.Fetch(t)
 	b := &Broker{root: root, dir: t.TempDir(), clusterID: newClusterID(t), proc: testproc.Proc{Kind: kind}}
+	for _, o := range opts {
+		o(b)
+	}
 	t.Cleanup(func() {
 		b.stop()
 		if t.Failed() {
@@ -244,7 +258,7 @@ func (b *Broker) start() error {
 	cmd := exec.Command("bash", filepath.Join(b.root, "scripts", "kafka.sh"), "serve",
 		strconv.Itoa(b.port), strconv.Itoa(b.cport), b.dir)
 	cmd.Dir = b.root
-	cmd.Env = append(os.Environ(), "KAFKA_CLUSTER_ID="+b.clusterID)
+	cmd.Env = append(append(os.Environ(), b.env...), "KAFKA_CLUSTER_ID="+b.clusterID)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// In a process group of its own, so that signals reach the JVM (and a
