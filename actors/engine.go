@@ -96,6 +96,7 @@ type Engine struct {
 	timers   []*time.Timer  // handoff waits, stopped by Close
 	inflight sync.WaitGroup // submissions sent and not yet applied
 	stop     chan struct{}
+	workers  *workers // the partition actors' dispatcher
 	bg       sync.WaitGroup // the passivation and tick loops
 	once     sync.Once
 }
@@ -116,6 +117,9 @@ func New(cfg Config) (*Engine, error) {
 		pids: make([]*actor.PID, cfg.Partitions),
 		sem:  semaphore.NewWeighted(int64(cfg.MaxInflight)),
 		stop: make(chan struct{}),
+		// As many as partitions can have a turn at once (GOMAXPROCS of
+		// them run), bounded: idle ones cost their stacks only.
+		workers: newWorkers(min(cfg.Partitions, 256)),
 	}
 	// protoactor starts a goroutine that lives deadLetterInterval after a
 	// dead letter (a reply to a request that timed out, a message to a
@@ -128,6 +132,7 @@ func New(cfg Config) (*Engine, error) {
 	})
 	m, err := newMetrics(cfg.Registerer, e)
 	if err != nil {
+		e.workers.stop()
 		return nil, err
 	}
 	e.metrics = m
@@ -426,6 +431,7 @@ func (e *Engine) shutdownActors() {
 		}
 	}
 	e.system.Shutdown()
+	e.workers.stop()
 	if last := e.deadLetter.Load(); last != 0 {
 		time.Sleep(time.Until(time.Unix(0, last).Add(deadLetterInterval + 5*time.Millisecond)))
 	}

@@ -28,7 +28,7 @@ func (e *Engine) spawn(p int32, await bool) *actor.PID {
 		pa := newPartition(e, p)
 		pa.awaiting = await
 		return pa
-	})
+	}, actor.WithDispatcher(e.workers))
 	return e.system.Root.Spawn(props)
 }
 
