@@ -96,7 +96,7 @@ type Engine struct {
 	timers   []*time.Timer  // handoff waits, stopped by Close
 	inflight sync.WaitGroup // submissions sent and not yet applied
 	stop     chan struct{}
-	workers  *workers // the partition actors' dispatcher
+	workers  *workers       // the partition actors' dispatcher
 	bg       sync.WaitGroup // the passivation and tick loops
 	once     sync.Once
 }
