@@ -116,7 +116,7 @@ func (r *run) preload(b *broker, keys, n int) (int, [kafkaPartitions]int) {
 // baseline consumes the topic's n records with a plain franz-go consumer
 // (direct partition assignment, one goroutine) into a Go map of windows:
 // the same decoding and window update as Squall, nothing else.
-func (r *run) baseline(b *broker, n int) (float64, error) {
+func (r *run) baseline(b *broker, n int, shape window.Shape) (float64, error) {
 	offsets := map[string]map[int32]kgo.Offset{benchTopic: {}}
 	for p := range int32(kafkaPartitions) {
 		offsets[benchTopic][p] = kgo.NewOffset().AtStart()
@@ -127,7 +127,6 @@ func (r *run) baseline(b *broker, n int) (float64, error) {
 		return 0, err
 	}
 	defer cl.Close()
-	shape := window.DefaultShape()
 	wins := make(map[string]*window.Window)
 	var dec event.Decoder
 	var evs []event.Event
@@ -202,21 +201,27 @@ func (r *run) startNodeWith(b *broker, rules int, group string, after func([]eve
 	return n
 }
 
+// steadyPerKey is the events per key of the steady scenarios.
+const steadyPerKey = 150
+
 // kafkaThroughput: n events preloaded over keys keys; the baseline reads
 // them, then a node consumes them from the start; both timed from their
 // first tenth to the last record. With steady, windows are 30s long and
-// every key gets 60 events a second apart: from the middle on, windows are
+// every key gets steadyPerKey events a second apart: from the 31st on, windows are
 // full and evict as they take events (steady state), and the figures are
-// taken over the last 40%.
+// taken over the last three quarters (long enough that a hiccup of the
+// machine does not decide the figure).
 func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]Result, error) {
 	return func(r *run) ([]Result, error) {
 		n := max(r.sc.kafkaEvents, 3*keys)
 		mark := n / 10
 		var mod func(*node.Config)
+		shape := window.DefaultShape()
 		if steady {
-			n, mark = 60*keys, 60*keys*6/10
+			shape.Retention, shape.Subwindows = 30*time.Second, []time.Duration{10 * time.Second}
+			n, mark = steadyPerKey*keys, steadyPerKey*keys/4
 			mod = func(c *node.Config) {
-				c.Retention, c.Subwindows = 30*time.Second, []time.Duration{10 * time.Second}
+				c.Retention, c.Subwindows = shape.Retention, shape.Subwindows
 			}
 		}
 		b := r.startBroker(kind)
@@ -224,7 +229,7 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 		var base float64
 		if rules == 0 {
 			var err error
-			if base, err = r.baseline(b, n); err != nil {
+			if base, err = r.baseline(b, n, shape); err != nil {
 				return nil, err
 			}
 		}
@@ -237,7 +242,7 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 		var cpu0, cpu1 cpuSample
 		done := make(chan struct{})
 		var once atomic.Bool
-		// In steady mode the mark is when every partition has applied 60%
+		// In steady mode the mark is when every partition has applied 25%
 		// of its own events (partitions are consumed unevenly).
 		var perPart [kafkaPartitions]atomic.Int64
 		var partsPast atomic.Int64
@@ -253,7 +258,7 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 			reached := a >= int64(mark)
 			if steady && len(evs) > 0 {
 				p := cluster.Partition(evs[0].Key, kafkaPartitions) // a batch is one partition's
-				want := int64(parts[p]) * 6 / 10
+				want := int64(parts[p]) / 4
 				if got := perPart[p].Add(int64(len(evs))); got >= want && got-int64(len(evs)) < want {
 					partsPast.Add(1)
 				}
