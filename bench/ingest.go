@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"runtime"
@@ -291,10 +292,30 @@ func httpLatency(r *run) ([]Result, error) {
 	if err := warm(cl, url); err != nil {
 		return nil, err
 	}
-	return r.latency("HTTP", "POST sent → 202 (events applied)", where, func(b []byte) error {
+	res, err := r.latency("HTTP", "POST sent → 202 (events applied)", where, func(b []byte) error {
 		_, err := postBody(cl, url, b)
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	// The floor: a request that does nothing, at the same request rate,
+	// between the same two processes.
+	r.status("the floor: GET %s at the same request rate", api.PathHealthz)
+	floor, _, err := latencyAt(r.sc.latencyRate, r.sc.latencyFor/2, func([]byte) error {
+		resp, err := cl.Get("http://" + addr + api.PathHealthz)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	res[0].Figures = append(res[0].Figures, Figure{"floor", fmt.Sprintf("GET %s at the same request rate: %s / %s / %s ms",
+		api.PathHealthz, fmtMs(floor.P50), fmtMs(floor.P99), fmtMs(floor.P999))})
+	return res, nil
 }
 
 func natsLatency(r *run) ([]Result, error) {
