@@ -27,6 +27,7 @@ import (
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/cluster"
 	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/internal/workers"
 	"github.com/squallhq/squall/window"
 )
 
@@ -96,7 +97,7 @@ type Engine struct {
 	timers   []*time.Timer  // handoff waits, stopped by Close
 	inflight sync.WaitGroup // submissions sent and not yet applied
 	stop     chan struct{}
-	workers  *workers       // the partition actors' dispatcher
+	workers  *workers.Pool  // the partition actors' dispatcher
 	bg       sync.WaitGroup // the passivation and tick loops
 	once     sync.Once
 }
@@ -119,7 +120,7 @@ func New(cfg Config) (*Engine, error) {
 		stop: make(chan struct{}),
 		// As many as partitions can have a turn at once (GOMAXPROCS of
 		// them run), bounded: idle ones cost their stacks only.
-		workers: newWorkers(min(cfg.Partitions, 256)),
+		workers: workers.New(min(cfg.Partitions, 256)),
 	}
 	// protoactor starts a goroutine that lives deadLetterInterval after a
 	// dead letter (a reply to a request that timed out, a message to a
@@ -132,7 +133,7 @@ func New(cfg Config) (*Engine, error) {
 	})
 	m, err := newMetrics(cfg.Registerer, e)
 	if err != nil {
-		e.workers.stop()
+		e.workers.Stop()
 		return nil, err
 	}
 	e.metrics = m
@@ -431,7 +432,7 @@ func (e *Engine) shutdownActors() {
 		}
 	}
 	e.system.Shutdown()
-	e.workers.stop()
+	e.workers.Stop()
 	if last := e.deadLetter.Load(); last != 0 {
 		time.Sleep(time.Until(time.Unix(0, last).Add(deadLetterInterval + 5*time.Millisecond)))
 	}

@@ -56,6 +56,7 @@ import (
 
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/internal/workers"
 )
 
 // Sink applies a partition's events; the node implements it over its key
@@ -111,6 +112,9 @@ const (
 	// to this much (measured: 400 ms at 500 ms); idle, it costs 10 fetch
 	// requests a second per broker.
 	fetchMaxWait = 100 * time.Millisecond
+	// sourceWorkers is the size of the source actors' worker pool: the
+	// partitions a node usually consumes (more take new goroutines).
+	sourceWorkers = 32
 	// closeTimeout bounds Close's drain of in-flight records.
 	closeTimeout = 10 * time.Second
 	// finalCommitTimeout bounds the commit of Stop and Close once their
@@ -143,7 +147,11 @@ type Manager struct {
 	cl   *kgo.Client
 	adm  *kadm.Client
 	sys  *actor.ActorSystem
-	met  *metrics
+	// workers run the source actors' turns (an idle one, else a new
+	// goroutine): a turn decodes and waits for its apply, a deep stack a
+	// fresh goroutine would grow every time.
+	workers *workers.Pool
+	met     *metrics
 
 	// Back-pressure: a poll takes everything franz-go has fetched (it
 	// fetches again only once its buffered fetch is taken, so that the
@@ -215,6 +223,7 @@ func New(cfg Config, sink Sink) (*Manager, error) {
 		parts:    make(map[int32]*partition),
 		stopping: make(map[int32]*partition),
 		wake:     make(chan struct{}, 1),
+		workers:  workers.New(sourceWorkers),
 	}
 	m.sys.EventStream.SubscribeWithPredicate(func(any) {
 		m.deadLetter.Store(time.Now().UnixNano())
@@ -341,6 +350,7 @@ func (m *Manager) Close() error {
 		m.cl.Close()
 		m.wg.Wait()
 		m.sys.Shutdown()
+		m.workers.Stop()
 		// protoactor's dead-letter throttle goroutine lives
 		// deadLetterInterval after a dead letter and cannot be joined.
 		if last := m.deadLetter.Load(); last != 0 {
@@ -395,7 +405,7 @@ func (m *Manager) resolve(part *partition, from StartFrom) {
 		}
 	}
 	a := &partActor{m: m, part: part, next: -1}
-	pid := m.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
+	pid := m.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }, actor.WithDispatcher(m.workers)))
 	part.pid.Store(pid)
 	m.enqueue(&command{add: part})
 }

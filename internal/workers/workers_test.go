@@ -1,4 +1,4 @@
-package actors
+package workers
 
 import (
 	"sync"
@@ -10,7 +10,7 @@ import (
 // runs on a goroutine of its own, so Schedule never waits; stop joins the
 // workers (goleak checks the rest).
 func TestWorkers(t *testing.T) {
-	w := newWorkers(2)
+	w := New(2)
 	block := make(chan struct{})
 	var started sync.WaitGroup
 	started.Add(2)
@@ -41,8 +41,8 @@ func TestWorkers(t *testing.T) {
 		t.Fatal("Schedule waited for a busy worker")
 	}
 	close(block)
-	w.stop()
-	if w.Throughput() != mailboxThroughput {
+	w.Stop()
+	if w.Throughput() != Throughput {
 		t.Errorf("Throughput %d", w.Throughput())
 	}
 	ran := make(chan struct{})

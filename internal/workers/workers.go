@@ -1,10 +1,12 @@
-package actors
+// Package workers is a protoactor dispatcher that runs mailbox turns on
+// idle long-lived goroutines.
+package workers
 
 import "sync"
 
-// workers is the protoactor dispatcher of the partition actors: a mailbox
-// turn runs on an idle long-lived worker goroutine when there is one, and
-// on a new goroutine otherwise (protoactor's default, always).
+// Pool is a protoactor dispatcher (actor.Dispatcher): a mailbox turn runs
+// on an idle long-lived worker goroutine when there is one, and on a new
+// goroutine otherwise (protoactor's default, always).
 //
 // A new goroutine starts with a small stack that the apply path grows, by
 // copying it, on every turn, and it must be scheduled afresh: measured, a
@@ -13,18 +15,19 @@ import "sync"
 // (the hand-off is an unbuffered send that only succeeds to an idle one), so
 // a turn that blocks (an output's back-pressure) holds up nothing but
 // itself, as before.
-type workers struct {
+type Pool struct {
 	tasks chan func()
 	quit  chan struct{}
 	wg    sync.WaitGroup
 }
 
-// mailboxThroughput is how many messages a mailbox turn processes before
+// Throughput is how many messages a mailbox turn processes before
 // it yields: protoactor's default.
-const mailboxThroughput = 300
+const Throughput = 300
 
-func newWorkers(n int) *workers {
-	w := &workers{tasks: make(chan func()), quit: make(chan struct{})}
+// New starts a pool of n workers.
+func New(n int) *Pool {
+	w := &Pool{tasks: make(chan func()), quit: make(chan struct{})}
 	w.wg.Add(n)
 	for range n {
 		go w.run()
@@ -32,7 +35,7 @@ func newWorkers(n int) *workers {
 	return w
 }
 
-func (w *workers) run() {
+func (w *Pool) run() {
 	defer w.wg.Done()
 	for {
 		select {
@@ -45,7 +48,7 @@ func (w *workers) run() {
 }
 
 // Schedule runs fn on an idle worker, or on a goroutine of its own.
-func (w *workers) Schedule(fn func()) {
+func (w *Pool) Schedule(fn func()) {
 	select {
 	case w.tasks <- fn:
 	default:
@@ -54,11 +57,11 @@ func (w *workers) Schedule(fn func()) {
 }
 
 // Throughput is the dispatcher's messages per mailbox turn.
-func (w *workers) Throughput() int { return mailboxThroughput }
+func (w *Pool) Throughput() int { return Throughput }
 
-// stop ends the workers once their turns are done; later turns run on
+// Stop ends the workers once their turns are done; later turns run on
 // goroutines of their own.
-func (w *workers) stop() {
+func (w *Pool) Stop() {
 	close(w.quit)
 	w.wg.Wait()
 }
