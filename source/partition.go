@@ -67,8 +67,9 @@ type partition struct {
 	pauses   int  // times fetching was paused (tests)
 	paused   bool // fetching paused by us
 	over     bool // past pauseAt, the poll loop waits for it (throttle)
-	released int  // records applied (or abandoned) so far
-	checked  int  // released at the throttle's last progress check
+	released int       // records applied (or abandoned) so far
+	checked  int       // released at the throttle's last progress check
+	overAt   time.Time // when it went over
 	removed  bool // no longer consumed: never resume
 
 	lag, replaying, bufGauge prometheus.Gauge // set by initMetrics
@@ -128,7 +129,7 @@ func (p *partition) hold(n int) (over bool) {
 	p.peak = max(p.peak, p.buffered)
 	over = !p.paused && !p.removed && p.buffered > p.m.pauseAt
 	if over && !p.over {
-		p.over, p.checked = true, p.released
+		p.over, p.checked, p.overAt = true, p.released, time.Now()
 	}
 	b := p.buffered
 	p.flow.Unlock()
@@ -165,7 +166,8 @@ func (p *partition) release(n int) {
 // drained reports whether the poll loop is done waiting for an over
 // partition: it is back to its limit, gone, or paused. With check (the
 // throttle's periodic progress check), a partition that applied nothing
-// since the previous check is paused now.
+// since the previous check, or has been over for maxOverWait, is paused
+// now: one that is merely slow must not hold the others' fetching up.
 func (p *partition) drained(check bool) bool {
 	p.flow.Lock()
 	defer p.flow.Unlock()
@@ -176,7 +178,7 @@ func (p *partition) drained(check bool) bool {
 	if !check {
 		return false
 	}
-	if p.released != p.checked {
+	if p.released != p.checked && time.Since(p.overAt) < maxOverWait {
 		p.checked = p.released // busy, not stuck: keep waiting
 		return false
 	}

@@ -820,3 +820,50 @@ func TestMeta(t *testing.T) {
 		t.Fatal("unknown restore offset encoded")
 	}
 }
+
+// The throttle's pause policy: a partition over its limit is waited for
+// while it makes progress, paused when it made none since the last check,
+// and paused anyway once it has been over for maxOverWait.
+func TestThrottlePausePolicy(t *testing.T) {
+	c := newCluster(t, 1)
+	cfg := testConfig(c)
+	cfg.MaxBufferedRecords = 100
+	m := newManager(t, cfg, newTestSink(1))
+	m.Start(0, StartFrom{})
+	var part *partition
+	eventually(t, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		part = m.parts[0]
+		return part != nil && part.hasMetrics.Load() // its resolver is done with it
+	}, "partition 0 not started")
+
+	set := func(released, checked int, overFor time.Duration) {
+		part.flow.Lock()
+		part.over, part.paused, part.removed = true, false, false
+		part.buffered = m.pauseAt + 1
+		part.released, part.checked, part.overAt = released, checked, time.Now().Add(-overFor)
+		part.flow.Unlock()
+	}
+	paused := func() bool { part.flow.Lock(); defer part.flow.Unlock(); return part.paused }
+
+	set(5, 0, 0)
+	if part.drained(false) || paused() {
+		t.Fatal("waited for without a check: done or paused")
+	}
+	if part.drained(true) || paused() {
+		t.Fatal("progress since the last check: paused")
+	}
+	// released == checked now: no progress since the check above.
+	if !part.drained(true) || !paused() {
+		t.Fatalf("no progress since the last check: not paused (paused %v)", paused())
+	}
+	set(9, 0, maxOverWait)
+	if !part.drained(true) || !paused() {
+		t.Fatal("over for maxOverWait while progressing: not paused")
+	}
+	part.release(part.buffered) // resumes it
+	if paused() {
+		t.Fatal("drained: still paused")
+	}
+}
