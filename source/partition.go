@@ -62,15 +62,15 @@ type partition struct {
 
 	// flow is the back-pressure state; franz-go is called under it.
 	flow     sync.Mutex
-	buffered int  // records dispatched and not yet applied
-	peak     int  // largest buffered seen (tests)
-	pauses   int  // times fetching was paused (tests)
-	paused   bool // fetching paused by us
-	over     bool // past pauseAt, the poll loop waits for it (throttle)
+	buffered int       // records dispatched and not yet applied
+	peak     int       // largest buffered seen (tests)
+	pauses   int       // times fetching was paused (tests)
+	paused   bool      // fetching paused by us
+	over     bool      // past pauseAt, the poll loop waits for it (throttle)
 	released int       // records applied (or abandoned) so far
 	checked  int       // released at the throttle's last progress check
 	overAt   time.Time // when it went over
-	removed  bool // no longer consumed: never resume
+	removed  bool      // no longer consumed: never resume
 
 	lag, replaying, bufGauge prometheus.Gauge // set by initMetrics
 	hasMetrics               atomic.Bool
