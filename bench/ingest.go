@@ -313,8 +313,7 @@ func httpLatency(r *run) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res[0].Figures = append(res[0].Figures, Figure{"floor", fmt.Sprintf("GET %s at the same request rate: %s / %s / %s ms",
-		api.PathHealthz, fmtMs(floor.P50), fmtMs(floor.P99), fmtMs(floor.P999))})
+	res[0].Figures = append(res[0].Figures, Figure{"floor", "GET " + api.PathHealthz + " at the same request rate: " + floor.String()})
 	return res, nil
 }
 

@@ -92,7 +92,7 @@ func tableRow(res *Result) []string {
 		row[3] = strconv.FormatFloat(ratio, 'f', 2, 64) + "×"
 	}
 	if l := res.Latency; l != nil {
-		row[4] = fmtMs(l.P50) + " / " + fmtMs(l.P99) + " / " + fmtMs(l.P999) + " ms"
+		row[4] = l.String()
 	}
 	if res.RSSBytes > 0 {
 		row[5] = fig3(float64(res.RSSBytes) / (1 << 20))
@@ -262,6 +262,11 @@ func fig3(v float64) string {
 
 // fmtMs formats d in milliseconds with about 3 significant digits and
 // the decimals fixed by magnitude: 0.041, 0.41, 1.90, 12.3, 130.
+// String is the latency as the table shows it: "p50 / p99 / p999 ms".
+func (l *Latency) String() string {
+	return fmtMs(l.P50) + " / " + fmtMs(l.P99) + " / " + fmtMs(l.P999) + " ms"
+}
+
 func fmtMs(d time.Duration) string {
 	ms := float64(d) / float64(time.Millisecond)
 	switch a := math.Abs(ms); {
