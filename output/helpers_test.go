@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/squallhq/squall/internal/natstest"
+	"github.com/squallhq/squall/internal/testproc"
 	"github.com/squallhq/squall/internal/testutil"
 )
 
@@ -120,16 +121,9 @@ func send(t testing.TB, o *Outputs, a Alert) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a loopback port that was free a moment ago, for a NATS
+// server restarted on it.
+func freePort(t testing.TB) int { return testproc.FreePort(t) }
 
 // startNATS starts an in-process NATS server on port (-1: random), shut
 // down when the test ends (Shutdown is idempotent, so tests may shut it

@@ -20,6 +20,7 @@ import (
 
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/internal/natstest"
+	"github.com/squallhq/squall/internal/testproc"
 	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/internal/zktest"
 )
@@ -322,15 +323,7 @@ func TestAlertsSinkOutage(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	addr := freeAddr(t)
-	var port int
-	if _, err := fmt.Sscanf(addr[strings.LastIndex(addr, ":")+1:], "%d", &port); err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
+func freePort(t *testing.T) int { return testproc.FreePort(t) }
 
 func startNATSServer(t *testing.T, port int) *server.Server { return natstest.Start(t, port) }
 

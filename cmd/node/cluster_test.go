@@ -30,6 +30,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/internal/testproc"
 	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/internal/zktest"
 )
@@ -46,15 +47,9 @@ type cnode struct {
 	args []string
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr returns an address for a node that restarts on it later (see
+// testproc.FreePort for why not "127.0.0.1:0" closed again).
+func freeAddr(t *testing.T) string { return testproc.FreeAddr(t) }
 
 // startMember starts node id in cluster name on ZooKeeper zkAddr. With
 // fixed addresses, httpAddr and remoteAddr are used as given.

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -102,18 +103,84 @@ func isFile(path string) bool {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago; it
-// fails t when it cannot find one.
+// fails t when it cannot find one. See the package function FreePort.
 func (k Kind) FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		t.Fatalf("%s: finding a free port: %v", k.Pkg, err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("%s: finding a free port: %v", k.Pkg, err)
+	return port
+}
+
+// FreePort returns a TCP port on 127.0.0.1 on which nothing listened a
+// moment ago, for a server that a test starts later (a child process, or a
+// node restarted on the address it had). The port is taken below the
+// kernel's ephemeral range, from which every "127.0.0.1:0" listener and
+// outgoing connection gets its port: a port from that range, released for
+// the server to take, can be handed by the kernel to anyone else meanwhile
+// (a CI run lost a restarted node's address that way). Below the range only
+// another test choosing the same random port can take it.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
 	}
 	return port
+}
+
+// FreeAddr is FreePort as "127.0.0.1:port".
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+}
+
+// The ports FreePort chooses from: [portLow, the ephemeral range's start),
+// the same as scripts/kafka.sh's free_port.
+const (
+	portLow          = 20000
+	defaultEphemeral = 32768 // Linux's default ip_local_port_range start
+)
+
+func freePort() (int, error) {
+	high := ephemeralStart()
+	if high-portLow < 1000 {
+		// An unusual ip_local_port_range: let the kernel choose.
+		return listenAndClose("127.0.0.1:0")
+	}
+	var lastErr error
+	for range 100 {
+		port := portLow + rand.IntN(high-portLow)
+		got, err := listenAndClose(fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			return got, nil
+		}
+		lastErr = err
+	}
+	return 0, fmt.Errorf("no free port in [%d, %d) after 100 tries: %w", portLow, high, lastErr)
+}
+
+// ephemeralStart reads the start of the kernel's ephemeral port range.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return defaultEphemeral
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo <= 0 {
+		return defaultEphemeral
+	}
+	return lo
+}
+
+func listenAndClose(addr string) (int, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	return port, l.Close()
 }
 
 // LogOutput logs on t the tail (MaxLogged bytes at most) of the server
