@@ -17,6 +17,7 @@ run: build ## start a standalone node: HTTP 127.0.0.1:8080, embedded NATS 127.0.
 test: ## vet, then every test with the race detector (what CI runs)
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	$(GO) test -count=1 -run 'Memory' ./window/ ./alerts/ # heap measurements, skipped under -race
 
 test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 $(PKGS)

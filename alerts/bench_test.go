@@ -110,6 +110,11 @@ func TestRuleMemoryPerKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates 100K keys per case")
 	}
+	if testutil.Race {
+		// Under -race a process's figure without rules moved by 60 B/key
+		// from one run to the next; make test runs this test without it.
+		t.Skip("heap figures under the race detector measure its allocator")
+	}
 	const keys = 100_000
 	perKey := func(set *rules.Set) float64 {
 		h, err := New(set, nil, nil)
