@@ -255,6 +255,23 @@ func (d *Decoder) Reserve(n int) {
 	d.shared = make([]byte, 0, n)
 }
 
+// Keep returns b as a string that stays valid however b's memory is
+// reused: copied into the Reserve buffer while it has room, else into a
+// string of its own. For a default key taken from memory that its owner
+// recycles (pooled Kafka fetch buffers). It must not be called during a
+// Decode call.
+func (d *Decoder) Keep(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	start := len(d.shared)
+	if cap(d.shared)-start < len(b) {
+		return string(b)
+	}
+	d.shared = append(d.shared, b...)
+	return unsafe.String(&d.shared[start], len(b))
+}
+
 // newArena sets the arena for a body of n bytes (no string of it can need
 // more): cut from the Reserve buffer when it fits.
 func (d *Decoder) newArena(n int) {

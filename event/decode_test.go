@@ -566,6 +566,36 @@ func TestReserve(t *testing.T) {
 	}
 }
 
+// Keep copies into the reserved buffer, between Decode calls, without
+// disturbing the strings of either; past the buffer it allocates.
+func TestKeep(t *testing.T) {
+	var d Decoder
+	d.Reserve(64)
+	rk := []byte("record.key")
+	k := d.Keep(rk)
+	evs, _, err := d.Decode([]byte(`{"ts":1764064800000,"value":1,"id":"x"}`), FormatAuto, Options{DefaultKey: k}, nil, nil)
+	if err != nil || len(evs) != 1 {
+		t.Fatal(err, evs)
+	}
+	k2 := d.Keep([]byte("second"))
+	copy(rk, "XXXXXXXXXX") // the owner reuses its memory
+	if k != "record.key" || evs[0].Key != "record.key" || evs[0].ID != "x" || k2 != "second" {
+		t.Fatalf("Keep gave %q, event %+v, then %q", k, evs[0], k2)
+	}
+	if d.Keep(nil) != "" {
+		t.Fatal("Keep(nil) is not empty")
+	}
+	d.Reserve(4 << 10)
+	if allocs := testing.AllocsPerRun(100, func() { _ = d.Keep(rk) }); allocs != 0 {
+		t.Errorf("Keep within the reserve: %v allocs", allocs)
+	}
+	big := make([]byte, 8<<10)
+	big[0] = 'b'
+	if s := d.Keep(big); len(s) != len(big) || s[0] != 'b' {
+		t.Fatal("Keep past the reserve lost the bytes")
+	}
+}
+
 // The fast path takes the common shapes (and the parser path the rest).
 func TestFastPathTaken(t *testing.T) {
 	o := Options{Now: 5, DefaultKey: "rk"}

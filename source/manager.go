@@ -210,7 +210,8 @@ func New(cfg Config, sink Sink) (*Manager, error) {
 		kgo.FetchMaxBytes(cfg.FetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(cfg.FetchMaxPartitionBytes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.ProducerLinger(0), // dead letters are waited for
+		kgo.ProducerLinger(0),          // dead letters are waited for
+		kgo.WithPools(new(fetchPools)), // records recycled once applied
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

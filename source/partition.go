@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -227,8 +226,11 @@ type partActor struct {
 	rej  []event.Rejection
 	// next is one past the last record decoded (-1 before the first);
 	// held counts the records decoded since the last flush.
-	next   int64
-	held   int
+	next int64
+	held int
+	// done are the records decoded since the last flush, recycled into
+	// the client's pools once their events are applied.
+	done   []*kgo.Record
 	replay bool // mode of the events in evs
 	failed bool // a flush was abandoned: skip everything (abort)
 	dlq    dlqBatch
@@ -281,12 +283,13 @@ func (a *partActor) handle(b *batch) {
 	size := 0
 	for _, r := range b.recs {
 		if len(r.Value) <= a.m.cfg.MaxRecordBytes {
-			size += len(r.Value)
+			size += len(r.Key) + len(r.Value)
 		}
 	}
 	a.dec.Reserve(size)
 	for i, r := range b.recs {
 		if r.Offset < a.next {
+			a.done = append(a.done, r)
 			a.held++
 			continue // already seen
 		}
@@ -297,6 +300,7 @@ func (a *partActor) handle(b *batch) {
 			return
 		}
 		a.replay = replay
+		a.done = append(a.done, r) // after that flush: r is not applied yet
 		a.record(r, replay)
 		a.next = r.Offset + 1
 		a.held++
@@ -319,6 +323,9 @@ func (a *partActor) abandon() {
 	a.evs, a.offs = a.evs[:0], a.offs[:0]
 	a.part.release(a.held)
 	a.held = 0
+	// Not recycled: a dead letter of them may still be in flight.
+	clear(a.done)
+	a.done = a.done[:0]
 }
 
 // record decodes one record into a.evs, or handles it as bad.
@@ -327,12 +334,10 @@ func (a *partActor) record(r *kgo.Record, replay bool) {
 		a.bad(r, ReasonOversized, replay)
 		return
 	}
-	// The key aliases the fetch buffer, which franz-go never reuses
-	// (no pools are configured): no copy per record.
-	var key string
-	if len(r.Key) > 0 {
-		key = unsafe.String(unsafe.SliceData(r.Key), len(r.Key))
-	}
+	// The record's memory is recycled once its events are applied: the
+	// default key is copied into the batch's string buffer (reserved for
+	// it), like every string the decoder keeps.
+	key := a.dec.Keep(r.Key)
 	now := r.Timestamp.UnixMilli()
 	if now < 0 {
 		now = time.Now().UnixMilli()
@@ -457,6 +462,13 @@ func (a *partActor) flush() bool {
 	}
 	part.release(a.held)
 	a.held = 0
+	// Applied, and dead letters acknowledged: nothing refers to the
+	// records' memory any more.
+	for i, r := range a.done {
+		r.Recycle()
+		a.done[i] = nil
+	}
+	a.done = a.done[:0]
 	return true
 }
 
