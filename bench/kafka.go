@@ -302,69 +302,45 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 	}
 }
 
-// kafkaLatency: events produced at a fixed rate, one record each, each
-// carrying its produce time; the node records produce → applied.
+// kafkaLatency: events produced at a fixed rate by a producer process of
+// its own, one record each, each carrying its send time; the node (in
+// this process) records produce → applied.
 func kafkaLatency(kind string, keys int) func(r *run) ([]Result, error) {
 	return func(r *run) ([]Result, error) {
 		b := r.startBroker(kind)
-		var h, ack Histogram
-		epoch := time.Now()
-		var measuring atomic.Bool
+		var h Histogram
+		// Warm up for half the measured time (keys activated, connections
+		// made, the broker's JIT compiled), then measure.
+		from := time.Now().Add(r.sc.latencyFor/2 + 500*time.Millisecond)
+		fromUS := from.UnixMicro()
 		r.startNode(b, 0, fmt.Sprintf("bench-lat-%d", time.Now().UnixNano()), func(evs []event.Event) {
-			if !measuring.Load() {
-				return
-			}
-			now := time.Since(epoch)
+			now := time.Now().UnixMicro()
 			for i := range evs {
-				h.Record(now - time.Duration(evs[i].Value)*time.Microsecond)
+				if sent := int64(evs[i].Value); sent >= fromUS {
+					h.Record(time.Duration(now-sent) * time.Microsecond)
+				}
 			}
 		})
-		cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.DefaultProduceTopic(benchTopic),
-			kgo.ProducerLinger(0), kgo.RequiredAcks(kgo.AllISRAcks()))
+		ctx, cancel := context.WithCancel(context.Background())
+		r.tb.Cleanup(cancel) // kills the producer if the scenario fails
+		wait, err := startProducer(ctx, b.addr, keys, r.sc.latencyRate, from, r.sc.latencyFor)
 		if err != nil {
 			return nil, err
 		}
-		defer cl.Close()
-		// The keys' names and JSON prefixes are made once: the load
-		// generator shares the cores with what it measures.
-		names := make([][]byte, keys)
-		for i := range names {
-			names[i] = []byte(keyName(i))
-		}
-		size := 0
-		produce := func(j int) {
-			sent := time.Since(epoch)
-			k := names[j%keys]
-			v := make([]byte, 0, 96)
-			v = append(append(append(v, `{"key":"`...), k...), `","ts":`...)
-			v = strconv.AppendInt(v, t0+int64(j/keys)*1000, 10)
-			v = strconv.AppendInt(append(v, `,"value":`...), sent.Microseconds(), 10)
-			v = append(v, '}')
-			size = len(v)
-			cl.Produce(context.Background(), &kgo.Record{Key: k, Value: v}, func(*kgo.Record, error) {
-				if measuring.Load() {
-					ack.Record(time.Since(epoch) - sent)
-				}
-			})
-		}
-		// Warm up for half the measured time (keys activated, connections
-		// made, the broker's JIT compiled), then measure.
 		r.status("warming up")
-		pace(r.sc.latencyRate, r.sc.latencyFor/2, produce)
-		time.Sleep(500 * time.Millisecond)
-		measuring.Store(true)
+		time.Sleep(time.Until(from))
 		r.status("offering %s events/s", count(r.sc.latencyRate))
-		sent := pace(r.sc.latencyRate, r.sc.latencyFor, produce)
-		if err := cl.Flush(context.Background()); err != nil {
+		pr, err := wait()
+		if err != nil {
 			return nil, err
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // the last records applied
 		return []Result{{Scenario: r.name, Group: "kafka",
-			Setup: Setup{Keys: keys, EventBytes: size, Partitions: kafkaPartitions, Nodes: 1, Cores: runtime.NumCPU(),
-				Broker: b.label, Events: sent},
+			Setup: Setup{Keys: keys, EventBytes: pr.Size, Partitions: kafkaPartitions, Nodes: 1, Cores: runtime.NumCPU(),
+				Broker: b.label, Events: pr.Sent},
 			Latency: h.Latency(float64(r.sc.latencyRate)), AllocsPerEvent: -1, Duration: r.sc.latencyFor,
-			Figures: []Figure{{"measured", "produce → applied (acks=all, linger 0)"},
-				{"produce → ack", ack.Latency(0).String() + " (the broker's answer to the producer, same records)"},
+			Figures: []Figure{{"measured", "produce → applied (acks=all, linger 0; the producer a process of its own)"},
+				{"produce → ack", pr.Ack.String() + " (the broker's answer to the producer, same records)"},
 				brokerNote(kind)}}}, nil
 	}
 }

@@ -9,7 +9,10 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	ProducerChild()
+	goleak.VerifyTestMain(m)
+}
 
 // TestSmoke runs every scenario of the smoke mode (tiny sizes, kfake, a
 // few seconds) so the harness cannot rot: each must produce its figures,

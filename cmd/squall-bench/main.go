@@ -21,6 +21,7 @@ import (
 )
 
 func main() {
+	bench.ProducerChild() // when started as the Kafka latency scenario's producer
 	mode := flag.String("mode", "full", "full, quick (about 30s) or smoke (a few seconds)")
 	only := flag.String("only", "", "run only the scenarios matching this regular expression")
 	realKafka := flag.Bool("real-kafka", true, "full mode: run the Kafka scenarios against a real broker too (needs Java)")
