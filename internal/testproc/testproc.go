@@ -102,19 +102,14 @@ func isFile(path string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago; it
-// fails t when it cannot find one. See the package function FreePort.
+// FreePort is the package's FreePort, for the server of kind k.
 func (k Kind) FreePort(t testing.TB) int {
 	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("%s: finding a free port: %v", k.Pkg, err)
-	}
-	return port
+	return FreePort(t)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 on which nothing listened a
-// moment ago, for a server that a test starts later (a child process, or a
+// moment ago (it fails t when it finds none), for a server that a test starts later (a child process, or a
 // node restarted on the address it had). The port is taken below the
 // kernel's ephemeral range, from which every "127.0.0.1:0" listener and
 // outgoing connection gets its port: a port from that range, released for
@@ -125,7 +120,7 @@ func FreePort(t testing.TB) int {
 	t.Helper()
 	port, err := freePort()
 	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+		t.Fatalf("testproc: finding a free port: %v", err)
 	}
 	return port
 }
