@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -142,11 +143,13 @@ func (r *run) baseline(b *broker, n int, shape window.Shape) (float64, error) {
 		if start.IsZero() {
 			start = time.Now()
 		}
-		size := 0
-		fs.EachRecord(func(rec *kgo.Record) { size += len(rec.Value) })
-		dec.Reserve(size)
 		fs.EachRecord(func(rec *kgo.Record) {
-			evs, _, _ = dec.Decode(rec.Value, event.FormatAuto, event.Options{Now: rec.Timestamp.UnixMilli(), DefaultKey: string(rec.Key)}, evs[:0], nil)
+			// Strings cut from one buffer, the record key copied only
+			// when an event takes it, as the node's source does.
+			dec.Ensure(len(rec.Value))
+			key := unsafe.String(unsafe.SliceData(rec.Key), len(rec.Key))
+			evs, _, _ = dec.Decode(rec.Value, event.FormatAuto,
+				event.Options{Now: rec.Timestamp.UnixMilli(), DefaultKey: key, CopyDefaultKey: true}, evs[:0], nil)
 			for i := range evs {
 				w := wins[evs[i].Key]
 				if w == nil {

@@ -95,6 +95,11 @@ type Options struct {
 	// DefaultKey is the key of an event that has none (the Kafka record
 	// key). Default "": a key is required. It is validated like a key.
 	DefaultKey string
+	// CopyDefaultKey says that DefaultKey aliases memory its owner reuses
+	// (a pooled Kafka fetch buffer): Decoder.Decode copies it, once per
+	// call and only if an event takes it, into a buffer never rewritten,
+	// so no event keeps the alias.
+	CopyDefaultKey bool
 	// MaxRejections caps the rejections appended by one call; the others
 	// are only counted (Decoder.Omitted), so a body of millions of bad
 	// events cannot cost millions of Rejections. Default 0: no cap.
@@ -124,12 +129,18 @@ type Decoder struct {
 
 	p     fastjson.Parser
 	arena []byte // strings of the current batch; never reused across calls
-	// shared, set by Reserve, is a buffer the arenas of the next calls are
+	// shared, set by Ensure, is a buffer the arenas of the next calls are
 	// cut from (each from where the previous ended) while they fit.
 	shared   []byte
 	inShared bool   // the current arena was cut from shared
 	num      []byte // scratch for numbers and ts strings
-	big      bool   // the parser saw an input over retainLimit
+	// keys holds the copies of Options.DefaultKey (CopyDefaultKey), apart
+	// from the arena, whose rollback of a rejected event must not take a
+	// copy later events share; defKey is this call's copy, if made.
+	keys     []byte
+	defKey   string
+	defKeyOK bool
+	big      bool // the parser saw an input over retainLimit
 
 	// listed and omitted count the rejections of the current call that were
 	// appended and that were over Options.MaxRejections.
@@ -244,36 +255,44 @@ func (d *Decoder) reject(rej []Rejection, r Rejection) []Rejection {
 	return append(rej, r)
 }
 
-// Reserve makes the following Decode calls cut the buffer their strings
-// are copied into from one buffer of n bytes, allocated now, instead of
-// allocating one per call: for callers that decode many small bodies at a
-// time (Kafka records: one allocation per poll batch instead of one per
-// record). A call whose body does not fit in what is left allocates its
-// own as usual. The buffer is never written twice, so the strings of
-// earlier calls stay valid; call Reserve again for the next batch.
-func (d *Decoder) Reserve(n int) {
-	d.shared = make([]byte, 0, n)
+// minChunk is the smallest buffer Ensure allocates.
+const minChunk = 64 << 10
+
+// Ensure makes the next Decode call of a body of up to n bytes cut its
+// strings from the reserved buffer, allocating a new one,
+// of at least 64 KiB, only when what is left of the current one is smaller
+// than n. The buffer is kept across calls, so the strings of many bodies
+// share one allocation sized by what they take (a key, an id:
+// a third of a small event) rather than by the bodies' length. The buffer
+// is never written twice, so earlier strings stay valid; one a caller keeps
+// keeps its whole buffer alive.
+func (d *Decoder) Ensure(n int) {
+	if cap(d.shared)-len(d.shared) < n {
+		d.shared = make([]byte, 0, max(n, minChunk))
+	}
 }
 
-// Keep returns b as a string that stays valid however b's memory is
-// reused: copied into the Reserve buffer while it has room, else into a
-// string of its own. For a default key taken from memory that its owner
-// recycles (pooled Kafka fetch buffers). It must not be called during a
-// Decode call.
-func (d *Decoder) Keep(b []byte) string {
-	if len(b) == 0 {
-		return ""
+// defaultKey returns o.DefaultKey for an event that takes it: with
+// o.CopyDefaultKey, a copy made on the call's first use, into d.keys (never
+// rewritten: strings taken from it stay valid).
+func (d *Decoder) defaultKey(o *Options) string {
+	if !o.CopyDefaultKey {
+		return o.DefaultKey
 	}
-	start := len(d.shared)
-	if cap(d.shared)-start < len(b) {
-		return string(b)
+	if !d.defKeyOK {
+		n := len(o.DefaultKey)
+		if cap(d.keys)-len(d.keys) < n {
+			d.keys = make([]byte, 0, max(n, 4<<10))
+		}
+		start := len(d.keys)
+		d.keys = append(d.keys, o.DefaultKey...)
+		d.defKey, d.defKeyOK = unsafe.String(&d.keys[start], n), true
 	}
-	d.shared = append(d.shared, b...)
-	return unsafe.String(&d.shared[start], len(b))
+	return d.defKey
 }
 
 // newArena sets the arena for a body of n bytes (no string of it can need
-// more): cut from the Reserve buffer when it fits.
+// more): cut from the Ensure buffer when it fits.
 func (d *Decoder) newArena(n int) {
 	if free := cap(d.shared) - len(d.shared); free >= n && n > 0 {
 		d.arena, d.inShared = d.shared[len(d.shared):len(d.shared):cap(d.shared)], true
@@ -293,6 +312,7 @@ func (d *Decoder) finish() {
 		d.inShared = false
 	}
 	d.arena = nil
+	d.defKey, d.defKeyOK = "", false
 	d.key, d.ts, d.value, d.id, d.tags = nil, nil, nil, nil, nil
 	if d.big {
 		d.p = fastjson.Parser{}
@@ -545,7 +565,7 @@ func (d *Decoder) build(ev *Event, o *Options) (field, reason string) {
 		if r := checkKey(o.DefaultKey); r != "" {
 			return fieldKey, r
 		}
-		ev.Key = o.DefaultKey
+		ev.Key = d.defaultKey(o)
 	}
 
 	// ts

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"google.golang.org/protobuf/proto"
 )
 
 const now = 1764065000000 // Options.Now in the tests
@@ -525,74 +528,97 @@ func TestDecodeAllocs(t *testing.T) {
 	}
 }
 
-// TestReserve: after Reserve, small bodies share one buffer (no
-// allocation per call) and every event's strings stay intact.
-func TestReserve(t *testing.T) {
+// TestEnsure: with Ensure before each call, bodies share one buffer across
+// calls (no allocation per call), a new one is taken only when the rest is
+// too small, and every event's strings stay intact across buffers.
+func TestEnsure(t *testing.T) {
 	var d Decoder
-	bodies := make([][]byte, 100)
+	bodies := make([][]byte, 3000) // ~250 KB of bodies: several 64 KiB buffers
 	for i := range bodies {
-		bodies[i] = fmt.Appendf(nil, `{"key":"k-%03d","ts":1764064800000,"value":%d,"id":"e-%d","tags":{"dc":"eu%d"}}`, i, i, i, i)
+		bodies[i] = fmt.Appendf(nil, `{"key":"k-%04d","ts":1764064800000,"value":%d,"id":"e-%d","tags":{"dc":"eu%d"}}`, i, i, i, i)
 	}
-	total := 0
+	evs := make([]Event, 0, len(bodies))
+	buffers := 0
 	for _, b := range bodies {
-		total += len(b)
-	}
-	d.Reserve(total)
-	var evs []Event
-	evs = make([]Event, 0, len(bodies))
-	for _, b := range bodies {
+		before := cap(d.shared)
+		d.Ensure(len(b))
+		if cap(d.shared) != before || len(d.shared) == 0 {
+			buffers++
+		}
 		var err error
 		if evs, _, err = d.Decode(b, FormatAuto, Options{}, evs, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, ev := range evs {
-		if ev.Key != fmt.Sprintf("k-%03d", i) || ev.ID != fmt.Sprintf("e-%d", i) || ev.Tags["dc"] != fmt.Sprintf("eu%d", i) {
+		if ev.Key != fmt.Sprintf("k-%04d", i) || ev.ID != fmt.Sprintf("e-%d", i) || ev.Tags["dc"] != fmt.Sprintf("eu%d", i) {
 			t.Fatalf("event %d = %+v", i, ev)
 		}
 	}
-	// Past the reserved size, calls allocate their own buffer again.
-	if evs, _, err := d.Decode(bodies[0], FormatAuto, Options{}, evs[:0], nil); err != nil || evs[0].Key != "k-000" {
-		t.Fatal(err)
+	// Strings take ~20 of each ~85-byte body: a 64 KiB buffer lasts ~3,000.
+	if buffers < 1 || buffers > 2 {
+		t.Errorf("%d buffers for %d bodies", buffers, len(bodies))
+	}
+	// Less room than asked: a new buffer, at least minChunk.
+	d.shared = d.shared[:cap(d.shared)-10]
+	d.Ensure(100)
+	if len(d.shared) != 0 || cap(d.shared) < minChunk {
+		t.Errorf("Ensure with 10 bytes left: len %d cap %d", len(d.shared), cap(d.shared))
 	}
 	body := []byte(`{"key":"some.key","ts":1764064800000,"value":1}`)
 	evs = make([]Event, 0, 1)
-	d.Reserve(1 << 20)
 	allocs := testing.AllocsPerRun(1000, func() {
+		d.Ensure(len(body))
 		evs, _, _ = d.Decode(body, FormatAuto, Options{}, evs[:0], nil)
 	})
-	if allocs != 0 {
-		t.Errorf("Decode after Reserve: %v allocs per call, want 0", allocs)
+	if allocs > 0.01 {
+		t.Errorf("Ensure + Decode: %v allocs per call, want 0 (one buffer per ~5,000 calls)", allocs)
 	}
 }
 
-// Keep copies into the reserved buffer, between Decode calls, without
-// disturbing the strings of either; past the buffer it allocates.
-func TestKeep(t *testing.T) {
+func protoBody(t *testing.T, evs []Event) []byte {
+	t.Helper()
+	b, err := proto.Marshal(ToProto(evs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// With CopyDefaultKey the events that take the default key get a copy,
+// made once per call, that outlives the caller's reuse of its memory, on
+// every path (fast, parser, protobuf) and after a rejected event rolled the
+// arena back; without it the key is the caller's string.
+func TestCopyDefaultKey(t *testing.T) {
 	var d Decoder
-	d.Reserve(64)
+	for _, c := range []struct {
+		name string
+		body []byte
+		f    Format
+	}{
+		{"fast", []byte(`{"ts":1764064800000,"value":1,"id":"x"}` + "\n" + `{"ts":1764064800000,"value":2}`), FormatNDJSON},
+		{"parser", []byte(`{"ts":1764064800000,"value":1,"tags":{"a":"b"}}` + "\n" + `{"ts":"x","value":1}` + "\n" + `{"value":3,"tags":{"c":"d"}}`), FormatNDJSON},
+		{"proto", protoBody(t, []Event{{TS: 1764064800000, Value: 1}, {TS: 1764064800000, Value: 2, ID: "y"}}), FormatProto},
+	} {
+		rk := []byte("record.key")
+		evs, _, err := d.Decode(c.body, c.f, Options{Now: 5, DefaultKey: unsafe.String(&rk[0], len(rk)), CopyDefaultKey: true}, nil, nil)
+		if err != nil || len(evs) < 2 {
+			t.Fatalf("%s: %v %+v", c.name, err, evs)
+		}
+		copy(rk, "XXXXXXXXXX") // the owner reuses its memory
+		for _, ev := range evs {
+			if ev.Key != "record.key" {
+				t.Errorf("%s: key %q after the owner reused it", c.name, ev.Key)
+			}
+		}
+		if unsafe.StringData(evs[0].Key) != unsafe.StringData(evs[len(evs)-1].Key) {
+			t.Errorf("%s: one copy per call expected", c.name)
+		}
+	}
 	rk := []byte("record.key")
-	k := d.Keep(rk)
-	evs, _, err := d.Decode([]byte(`{"ts":1764064800000,"value":1,"id":"x"}`), FormatAuto, Options{DefaultKey: k}, nil, nil)
-	if err != nil || len(evs) != 1 {
-		t.Fatal(err, evs)
-	}
-	k2 := d.Keep([]byte("second"))
-	copy(rk, "XXXXXXXXXX") // the owner reuses its memory
-	if k != "record.key" || evs[0].Key != "record.key" || evs[0].ID != "x" || k2 != "second" {
-		t.Fatalf("Keep gave %q, event %+v, then %q", k, evs[0], k2)
-	}
-	if d.Keep(nil) != "" {
-		t.Fatal("Keep(nil) is not empty")
-	}
-	d.Reserve(4 << 10)
-	if allocs := testing.AllocsPerRun(100, func() { _ = d.Keep(rk) }); allocs != 0 {
-		t.Errorf("Keep within the reserve: %v allocs", allocs)
-	}
-	big := make([]byte, 8<<10)
-	big[0] = 'b'
-	if s := d.Keep(big); len(s) != len(big) || s[0] != 'b' {
-		t.Fatal("Keep past the reserve lost the bytes")
+	evs, _, _ := d.Decode([]byte(`{"ts":1,"value":1}`), FormatJSON, Options{DefaultKey: unsafe.String(&rk[0], len(rk))}, nil, nil)
+	if unsafe.StringData(evs[0].Key) != &rk[0] {
+		t.Error("without CopyDefaultKey the caller's string was copied")
 	}
 }
 

@@ -134,7 +134,7 @@ func (d *Decoder) fast(b []byte, o *Options) (ev Event, ok bool) {
 		if o.DefaultKey == "" || checkKey(o.DefaultKey) != "" {
 			return ev, false
 		}
-		ev.Key = o.DefaultKey
+		ev.Key = d.defaultKey(o)
 	}
 	ev.TS = o.Now
 	if hasTS {

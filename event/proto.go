@@ -263,7 +263,7 @@ func (d *Decoder) protoEvent(m []byte, o *Options, ev *Event) (field, reason str
 		}
 		ev.Key = d.arenaCopy(key)
 	case o.DefaultKey != "":
-		ev.Key = o.DefaultKey
+		ev.Key = d.defaultKey(o)
 		if r := checkKey(ev.Key); r != "" {
 			return fieldKey, r, nil
 		}

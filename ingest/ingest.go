@@ -155,6 +155,7 @@ func (in *Ingester) decode(source string, body []byte, contentType string) (*scr
 		sc = new(scratch)
 	}
 	var err error
+	sc.dec.Ensure(len(body)) // strings cut from a buffer the pooled decoder keeps
 	sc.evs, sc.rej, err = sc.dec.Decode(body, event.FormatFromContentType(contentType),
 		event.Options{Now: in.now().UnixMilli(), MaxRejections: MaxListedRejections}, sc.evs[:0], sc.rej[:0])
 	sc.omitted = sc.dec.Omitted()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -279,14 +280,6 @@ func (a *partActor) handle(b *batch) {
 		a.abandon()
 		return
 	}
-	// One string buffer for the whole batch's events, not one per record.
-	size := 0
-	for _, r := range b.recs {
-		if len(r.Value) <= a.m.cfg.MaxRecordBytes {
-			size += len(r.Key) + len(r.Value)
-		}
-	}
-	a.dec.Reserve(size)
 	for i, r := range b.recs {
 		if r.Offset < a.next {
 			a.done = append(a.done, r)
@@ -334,10 +327,15 @@ func (a *partActor) record(r *kgo.Record, replay bool) {
 		a.bad(r, ReasonOversized, replay)
 		return
 	}
-	// The record's memory is recycled once its events are applied: the
-	// default key is copied into the batch's string buffer (reserved for
-	// it), like every string the decoder keeps.
-	key := a.dec.Keep(r.Key)
+	// The events' strings are cut from the decoder's buffer, shared by
+	// records and batches (not one allocation per record or batch). The
+	// record's memory is recycled once its events are applied, so an event
+	// that takes the record key as its key gets a copy (CopyDefaultKey).
+	a.dec.Ensure(len(r.Value))
+	var key string
+	if len(r.Key) > 0 {
+		key = unsafe.String(unsafe.SliceData(r.Key), len(r.Key))
+	}
 	now := r.Timestamp.UnixMilli()
 	if now < 0 {
 		now = time.Now().UnixMilli()
@@ -345,7 +343,7 @@ func (a *partActor) record(r *kgo.Record, replay bool) {
 	n0 := len(a.evs)
 	var err error
 	a.evs, a.rej, err = a.dec.Decode(r.Value, event.FormatAuto,
-		event.Options{Now: now, DefaultKey: key, MaxRejections: maxListedRejections}, a.evs, a.rej[:0])
+		event.Options{Now: now, DefaultKey: key, CopyDefaultKey: true, MaxRejections: maxListedRejections}, a.evs, a.rej[:0])
 	if err != nil {
 		reason := ReasonMalformed
 		if errors.Is(err, event.ErrEmpty) {
