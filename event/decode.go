@@ -255,21 +255,26 @@ func (d *Decoder) reject(rej []Rejection, r Rejection) []Rejection {
 	return append(rej, r)
 }
 
-// minChunk is the smallest buffer Ensure allocates.
-const minChunk = 64 << 10
+// Ensure's buffers: at least minChunk; a body over maxChunk gets an arena
+// of its own, as without Ensure, so that no decoder keeps a large buffer.
+const (
+	minChunk = 64 << 10
+	maxChunk = 1 << 20
+)
 
 // Ensure makes the next Decode call of a body of up to n bytes cut its
-// strings from the reserved buffer, allocating a new one,
-// of at least 64 KiB, only when what is left of the current one is smaller
-// than n. The buffer is kept across calls, so the strings of many bodies
-// share one allocation sized by what they take (a key, an id:
-// a third of a small event) rather than by the bodies' length. The buffer
-// is never written twice, so earlier strings stay valid; one a caller keeps
-// keeps its whole buffer alive.
+// strings from the decoder's buffer, allocating a new one (of at least 64
+// KiB) only when what is left of the current one is smaller than n. The
+// buffer is kept across calls, so the strings of many bodies share one
+// allocation sized by what they take (a key, an id: a third of a small
+// event) rather than by the bodies' length. It is never written twice, so
+// earlier strings stay valid; a string a caller keeps keeps its whole
+// buffer alive. Bodies over 1 MiB are left to allocate their own.
 func (d *Decoder) Ensure(n int) {
-	if cap(d.shared)-len(d.shared) < n {
-		d.shared = make([]byte, 0, max(n, minChunk))
+	if n > maxChunk || cap(d.shared)-len(d.shared) >= n {
+		return
 	}
+	d.shared = make([]byte, 0, max(n, minChunk))
 }
 
 // defaultKey returns o.DefaultKey for an event that takes it: with

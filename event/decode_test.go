@@ -565,6 +565,12 @@ func TestEnsure(t *testing.T) {
 	if len(d.shared) != 0 || cap(d.shared) < minChunk {
 		t.Errorf("Ensure with 10 bytes left: len %d cap %d", len(d.shared), cap(d.shared))
 	}
+	// A body over maxChunk is left to its own arena: the buffer stays.
+	kept := cap(d.shared)
+	d.Ensure(maxChunk + 1)
+	if cap(d.shared) != kept {
+		t.Errorf("Ensure(maxChunk+1) replaced the buffer: cap %d, was %d", cap(d.shared), kept)
+	}
 	body := []byte(`{"key":"some.key","ts":1764064800000,"value":1}`)
 	evs = make([]Event, 0, 1)
 	allocs := testing.AllocsPerRun(1000, func() {
