@@ -22,7 +22,7 @@ test: ## vet, then every test with the race detector (what CI runs)
 test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 $(PKGS)
 
-bench: build ## the benchmark harness, full (~15 min; real Kafka and ZooKeeper): table, docs/bench/{results.json,chart.svg,results.md}
+bench: build ## the benchmark harness, full (~5 min; real Kafka and ZooKeeper): table, docs/bench/{results.json,chart.svg,results.md}
 	$(GO) run ./cmd/squall-bench -mode full -node-binary $(BIN) -commit "$$(git rev-parse --short HEAD 2>/dev/null)" \
 		-json docs/bench/results.json -svg docs/bench/chart.svg -table docs/bench/results.md
 
