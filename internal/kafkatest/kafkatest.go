@@ -117,8 +117,8 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	})
 	var err error
 	for range startAttempts {
-		b.port = kind.FreePort(t)
-		for b.cport = kind.FreePort(t); b.cport == b.port; b.cport = kind.FreePort(t) {
+		b.port = testproc.FreePort(t)
+		for b.cport = testproc.FreePort(t); b.cport == b.port; b.cport = testproc.FreePort(t) {
 		}
 		if err = b.start(); !errors.Is(err, errExited) {
 			break

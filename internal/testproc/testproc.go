@@ -102,12 +102,6 @@ func isFile(path string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// FreePort is the package's FreePort, for the server of kind k.
-func (k Kind) FreePort(t testing.TB) int {
-	t.Helper()
-	return FreePort(t)
-}
-
 // FreePort returns a TCP port on 127.0.0.1 on which nothing listened a
 // moment ago (it fails t when it finds none), for a server that a test starts later (a child process, or a
 // node restarted on the address it had). The port is taken below the

@@ -81,7 +81,7 @@ func Start(t testing.TB) *Server {
 	})
 	var err error
 	for range startAttempts {
-		s.port = kind.FreePort(t)
+		s.port = testproc.FreePort(t)
 		if err = s.start(); !errors.Is(err, errExited) {
 			break
 		}
