@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -147,9 +146,8 @@ func (r *run) baseline(b *broker, n int, shape window.Shape) (float64, error) {
 			// Strings cut from one buffer, the record key copied only
 			// when an event takes it, as the node's source does.
 			dec.Ensure(len(rec.Value))
-			key := unsafe.String(unsafe.SliceData(rec.Key), len(rec.Key))
 			evs, _, _ = dec.Decode(rec.Value, event.FormatAuto,
-				event.Options{Now: rec.Timestamp.UnixMilli(), DefaultKey: key, CopyDefaultKey: true}, evs[:0], nil)
+				event.Options{Now: rec.Timestamp.UnixMilli(), DefaultKeyBytes: rec.Key}, evs[:0], nil)
 			for i := range evs {
 				w := wins[evs[i].Key]
 				if w == nil {

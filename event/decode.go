@@ -95,11 +95,13 @@ type Options struct {
 	// DefaultKey is the key of an event that has none (the Kafka record
 	// key). Default "": a key is required. It is validated like a key.
 	DefaultKey string
-	// CopyDefaultKey says that DefaultKey aliases memory its owner reuses
-	// (a pooled Kafka fetch buffer): Decoder.Decode copies it, once per
-	// call and only if an event takes it, into a buffer never rewritten,
-	// so no event keeps the alias.
-	CopyDefaultKey bool
+	// DefaultKeyBytes, used when DefaultKey is "", is the default key in
+	// memory its owner reuses (a pooled Kafka record's key):
+	// Decoder.Decode copies it, once per call and only if an event takes
+	// it, into a buffer never rewritten, so no event aliases that memory.
+	DefaultKeyBytes []byte
+	// copyKey: DefaultKey is a view of DefaultKeyBytes (set by Decode).
+	copyKey bool
 	// MaxRejections caps the rejections appended by one call; the others
 	// are only counted (Decoder.Omitted), so a body of millions of bad
 	// events cannot cost millions of Rejections. Default 0: no cap.
@@ -134,7 +136,7 @@ type Decoder struct {
 	shared   []byte
 	inShared bool   // the current arena was cut from shared
 	num      []byte // scratch for numbers and ts strings
-	// keys holds the copies of Options.DefaultKey (CopyDefaultKey), apart
+	// keys holds the copies of Options.DefaultKeyBytes, apart
 	// from the arena, whose rollback of a rejected event must not take a
 	// copy later events share; defKey is this call's copy, if made.
 	keys     []byte
@@ -172,6 +174,9 @@ type Decoder struct {
 func (d *Decoder) Decode(body []byte, f Format, o Options, dst []Event, rej []Rejection) ([]Event, []Rejection, error) {
 	d0, r0 := len(dst), len(rej)
 	d.listed, d.omitted, d.maxRej = 0, 0, o.MaxRejections
+	if o.DefaultKey == "" && len(o.DefaultKeyBytes) > 0 {
+		o.DefaultKey, o.copyKey = unsafe.String(&o.DefaultKeyBytes[0], len(o.DefaultKeyBytes)), true
+	}
 	var err error
 	dst, rej, err = d.decode(body, f, &o, dst, rej)
 	d.finish()
@@ -277,11 +282,11 @@ func (d *Decoder) Ensure(n int) {
 	d.shared = make([]byte, 0, max(n, minChunk))
 }
 
-// defaultKey returns o.DefaultKey for an event that takes it: with
-// o.CopyDefaultKey, a copy made on the call's first use, into d.keys (never
-// rewritten: strings taken from it stay valid).
+// defaultKey returns o.DefaultKey for an event that takes it: when it
+// views o.DefaultKeyBytes, a copy made on the call's first use, into d.keys
+// (never rewritten: strings taken from it stay valid).
 func (d *Decoder) defaultKey(o *Options) string {
-	if !o.CopyDefaultKey {
+	if !o.copyKey {
 		return o.DefaultKey
 	}
 	if !d.defKeyOK {

@@ -591,11 +591,11 @@ func protoBody(t *testing.T, evs []Event) []byte {
 	return b
 }
 
-// With CopyDefaultKey the events that take the default key get a copy,
+// With DefaultKeyBytes the events that take the default key get a copy,
 // made once per call, that outlives the caller's reuse of its memory, on
 // every path (fast, parser, protobuf) and after a rejected event rolled the
-// arena back; without it the key is the caller's string.
-func TestCopyDefaultKey(t *testing.T) {
+// arena back; a DefaultKey string is used as given.
+func TestDefaultKeyBytes(t *testing.T) {
 	var d Decoder
 	for _, c := range []struct {
 		name string
@@ -607,7 +607,7 @@ func TestCopyDefaultKey(t *testing.T) {
 		{"proto", protoBody(t, []Event{{TS: 1764064800000, Value: 1}, {TS: 1764064800000, Value: 2, ID: "y"}}), FormatProto},
 	} {
 		rk := []byte("record.key")
-		evs, _, err := d.Decode(c.body, c.f, Options{Now: 5, DefaultKey: unsafe.String(&rk[0], len(rk)), CopyDefaultKey: true}, nil, nil)
+		evs, _, err := d.Decode(c.body, c.f, Options{Now: 5, DefaultKeyBytes: rk}, nil, nil)
 		if err != nil || len(evs) < 2 {
 			t.Fatalf("%s: %v %+v", c.name, err, evs)
 		}
@@ -624,7 +624,7 @@ func TestCopyDefaultKey(t *testing.T) {
 	rk := []byte("record.key")
 	evs, _, _ := d.Decode([]byte(`{"ts":1,"value":1}`), FormatJSON, Options{DefaultKey: unsafe.String(&rk[0], len(rk))}, nil, nil)
 	if unsafe.StringData(evs[0].Key) != &rk[0] {
-		t.Error("without CopyDefaultKey the caller's string was copied")
+		t.Error("a DefaultKey string was copied")
 	}
 }
 

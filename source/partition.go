@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -330,12 +329,8 @@ func (a *partActor) record(r *kgo.Record, replay bool) {
 	// The events' strings are cut from the decoder's buffer, shared by
 	// records and batches (not one allocation per record or batch). The
 	// record's memory is recycled once its events are applied, so an event
-	// that takes the record key as its key gets a copy (CopyDefaultKey).
+	// that takes the record key as its key gets a copy (DefaultKeyBytes).
 	a.dec.Ensure(len(r.Value))
-	var key string
-	if len(r.Key) > 0 {
-		key = unsafe.String(unsafe.SliceData(r.Key), len(r.Key))
-	}
 	now := r.Timestamp.UnixMilli()
 	if now < 0 {
 		now = time.Now().UnixMilli()
@@ -343,7 +338,7 @@ func (a *partActor) record(r *kgo.Record, replay bool) {
 	n0 := len(a.evs)
 	var err error
 	a.evs, a.rej, err = a.dec.Decode(r.Value, event.FormatAuto,
-		event.Options{Now: now, DefaultKey: key, CopyDefaultKey: true, MaxRejections: maxListedRejections}, a.evs, a.rej[:0])
+		event.Options{Now: now, DefaultKeyBytes: r.Key, MaxRejections: maxListedRejections}, a.evs, a.rej[:0])
 	if err != nil {
 		reason := ReasonMalformed
 		if errors.Is(err, event.ErrEmpty) {
