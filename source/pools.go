@@ -12,8 +12,9 @@ import (
 // records once their events are applied (and their dead letters
 // acknowledged), which puts the slabs and buffers back here once no record
 // refers to them; events never alias that memory (strings are copied into
-// the decoder's arena, the default key with Decoder.Keep). At 100K events/s
-// these were over a third of the node's allocations on the Kafka path.
+// the decoder's buffer, the default key when taken: DefaultKeyBytes). At
+// 100K events/s these were over a third of the node's allocations on the
+// Kafka path.
 //
 // Memory is kept in power-of-two size classes, each a sync.Pool, so the
 // garbage collector still frees what is idle; a slice is got from the
