@@ -44,6 +44,11 @@ type Assignment struct {
 	// Moves maps a partition (decimal) whose owner changed while its previous
 	// owner stayed alive to that previous owner, which hands its state over.
 	Moves map[string]string `json:"moves,omitempty"`
+	// Version is the assignment znode's version this was read at (not
+	// stored in it): part of every grant's token, so that a claim of a
+	// partition checks, in the same ZooKeeper transaction, that the
+	// assignment granting it is still the newest.
+	Version int32 `json:"-"`
 }
 
 // newer reports whether a supersedes b.
@@ -525,6 +530,7 @@ func (c *Coordinator) readAssignment(w *watches) {
 		c.log.Error("unusable assignment in zookeeper", "path", c.assignPath, "err", err, "partitions", len(a.Owners))
 		return
 	}
+	a.Version = st.Version
 	c.mu.Lock()
 	c.assignVer = st.Version
 	fresh := a.newer(c.assign)
