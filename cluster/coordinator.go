@@ -182,7 +182,7 @@ func Start(cfg Config, l Listener) (*Coordinator, error) {
 	}
 	c.m = m
 	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
-		zk.WithLogger(discard{}), zk.WithLogInfo(false),
+		zk.WithLogger(newZKLogger(c.log, time.Now)), zk.WithLogInfo(false),
 		zk.WithEventCallback(func(zk.Event) { c.poke() }))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect %v: %w", cfg.Servers, err)
@@ -197,10 +197,6 @@ func Start(cfg Config, l Listener) (*Coordinator, error) {
 	go c.run()
 	return c, nil
 }
-
-type discard struct{}
-
-func (discard) Printf(string, ...any) {}
 
 func (c *Coordinator) poke() {
 	select {
