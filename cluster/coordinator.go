@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -64,12 +65,22 @@ func (a *Assignment) MovedFrom(p int32) string { return a.Moves[strconv.Itoa(int
 
 // Listener hears what the coordinator learns. Calls are serial, from the
 // coordinator's goroutine, and must not block for long.
+//
+// Every call but SessionLost is made on behalf of the session the node
+// joined the cluster with, and only while that session holds: once it is
+// gone, SessionLost comes before anything learnt on another session, and
+// the next Apply (after the node joined again) gives the assignment anew.
 type Listener interface {
-	// Apply takes a newer assignment.
+	// Apply takes a newer assignment, or, after the node joined again, the
+	// current one (with no moves: nothing is handed to a node that lost
+	// its session).
 	Apply(a *Assignment)
-	// SessionLost says the ZooKeeper session is gone (expired, or cut for
-	// longer than its timeout): the node must stop serving its partitions,
-	// which the leader gives to others. A new session follows.
+	// SessionLost says the session the node joined with is gone or may be:
+	// it expired (even if the client has a new session already), the
+	// client has another session, the node's znodes are gone, or its lease
+	// lapsed (see Coordinator.LeaseValid). The node must stop serving and
+	// committing its partitions at once: the leader gives them to others.
+	// It is called once for each such loss; the node then joins again.
 	SessionLost()
 	// MembersChanged gives the live members.
 	MembersChanged(members map[string]Member)
@@ -96,6 +107,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer registers metrics. Default none.
 	Registerer prometheus.Registerer
+
+	// now reads the clock the leases are measured on. Default time.Now;
+	// tests set it.
+	now func() time.Time
 }
 
 // View is what the coordinator knows now.
@@ -112,6 +127,11 @@ type View struct {
 
 // Coordinator runs a node's membership, leader election and, while it
 // leads, partition assignment, on ZooKeeper. Safe for concurrent use.
+//
+// Two goroutines, started by Start and joined by Close: run, which makes
+// every ZooKeeper call but the heartbeats and every Listener call, and
+// heartbeats, which renews the lease beside it. Lock order: mu is never
+// held across a ZooKeeper or Listener call.
 type Coordinator struct {
 	cfg  Config
 	l    Listener
@@ -121,24 +141,44 @@ type Coordinator struct {
 
 	root, membersPath, electionPath, leavingPath, assignPath string
 
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	wake  chan struct{}
+	stop  chan struct{}
+	done  chan struct{} // closed when run returns
+	beats chan beat     // heartbeat results, from heartbeats to run
+	// beatDone is closed when heartbeats returns.
+	beatDone chan struct{}
+	once     sync.Once
 
-	mu          sync.Mutex
-	members     map[string]Member
-	leaving     map[string]bool
-	assign      *Assignment
-	assignVer   int32 // -1: no assignment znode
-	leader      bool
-	epoch       int64
-	leaseUntil  time.Time
-	electPath   string
-	session     int64
-	lostSession bool      // SessionLost told for the current trouble
-	discSince   time.Time // zero while connected
-	wantLeave   bool
+	// now is cfg.now; base is its reading at Start, from which the lease
+	// offsets count.
+	now  func() time.Time
+	base time.Time
+
+	// expiries counts the StateExpired events of the client, counted by
+	// its event callback (which, unlike its event channel, drops none).
+	expiries atomic.Int64
+	// heard is when (an offset from base, ns) the newest request of the
+	// joined session was sent whose answer came back OK; leaseEnd is
+	// heard plus half a session timeout while the node holds a session,
+	// noLease otherwise. Written by the loop only.
+	heard, leaseEnd atomic.Int64
+
+	mu           sync.Mutex
+	members      map[string]Member
+	leaving      map[string]bool
+	assign       *Assignment
+	assignVer    int32 // -1: no assignment znode
+	leader       bool
+	epoch        int64
+	leaseUntil   time.Time // the leader's lease
+	electPath    string
+	session      int64 // the session the node joined with; 0: not joined
+	sessionExp   int64 // expiries when it joined
+	joins        int64 // counts joins: a heartbeat is for one of them
+	lostSession  bool  // a joined session was lost, and none joined since
+	applied      bool  // an assignment was applied since joining
+	disconnected bool
+	wantLeave    bool
 
 	m *coordMetrics
 }
@@ -160,12 +200,17 @@ func Start(cfg Config, l Listener) (*Coordinator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
 	c := &Coordinator{
-		cfg: cfg, l: l, log: cfg.Logger,
+		cfg: cfg, l: l, log: cfg.Logger, now: cfg.now, base: cfg.now(),
 		root: "/squall/" + cfg.Cluster, wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}), assignVer: -1,
+		beats: make(chan beat, 1), beatDone: make(chan struct{}),
 		members: map[string]Member{}, leaving: map[string]bool{},
 	}
+	c.leaseEnd.Store(noLease)
 	c.membersPath, c.electionPath = c.root+"/members", c.root+"/election"
 	c.leavingPath, c.assignPath = c.root+"/leaving", c.root+"/assignment"
 	c.acl = zk.WorldACL(zk.PermAll)
@@ -182,8 +227,8 @@ func Start(cfg Config, l Listener) (*Coordinator, error) {
 	}
 	c.m = m
 	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
-		zk.WithLogger(discard{}), zk.WithLogInfo(false),
-		zk.WithEventCallback(func(zk.Event) { c.poke() }))
+		zk.WithLogger(newZKLogger(c.log, time.Now)), zk.WithLogInfo(false),
+		zk.WithEventCallback(c.event))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect %v: %w", cfg.Servers, err)
 	}
@@ -195,12 +240,18 @@ func Start(cfg Config, l Listener) (*Coordinator, error) {
 		}
 	}
 	go c.run()
+	go c.heartbeats()
 	return c, nil
 }
 
-type discard struct{}
-
-func (discard) Printf(string, ...any) {}
+// event is the client's event callback. It runs on the client's
+// goroutines and must not block.
+func (c *Coordinator) event(ev zk.Event) {
+	if ev.Type == zk.EventSession && ev.State == zk.StateExpired {
+		c.expiries.Add(1)
+	}
+	c.poke()
+}
 
 func (c *Coordinator) poke() {
 	select {
@@ -245,13 +296,17 @@ func (c *Coordinator) Close() error {
 	c.once.Do(func() {
 		close(c.stop)
 		<-c.done
-		c.conn.Close()
+		c.conn.Close() // ends a heartbeat's request
+		<-c.beatDone
 	})
 	return nil
 }
 
+// actingLocked reports whether this node acts as the leader: it is one,
+// and both its leader's lease and its lease as a node hold.
 func (c *Coordinator) actingLocked() bool {
-	return c.leader && time.Now().Before(c.leaseUntil)
+	now := c.now()
+	return c.leader && now.Before(c.leaseUntil) && c.LeaseValid(now)
 }
 
 // watches are the one-shot ZooKeeper watches the loop holds.
@@ -264,71 +319,67 @@ func (c *Coordinator) run() {
 	var w watches
 	tick := time.NewTicker(c.cfg.SessionTimeout / 6)
 	defer tick.Stop()
+	// lapse wakes the loop when the lease ends, to tell the listener.
+	lapse := time.NewTimer(time.Hour)
+	defer lapse.Stop()
+	c.checkSession(&w)
 	for {
-		c.checkSession(&w)
+		if end := c.leaseEnd.Load(); end != noLease {
+			lapse.Reset(time.Duration(end) - c.now().Sub(c.base))
+		} else {
+			lapse.Stop()
+		}
+		var step func(*watches)
 		select {
 		case <-c.stop:
 			return
 		case <-c.wake:
+		case <-lapse.C:
 		case <-w.members:
-			w.members = nil
-			c.readMembers(&w)
-			c.lead()
+			w.members, step = nil, c.readMembers
 		case <-w.leaving:
-			w.leaving = nil
-			c.readLeaving(&w)
-			c.lead()
+			w.leaving, step = nil, c.readLeaving
 		case <-w.assign:
-			w.assign = nil
-			c.readAssignment(&w)
-			c.lead()
+			w.assign, step = nil, c.readAssignment
 		case <-w.pred:
-			w.pred = nil
-			c.elect(&w)
-			c.lead()
+			w.pred, step = nil, c.elect
+		case b := <-c.beats:
+			step = func(*watches) { c.takeBeat(b) }
 		case <-tick.C:
-			c.heartbeat()
-			c.rearm(&w)
+			step = c.rearm
+		}
+		// First of all, before acting on what woke it: is the session the
+		// node joined with still its own? A process resumed after a SIGSTOP
+		// finds its lease lapsed here.
+		c.checkSession(&w)
+		if step != nil {
+			step(&w)
 			c.lead()
 		}
 	}
 }
 
-// checkSession reacts to the connection's state: a new session registers
-// the node and arms the watches; a disconnection ends the leader's lease at
-// once; a session expired, or cut for longer than its timeout, is lost.
+// checkSession reacts to the connection's state. A disconnection ends the
+// leader's lease at once. A session joined with and gone (expired, another
+// one in its place, or its lease lapsed) is lost: the listener hears it
+// before anything else. Then, with a session, the node joins the cluster
+// (again), arms the watches and serves the current assignment again.
 func (c *Coordinator) checkSession(w *watches) {
 	state := c.conn.State()
 	c.m.session.Set(map[bool]float64{true: 1}[state == zk.StateHasSession])
 	c.mu.Lock()
 	switch {
 	case state == zk.StateHasSession:
-		c.discSince = time.Time{}
-	case c.discSince.IsZero():
-		c.discSince = time.Now()
+		c.disconnected = false
+	case !c.disconnected:
+		c.disconnected = true
 		if c.leader {
 			c.leaseUntil = time.Time{} // stop acting at once
 			c.log.Warn("zookeeper disconnected: leader stops acting until it can be sure", "epoch", c.epoch)
 		}
 	}
-	// The client notices a silent server about 2/3 of the timeout after it
-	// last heard from it; half a timeout later the server may have expired
-	// the session and the leader given this node's partitions away.
-	lost := state == zk.StateExpired ||
-		(!c.discSince.IsZero() && time.Since(c.discSince) > c.cfg.SessionTimeout/2)
-	if lost && !c.lostSession && c.session != 0 {
-		c.lostSession = true
-		c.leader, c.electPath = false, ""
-		c.session = 0 // rejoin on whatever session comes next, even this one
-		c.mu.Unlock()
-		c.m.leader.Set(0)
-		c.log.Warn("zookeeper session lost: dropping partitions", "state", state.String())
-		c.l.SessionLost()
-		c.mu.Lock()
-	}
-	newSession := state == zk.StateHasSession && c.conn.SessionID() != c.session
 	c.mu.Unlock()
-	if !newSession {
+	if c.live() || state != zk.StateHasSession {
 		return
 	}
 	*w = watches{}
@@ -337,9 +388,9 @@ func (c *Coordinator) checkSession(w *watches) {
 		return // retried on the next tick
 	}
 	c.mu.Lock()
-	c.session, c.lostSession = c.conn.SessionID(), false
+	s := c.session
 	c.mu.Unlock()
-	c.log.Info("joined the cluster", "cluster", c.cfg.Cluster, "node", c.cfg.Self.ID, "session", fmt.Sprintf("%#x", c.conn.SessionID()))
+	c.log.Info("joined the cluster", "cluster", c.cfg.Cluster, "node", c.cfg.Self.ID, "session", fmt.Sprintf("%#x", s))
 	c.rearm(w) // reads, and applies, a newer assignment if there is one
 	c.mu.Lock()
 	current := c.assign
@@ -349,53 +400,119 @@ func (c *Coordinator) checkSession(w *watches) {
 		// state went with the session: nothing will be handed over.
 		again := *current
 		again.Moves = nil
-		c.l.Apply(&again)
+		c.apply(&again)
 	}
 	c.elect(w)
 	c.lead()
 }
 
-// join creates the paths, this node's member znode and its election znode.
+// join joins the cluster on the client's current session: it creates the
+// paths, this node's member znode and its election znode, replacing those
+// of an earlier session, or of this one before it was given up. It counts
+// only if every request ran on that session (requests queued while the
+// client reconnects may run on the next), which then is the node's, with
+// a lease from the start of the join.
 func (c *Coordinator) join() error {
+	s := c.conn.SessionID() // then expiries: it counts every expiry before s
+	exp := c.expiries.Load()
+	if s == 0 {
+		return errors.New("no session")
+	}
+	start := c.now()
 	for _, p := range []string{"/squall", c.root, c.membersPath, c.electionPath, c.leavingPath} {
 		if _, err := c.conn.Create(p, nil, 0, c.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("create %s: %w", p, err)
 		}
 	}
 	data, _ := json.Marshal(c.cfg.Self)
-	if err := c.ephemeral(c.membersPath+"/"+c.cfg.Self.ID, data); err != nil {
+	if err := c.ephemeral(c.memberPath(), data, s); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	leave := c.wantLeave
 	c.mu.Unlock()
 	if leave {
-		if err := c.ephemeral(c.leavingPath+"/"+c.cfg.Self.ID, nil); err != nil {
+		if err := c.ephemeral(c.leavingPath+"/"+c.cfg.Self.ID, nil, s); err != nil {
 			return err
 		}
 	}
-	// Candidates left by this node before (an earlier session, or this one
-	// before it was lost) must not lead in its name.
-	if names, _, err := c.conn.Children(c.electionPath); err == nil {
-		for _, n := range names {
-			if b, _, err := c.conn.Get(c.electionPath + "/" + n); err == nil && string(b) == c.cfg.Self.ID {
-				_ = c.conn.Delete(c.electionPath+"/"+n, -1)
-			}
+	path, err := c.candidate(s)
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{c.memberPath(), path} {
+		if err := c.owned(p, s, exp); err != nil {
+			return err
 		}
 	}
-	path, err := c.conn.Create(c.electionPath+"/n_", []byte(c.cfg.Self.ID), zk.FlagEphemeral|zk.FlagSequence, c.acl)
-	if err != nil {
-		return fmt.Errorf("create election node: %w", err)
-	}
 	c.mu.Lock()
-	c.electPath = path
+	c.session, c.sessionExp, c.electPath = s, exp, path
+	c.lostSession, c.applied = false, false
+	c.joins++
 	c.mu.Unlock()
+	c.renew(start, true)
 	return nil
 }
 
-// ephemeral creates an ephemeral znode of this session, replacing one
-// left by an earlier session of the same node (a restart with the same id).
-func (c *Coordinator) ephemeral(path string, data []byte) error {
+// candidate returns this node's election znode for session s: the one s
+// holds already (s was given up and joins again: it keeps its place, and
+// a leader its epoch), or a new one. Candidates left by an earlier session
+// of this node must not lead in its name: it deletes them.
+func (c *Coordinator) candidate(s int64) (string, error) {
+	names, _, err := c.conn.Children(c.electionPath)
+	if err != nil {
+		return "", fmt.Errorf("list candidates: %w", err)
+	}
+	sort.Slice(names, func(i, j int) bool { return seq(names[i]) < seq(names[j]) })
+	kept := ""
+	for _, n := range names {
+		path := c.electionPath + "/" + n
+		b, st, err := c.conn.Get(path)
+		if err != nil || string(b) != c.cfg.Self.ID {
+			continue // not this node's, or gone meanwhile
+		}
+		if st.EphemeralOwner == s && kept == "" {
+			kept = path
+			continue
+		}
+		if err := c.conn.Delete(path, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return "", fmt.Errorf("delete old candidate %s: %w", path, err)
+		}
+	}
+	if kept != "" {
+		return kept, nil
+	}
+	path, err := c.conn.Create(c.electionPath+"/n_", []byte(c.cfg.Self.ID), zk.FlagEphemeral|zk.FlagSequence, c.acl)
+	if err != nil {
+		return "", fmt.Errorf("create election node: %w", err)
+	}
+	return path, nil
+}
+
+// memberPath is this node's member znode.
+func (c *Coordinator) memberPath() string { return c.membersPath + "/" + c.cfg.Self.ID }
+
+// owned checks that path is an ephemeral znode of session s, which has not
+// expired (as of exp) nor been replaced meanwhile.
+func (c *Coordinator) owned(path string, s, exp int64) error {
+	ok, st, err := c.conn.Exists(path)
+	switch {
+	case err != nil:
+		return fmt.Errorf("stat %s: %w", path, err)
+	case c.conn.SessionID() != s || c.expiries.Load() != exp:
+		return fmt.Errorf("session %#x gone", s)
+	case !ok:
+		return fmt.Errorf("%s: %w", path, zk.ErrNoNode)
+	case st.EphemeralOwner != s:
+		return fmt.Errorf("%s: %w (session %#x)", path, errNotOurs, st.EphemeralOwner)
+	}
+	return nil
+}
+
+// ephemeral creates an ephemeral znode of session s, replacing one left by
+// an earlier session of the same node (a restart with the same id); one of
+// s already (s was given up and joins again) is kept.
+func (c *Coordinator) ephemeral(path string, data []byte, s int64) error {
 	for attempt := 0; attempt < 3; attempt++ {
 		_, err := c.conn.Create(path, data, zk.FlagEphemeral, c.acl)
 		if err == nil {
@@ -408,7 +525,7 @@ func (c *Coordinator) ephemeral(path string, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("stat %s: %w", path, err)
 		}
-		if ok && st.EphemeralOwner == c.conn.SessionID() {
+		if ok && st.EphemeralOwner == s {
 			_, err = c.conn.Set(path, data, -1)
 			return err
 		}
@@ -424,7 +541,10 @@ func (c *Coordinator) ephemeral(path string, data []byte) error {
 
 // rearm sets every watch that is not set (after a firing or an error).
 func (c *Coordinator) rearm(w *watches) {
-	if c.conn.State() != zk.StateHasSession {
+	c.mu.Lock()
+	s := c.session
+	c.mu.Unlock()
+	if s == 0 || c.conn.State() != zk.StateHasSession {
 		return
 	}
 	if w.members == nil {
@@ -437,14 +557,16 @@ func (c *Coordinator) rearm(w *watches) {
 		c.readAssignment(w)
 	}
 	c.mu.Lock()
-	leave, path := c.wantLeave, c.electPath
+	leave, path, leader := c.wantLeave, c.electPath, c.leader
 	c.mu.Unlock()
 	if leave {
 		if ok, _, _ := c.conn.Exists(c.leavingPath + "/" + c.cfg.Self.ID); !ok {
-			_ = c.ephemeral(c.leavingPath+"/"+c.cfg.Self.ID, nil)
+			_ = c.ephemeral(c.leavingPath+"/"+c.cfg.Self.ID, nil, s)
 		}
 	}
-	if path != "" && w.pred == nil {
+	// A candidate whose predecessor's watch is not set runs the election
+	// again; the leader watches nothing, and its heartbeats renew its lease.
+	if path != "" && w.pred == nil && !leader {
 		c.elect(w)
 	}
 }
@@ -475,7 +597,9 @@ func (c *Coordinator) readMembers(w *watches) {
 	}
 	c.mu.Unlock()
 	c.m.members.Set(float64(len(members)))
-	c.l.MembersChanged(members)
+	if c.live() {
+		c.l.MembersChanged(members)
+	}
 }
 
 func (c *Coordinator) readLeaving(w *watches) {
@@ -543,7 +667,7 @@ func (c *Coordinator) readAssignment(w *watches) {
 	if fresh {
 		c.m.generation.Set(float64(a.Generation))
 		c.m.epoch.Set(float64(a.Epoch))
-		c.l.Apply(&a)
+		c.apply(&a)
 	}
 }
 
@@ -551,7 +675,7 @@ func (c *Coordinator) readAssignment(w *watches) {
 // other watches its predecessor only (no herd effect).
 func (c *Coordinator) elect(w *watches) {
 	c.mu.Lock()
-	path := c.electPath
+	path, s, exp := c.electPath, c.session, c.sessionExp
 	c.mu.Unlock()
 	if path == "" {
 		return
@@ -564,11 +688,7 @@ func (c *Coordinator) elect(w *watches) {
 	mine := path[strings.LastIndexByte(path, '/')+1:]
 	i := slices.Index(names, mine)
 	if i < 0 {
-		c.log.Warn("election znode vanished; rejoining", "path", path)
-		c.mu.Lock()
-		c.electPath, c.leader = "", false
-		c.session = 0 // forces a fresh join
-		c.mu.Unlock()
+		c.drop("election znode " + path + " vanished")
 		return
 	}
 	if i > 0 {
@@ -583,10 +703,10 @@ func (c *Coordinator) elect(w *watches) {
 		c.setLeader(false, 0)
 		return
 	}
-	start := time.Now()
+	start := c.now()
 	ok, st, err := c.conn.Exists(path)
-	if err != nil || !ok {
-		return
+	if err != nil || !ok || st.EphemeralOwner != s || c.conn.SessionID() != s || c.expiries.Load() != exp {
+		return // the heartbeat or live() sort it out
 	}
 	c.mu.Lock()
 	c.leaseUntil = start.Add(c.cfg.SessionTimeout / 2)
@@ -614,33 +734,6 @@ func (c *Coordinator) setLeader(on bool, epoch int64) {
 		c.log.Info("stepped down as leader", "node", c.cfg.Self.ID)
 		c.m.leader.Set(0)
 	}
-}
-
-// heartbeat renews the leader's lease: ZooKeeper heard from this session at
-// or after start, so the session cannot expire before start+timeout; the
-// lease ends halfway there.
-func (c *Coordinator) heartbeat() {
-	c.mu.Lock()
-	path, leader := c.electPath, c.leader
-	c.mu.Unlock()
-	if !leader || path == "" {
-		return
-	}
-	start := time.Now()
-	ok, _, err := c.conn.Exists(path)
-	if err != nil {
-		return
-	}
-	if !ok {
-		c.setLeader(false, 0)
-		c.mu.Lock()
-		c.session = 0 // our election znode is gone: rejoin
-		c.mu.Unlock()
-		return
-	}
-	c.mu.Lock()
-	c.leaseUntil = start.Add(c.cfg.SessionTimeout / 2)
-	c.mu.Unlock()
 }
 
 // lead writes a new assignment when this node is the acting leader and the
@@ -692,10 +785,7 @@ func (c *Coordinator) lead() {
 	}
 	if len(res) > 0 && errors.Is(res[0].Error, zk.ErrNoNode) {
 		c.log.Warn("assignment write fenced: no longer leader", "epoch", a.Epoch)
-		c.setLeader(false, 0)
-		c.mu.Lock()
-		c.session = 0
-		c.mu.Unlock()
+		c.drop("election znode " + electPath + " gone")
 		return
 	}
 	c.log.Info("assignment write failed; rereading", "err", err)
@@ -706,7 +796,7 @@ func (c *Coordinator) lead() {
 
 type coordMetrics struct {
 	session, leader, epoch, generation, members prometheus.Gauge
-	writes                                      prometheus.Counter
+	writes, losses                              prometheus.Counter
 }
 
 func newCoordMetrics(reg prometheus.Registerer) (*coordMetrics, error) {
@@ -721,9 +811,11 @@ func newCoordMetrics(reg prometheus.Registerer) (*coordMetrics, error) {
 		members:    g("squall_cluster_members", "Live members seen in ZooKeeper."),
 		writes: prometheus.NewCounter(prometheus.CounterOpts{Name: "squall_assignment_writes_total",
 			Help: "Assignments written by this node as leader."}),
+		losses: prometheus.NewCounter(prometheus.CounterOpts{Name: "squall_zk_session_losses_total",
+			Help: "ZooKeeper sessions this node joined with and lost (expired, replaced or lease lapsed)."}),
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.session, m.leader, m.epoch, m.generation, m.members, m.writes} {
+		for _, col := range []prometheus.Collector{m.session, m.leader, m.epoch, m.generation, m.members, m.writes, m.losses} {
 			if err := reg.Register(col); err != nil {
 				return nil, fmt.Errorf("cluster: register metrics: %w", err)
 			}

@@ -19,11 +19,54 @@ type recorder struct {
 	mu      sync.Mutex
 	applied []*Assignment
 	lost    int
+	events  []string // "apply" and "lost", in order, with the Status then
+	status  func() (bool, string)
+	onLost  func() // called in SessionLost, if set
 }
 
-func (r *recorder) Apply(a *Assignment)              { r.mu.Lock(); r.applied = append(r.applied, a); r.mu.Unlock() }
-func (r *recorder) SessionLost()                     { r.mu.Lock(); r.lost++; r.mu.Unlock() }
+func (r *recorder) Apply(a *Assignment) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applied = append(r.applied, a)
+	r.events = append(r.events, "apply"+r.statusLocked())
+}
+
+func (r *recorder) SessionLost() {
+	r.mu.Lock()
+	r.lost++
+	r.events = append(r.events, "lost"+r.statusLocked())
+	hook := r.onLost
+	r.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+}
+
+// statusLocked describes the coordinator's Status, if known.
+func (r *recorder) statusLocked() string {
+	if r.status == nil {
+		return ""
+	}
+	if joined, reason := r.status(); !joined {
+		return " (" + reason + ")"
+	}
+	return " (joined)"
+}
+
 func (r *recorder) MembersChanged(map[string]Member) {}
+
+// since returns the events after the first n.
+func (r *recorder) since(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.events[n:]...)
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.events)
+}
 
 func (r *recorder) last() *Assignment {
 	r.mu.Lock()
@@ -34,18 +77,25 @@ func (r *recorder) last() *Assignment {
 	return r.applied[len(r.applied)-1]
 }
 
-func startCoord(t *testing.T, zkAddr, cluster, id string, digest string) (*Coordinator, *recorder) {
+func startCoord(t *testing.T, zkAddr, cluster, id string, digest string, opts ...func(*Config)) (*Coordinator, *recorder) {
 	t.Helper()
 	r := &recorder{}
-	c, err := Start(Config{
+	cfg := Config{
 		Servers: []string{zkAddr}, Cluster: cluster, SessionTimeout: 3 * time.Second,
 		Self:       Member{ID: id, RemoteAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", Version: "test"},
 		Partitions: 16, Digest: digest, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, r)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := Start(cfg, r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	r.mu.Lock()
+	r.status = c.Status
+	r.mu.Unlock()
 	return c, r
 }
 
@@ -68,6 +118,11 @@ func agreed(t *testing.T, cs []*Coordinator, rs []*recorder, ids ...string) *Ass
 		}
 		for _, r := range rs {
 			if l := r.last(); l == nil || l.Generation != a.Generation || l.Epoch != a.Epoch {
+				return false
+			}
+		}
+		for _, c := range cs {
+			if joined, _ := c.Status(); !joined {
 				return false
 			}
 		}
