@@ -23,8 +23,9 @@ type Config struct {
 	// partition served from the start.
 	Clustered bool
 	// AwaitHandoff bounds how long an acquired partition holds its events
-	// waiting for the previous owner's state before it starts empty.
-	// Default 15s.
+	// waiting for the previous owner's state before it starts empty; 0
+	// sets no bound: the caller ends the wait with Restore (a clustered
+	// node's partition lifecycle does). Default 15s.
 	AwaitHandoff time.Duration
 	// Shape is the window shape of every key. Default window.DefaultShape().
 	Shape window.Shape
@@ -96,8 +97,8 @@ func (c *Config) Validate() error {
 	if c.MaxKeys < 1 {
 		errs = append(errs, fmt.Errorf("max-keys %d: must be positive", c.MaxKeys))
 	}
-	if c.AwaitHandoff <= 0 {
-		errs = append(errs, fmt.Errorf("await-handoff %s: must be positive", c.AwaitHandoff))
+	if c.AwaitHandoff < 0 {
+		errs = append(errs, fmt.Errorf("await-handoff %s: must not be negative", c.AwaitHandoff))
 	}
 	if c.TickInterval <= 0 {
 		errs = append(errs, fmt.Errorf("tick-interval %s: must be positive", c.TickInterval))

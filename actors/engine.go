@@ -39,6 +39,9 @@ var (
 	ErrNotFound = errors.New("actors: key has no live actor")
 	// ErrNotOwned is returned for a partition this node does not serve.
 	ErrNotOwned = errors.New("actors: partition not served by this node")
+	// ErrNotAwaiting refuses a handoff chunk for a partition that is not
+	// waiting for one (it serves already).
+	ErrNotAwaiting = errors.New("actors: partition not awaiting a handoff")
 )
 
 // Result is what became of one submitted event.

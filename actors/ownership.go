@@ -51,7 +51,7 @@ func (e *Engine) Acquire(p int32, await bool) (bool, error) {
 	pid := e.spawn(p, await)
 	e.pids[p] = pid
 	e.metrics.owned.Inc()
-	if await {
+	if await && e.cfg.AwaitHandoff > 0 {
 		e.timers = append(e.timers, time.AfterFunc(e.cfg.AwaitHandoff, func() { e.system.Root.Send(pid, awaitExpired{}) }))
 	}
 	return true, nil
@@ -83,8 +83,10 @@ func (e *Engine) Release(ctx context.Context, p int32) ([]KeySnapshot, error) {
 }
 
 // Restore loads a chunk of partition p's state, handed over by its
-// previous owner; last ends p's wait for it. A key already live here is
-// replaced. p must be served (Acquire) first, else ErrNotOwned.
+// previous owner; last ends p's wait for it. p must be awaiting its state
+// (Acquire with await): a partition that serves already refuses it with
+// ErrNotAwaiting, so that state it has applied is never overwritten; one
+// not served refuses it with ErrNotOwned.
 func (e *Engine) Restore(ctx context.Context, p int32, keys []KeySnapshot, last bool) error {
 	if p < 0 || int(p) >= e.cfg.Partitions {
 		return fmt.Errorf("actors: partition %d out of range", p)

@@ -150,6 +150,10 @@ func (p *partition) serve(handedOver bool) {
 }
 
 func (p *partition) restore(m *restore) error {
+	if !p.awaiting {
+		p.e.metrics.handoffs.WithLabelValues("in", "refused").Inc()
+		return fmt.Errorf("%w: partition %d", ErrNotAwaiting, p.id)
+	}
 	for _, ks := range m.keys {
 		w := window.New(&p.e.cfg.Shape)
 		if err := w.UnmarshalBinary(ks.Window); err != nil {

@@ -132,7 +132,8 @@ type Cluster struct {
 	Leader     string `json:"leader"`
 	Epoch      int64  `json:"epoch"`
 	Generation int64  `json:"generation"`
-	Partitions int    `json:"partitions"`
+	// PartitionCount is the number of key partitions.
+	PartitionCount int `json:"partition_count"`
 	// Serving lists the partitions this node serves right now.
 	Serving []int32 `json:"serving"`
 	// Connected is false while the node has no ZooKeeper session.
@@ -143,6 +144,23 @@ type Cluster struct {
 	// Sources lists this node's Kafka source actors (with Kafka only):
 	// state ("starting", "replaying", "live"), offsets and lag.
 	Sources []SourceStatus `json:"sources,omitempty"`
+	// Partitions lists the partitions this node holds in any
+	// lifecycle state (acquiring, replaying, serving, releasing), with the
+	// token of the grant it holds them under.
+	Partitions []PartitionState `json:"partitions"`
+	// Ready is what /readyz answers: the node is a member and serves every
+	// partition the newest assignment gives it; NotReadyReason says why not.
+	Ready          bool   `json:"ready"`
+	NotReadyReason string `json:"not_ready_reason"`
+}
+
+// PartitionState is a partition's lifecycle state on a node.
+type PartitionState struct {
+	Partition int32 `json:"partition"`
+	// State is "acquiring", "replaying", "serving" or "releasing".
+	State string `json:"state"`
+	// Token is the grant's "epoch/generation".
+	Token string `json:"token"`
 }
 
 // SourceStatus is one Kafka partition consumed by this node. Offsets are

@@ -34,7 +34,7 @@ func settled(docs []*api.Cluster, want int) bool {
 	}
 	gen := docs[0].Generation
 	for _, d := range docs {
-		if d == nil || len(d.Members) != want || d.Generation != gen || len(d.Assignment) != d.Partitions {
+		if d == nil || len(d.Members) != want || d.Generation != gen || len(d.Assignment) != d.PartitionCount {
 			return false
 		}
 		owned := map[string]int{}
@@ -46,7 +46,7 @@ func settled(docs []*api.Cluster, want int) bool {
 			return false
 		}
 		for _, n := range owned {
-			if n < d.Partitions/want || n > (d.Partitions+want-1)/want {
+			if n < d.PartitionCount/want || n > (d.PartitionCount+want-1)/want {
 				return false
 			}
 		}

@@ -85,9 +85,11 @@ type Server struct {
 	gather  prometheus.Gatherer
 	log     *slog.Logger
 	ready   atomic.Bool
-	mux     *http.ServeMux
-	bufs    sync.Pool
-	ingests chan struct{} // one token per ingest request in progress
+	// readiness, when set, is asked by /readyz once ready is set.
+	readiness func() (bool, string)
+	mux       *http.ServeMux
+	bufs      sync.Pool
+	ingests   chan struct{} // one token per ingest request in progress
 }
 
 // New returns a Server; it is not ready (503 on ingest and /readyz) until
@@ -114,6 +116,11 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 
 // SetReady marks the node ready (or not) to take events.
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+// SetReadiness sets a check /readyz makes once the node is ready (SetReady):
+// a clustered node is ready only while it is a member and serves every
+// partition it is assigned; reason says why not. Call it before serving.
+func (s *Server) SetReadiness(check func() (ok bool, reason string)) { s.readiness = check }
 
 // Handler returns the API's handler, for an http.Server or httptest.
 func (s *Server) Handler() http.Handler {
@@ -163,6 +170,13 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: "not ready"})
 		return
+	}
+	if s.readiness != nil {
+		if ok, why := s.readiness(); !ok {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: "not ready: " + why})
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

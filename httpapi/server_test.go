@@ -33,7 +33,7 @@ func (b backend) List(ctx context.Context, prefix string, limit int, _ bool) (*a
 }
 
 func (b backend) Cluster(context.Context) (*api.Cluster, error) {
-	return &api.Cluster{Cluster: "standalone", Self: "n1", Leader: "n1", Partitions: b.Partitions()}, nil
+	return &api.Cluster{Cluster: "standalone", Self: "n1", Leader: "n1", PartitionCount: b.Partitions()}, nil
 }
 
 func (b backend) Alerts(_ context.Context, cluster bool) (*api.Alerts, error) {

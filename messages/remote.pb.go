@@ -86,7 +86,7 @@ func (x Refused_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Refused_Reason.Descriptor instead.
 func (Refused_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_messages_remote_proto_rawDescGZIP(), []int{9, 0}
+	return file_messages_remote_proto_rawDescGZIP(), []int{10, 0}
 }
 
 // ForwardRequest carries events routed to the node that owns their
@@ -566,7 +566,16 @@ type HandoffRequest struct {
 	// keys are this chunk's keys.
 	Keys []*KeySnapshot `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
 	// last marks the final chunk of the partition.
-	Last          bool `protobuf:"varint,5,opt,name=last,proto3" json:"last,omitempty"`
+	Last bool `protobuf:"varint,5,opt,name=last,proto3" json:"last,omitempty"`
+	// chunk numbers the chunks of one handoff from 0: a chunk 0 starts the
+	// handoff afresh (a sender that retries sends every chunk again).
+	Chunk int32 `protobuf:"varint,6,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// cover states what the handed-over state covers in the partition's log;
+	// absent when the sender cannot vouch for it (no log, or its final commit
+	// did not land). The receiver lays the state over nothing: it takes it
+	// only if the progress record it claims is exactly this one, else it
+	// rebuilds the partition from the log.
+	Cover         *Cover `protobuf:"bytes,7,opt,name=cover,proto3" json:"cover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,6 +645,77 @@ func (x *HandoffRequest) GetLast() bool {
 	return false
 }
 
+func (x *HandoffRequest) GetChunk() int32 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *HandoffRequest) GetCover() *Cover {
+	if x != nil {
+		return x.Cover
+	}
+	return nil
+}
+
+// Cover is the log position a partition's handed-over state is exact at.
+type Cover struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// offset: every record of the partition below it, and none at or above
+	// it, is in the state.
+	Offset int64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// version is the ZooKeeper version of the partition's progress record
+	// that the sender's final commit wrote.
+	Version       int32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cover) Reset() {
+	*x = Cover{}
+	mi := &file_messages_remote_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cover) ProtoMessage() {}
+
+func (x *Cover) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_remote_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cover.ProtoReflect.Descriptor instead.
+func (*Cover) Descriptor() ([]byte, []int) {
+	return file_messages_remote_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Cover) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Cover) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 // HandoffResponse answers a HandoffRequest.
 type HandoffResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -647,7 +727,7 @@ type HandoffResponse struct {
 
 func (x *HandoffResponse) Reset() {
 	*x = HandoffResponse{}
-	mi := &file_messages_remote_proto_msgTypes[8]
+	mi := &file_messages_remote_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +739,7 @@ func (x *HandoffResponse) String() string {
 func (*HandoffResponse) ProtoMessage() {}
 
 func (x *HandoffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_remote_proto_msgTypes[8]
+	mi := &file_messages_remote_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +752,7 @@ func (x *HandoffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffResponse.ProtoReflect.Descriptor instead.
 func (*HandoffResponse) Descriptor() ([]byte, []int) {
-	return file_messages_remote_proto_rawDescGZIP(), []int{8}
+	return file_messages_remote_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HandoffResponse) GetError() string {
@@ -695,7 +775,7 @@ type Refused struct {
 
 func (x *Refused) Reset() {
 	*x = Refused{}
-	mi := &file_messages_remote_proto_msgTypes[9]
+	mi := &file_messages_remote_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +787,7 @@ func (x *Refused) String() string {
 func (*Refused) ProtoMessage() {}
 
 func (x *Refused) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_remote_proto_msgTypes[9]
+	mi := &file_messages_remote_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +800,7 @@ func (x *Refused) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refused.ProtoReflect.Descriptor instead.
 func (*Refused) Descriptor() ([]byte, []int) {
-	return file_messages_remote_proto_rawDescGZIP(), []int{9}
+	return file_messages_remote_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Refused) GetReason() Refused_Reason {
@@ -770,7 +850,7 @@ const file_messages_remote_proto_rawDesc = "" +
 	"\factivated_ms\x18\x03 \x01(\x03R\vactivatedMs\x12\"\n" +
 	"\rlast_event_ms\x18\x04 \x01(\x03R\vlastEventMs\x12\x18\n" +
 	"\aoffsets\x18\x05 \x03(\x03R\aoffsets\x12\x18\n" +
-	"\ahandler\x18\x06 \x01(\fR\ahandler\"\xa8\x01\n" +
+	"\ahandler\x18\x06 \x01(\fR\ahandler\"\xec\x01\n" +
 	"\x0eHandoffRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1e\n" +
@@ -778,7 +858,12 @@ const file_messages_remote_proto_rawDesc = "" +
 	"generation\x18\x03 \x01(\x03R\n" +
 	"generation\x120\n" +
 	"\x04keys\x18\x04 \x03(\v2\x1c.squall.messages.KeySnapshotR\x04keys\x12\x12\n" +
-	"\x04last\x18\x05 \x01(\bR\x04last\"'\n" +
+	"\x04last\x18\x05 \x01(\bR\x04last\x12\x14\n" +
+	"\x05chunk\x18\x06 \x01(\x05R\x05chunk\x12,\n" +
+	"\x05cover\x18\a \x01(\v2\x16.squall.messages.CoverR\x05cover\"9\n" +
+	"\x05Cover\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\"'\n" +
 	"\x0fHandoffResponse\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\"\xb1\x01\n" +
 	"\aRefused\x127\n" +
@@ -803,7 +888,7 @@ func file_messages_remote_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_remote_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_messages_remote_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_messages_remote_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_messages_remote_proto_goTypes = []any{
 	(Refused_Reason)(0),      // 0: squall.messages.Refused.Reason
 	(*ForwardRequest)(nil),   // 1: squall.messages.ForwardRequest
@@ -814,17 +899,19 @@ var file_messages_remote_proto_goTypes = []any{
 	(*ListResponse)(nil),     // 6: squall.messages.ListResponse
 	(*KeySnapshot)(nil),      // 7: squall.messages.KeySnapshot
 	(*HandoffRequest)(nil),   // 8: squall.messages.HandoffRequest
-	(*HandoffResponse)(nil),  // 9: squall.messages.HandoffResponse
-	(*Refused)(nil),          // 10: squall.messages.Refused
+	(*Cover)(nil),            // 9: squall.messages.Cover
+	(*HandoffResponse)(nil),  // 10: squall.messages.HandoffResponse
+	(*Refused)(nil),          // 11: squall.messages.Refused
 }
 var file_messages_remote_proto_depIdxs = []int32{
 	7, // 0: squall.messages.HandoffRequest.keys:type_name -> squall.messages.KeySnapshot
-	0, // 1: squall.messages.Refused.reason:type_name -> squall.messages.Refused.Reason
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	9, // 1: squall.messages.HandoffRequest.cover:type_name -> squall.messages.Cover
+	0, // 2: squall.messages.Refused.reason:type_name -> squall.messages.Refused.Reason
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_messages_remote_proto_init() }
@@ -838,7 +925,7 @@ func file_messages_remote_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_remote_proto_rawDesc), len(file_messages_remote_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sort"
 	"strconv"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/cluster"
 	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/ownership"
 	"github.com/squallhq/squall/transport"
 )
 
@@ -42,123 +42,46 @@ type clustered struct {
 	tr    *transport.Transport
 	route atomic.Pointer[routes]
 
-	mu      sync.Mutex // serialises Apply's ownership changes
-	members map[string]cluster.Member
+	lc *lifecycle
 
-	moves  sync.WaitGroup // handoffs in flight
-	async  chan struct{}  // bounds SubmitAsync goroutines
+	mu       sync.Mutex // serialises the coordinator's calls
+	members  map[string]cluster.Member
+	assigned *cluster.Assignment // newest applied; nil after a session loss
+
+	async  chan struct{} // bounds SubmitAsync goroutines
 	asyncs sync.WaitGroup
 }
 
 func (c *clustered) self() string { return c.n.cfg.NodeID }
 
-// Apply implements cluster.Listener: serve what the assignment gives this
-// node, hand over what it takes away.
+// Apply implements cluster.Listener: the routes follow the newest
+// assignment at once; each partition's lifecycle acts on it (acquire what
+// it grants, release what it takes away).
 func (c *clustered) Apply(a *cluster.Assignment) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.route.Load()
 	c.route.Store(&routes{gen: a.Generation, owners: a.Owners, addrs: old.addrs})
-	owned := map[int32]bool{}
-	for _, p := range c.n.engine.Owned() {
-		owned[p] = true
-	}
-	for i, owner := range a.Owners {
-		p := int32(i)
-		switch {
-		case owner == c.self() && !owned[p]:
-			from := a.MovedFrom(p)
-			await := from != "" && from != c.self()
-			if _, err := c.n.engine.Acquire(p, await); err != nil {
-				c.n.log.Error("acquire partition", "partition", p, "err", err)
-			}
-		case owner != c.self() && owned[p]:
-			c.moves.Add(1)
-			go c.handOver(p, owner, a.Generation)
+	c.assigned = a
+	c.lc.assign(a, c.self(), c.members)
+	mine := 0
+	for _, o := range a.Owners {
+		if o == c.self() {
+			mine++
 		}
 	}
 	c.n.log.Info("applied assignment", "epoch", a.Epoch, "generation", a.Generation,
-		"leader", a.Leader, "owned", len(c.n.engine.Owned()))
+		"leader", a.Leader, "assigned", mine)
 }
 
-// handOver releases partition p and sends its keys to its new owner,
-// retrying while the owner is unreachable, for up to AwaitHandoff.
-func (c *clustered) handOver(p int32, to string, gen int64) {
-	defer c.moves.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), c.n.cfg.AwaitHandoff)
-	defer cancel()
-	if k := c.n.kafka; k != nil {
-		// Stop consuming first: the source commits every record applied, so
-		// the new owner starts where this one stopped.
-		if err := k.stop(ctx, p); err != nil {
-			c.n.log.Error("stopping the source of a moving partition", "partition", p, "err", err)
-		}
-	}
-	snaps, err := c.n.engine.Release(ctx, p)
-	if err != nil {
-		if !errors.Is(err, actors.ErrNotOwned) {
-			c.n.log.Error("release partition", "partition", p, "err", err)
-		}
-		return
-	}
-	for attempt := 0; ; attempt++ {
-		rt := c.route.Load()
-		if rt.owners[p] == c.self() {
-			// A newer assignment gave it back to this node meanwhile: keep the
-			// state here, unless the partition already serves again (then it
-			// started afresh or by replay, and the snapshot must not be laid
-			// over what it applied since).
-			if ok, err := c.n.engine.Acquire(p, true); err == nil && ok {
-				err = c.n.engine.Restore(ctx, p, snaps, true)
-				c.n.log.Info("partition came back during its handoff; state kept", "partition", p, "err", err)
-			} else {
-				c.n.log.Warn("partition came back during its handoff and already serves: snapshot dropped", "partition", p, "keys", len(snaps))
-			}
-			return
-		}
-		if owner := rt.owners[p]; owner != to && owner != "" && owner != c.self() {
-			// A newer assignment moved it on (the first new owner died, say):
-			// the state goes to whoever owns it now.
-			c.n.log.Info("handoff target changed", "partition", p, "from", to, "to", owner)
-			to, gen = owner, rt.gen
-		}
-		addr := rt.addrs[to]
-		err = errors.New("new owner not among the members")
-		if addr != "" {
-			err = c.tr.Handoff(ctx, to, addr, p, gen, snaps)
-		}
-		if err == nil {
-			level := slog.LevelInfo
-			if len(snaps) == 0 {
-				level = slog.LevelDebug
-			}
-			c.n.log.Log(ctx, level, "handed partition over", "partition", p, "to", to, "keys", len(snaps))
-			return
-		}
-		select {
-		case <-ctx.Done():
-			c.n.log.Error("handoff failed: partition state lost", "partition", p, "to", to, "keys", len(snaps), "err", err)
-			return
-		case <-time.After(min(50*time.Millisecond<<attempt, time.Second)):
-		}
-	}
-}
-
-// SessionLost implements cluster.Listener: drop every partition; the
-// leader gives them to others, who start them empty.
+// SessionLost implements cluster.Listener: every partition is dropped at
+// once — no commit, no handoff — because the leader gives them to others;
+// the routes know no owner until the next assignment.
 func (c *clustered) SessionLost() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, p := range c.n.engine.Owned() {
-		if k := c.n.kafka; k != nil {
-			if err := k.stop(context.Background(), p); err != nil {
-				c.n.log.Error("stopping a source", "partition", p, "err", err)
-			}
-		}
-		if _, err := c.n.engine.Release(context.Background(), p); err != nil {
-			c.n.log.Error("drop partition", "partition", p, "err", err)
-		}
-	}
+	c.assigned = nil
+	c.lc.sessionLost()
 	old := c.route.Load()
 	c.route.Store(&routes{gen: old.gen, owners: make([]string, c.n.cfg.Partitions), addrs: old.addrs})
 }
@@ -192,20 +115,13 @@ func (c *clustered) List(ctx context.Context, prefix string, limit int) (*api.Ke
 }
 
 // Handoff implements transport.Handler: a chunk of a partition's state
-// from its previous owner. It may arrive before this node has applied the
-// assignment that gives it the partition; it then starts awaiting.
-func (c *clustered) Handoff(ctx context.Context, from string, p int32, gen int64, keys []actors.KeySnapshot, last bool) error {
-	// Take it if this node owns p, or if the sender acts on an assignment
-	// newer than the one applied here (it will give p to this node). A
-	// stale handoff is refused: its sender retries with the newest owner.
-	if rt := c.route.Load(); rt.owners[p] != c.self() && gen <= rt.gen {
-		return fmt.Errorf("%w: partition %d is %s's in generation %d (handoff of generation %d)",
-			ErrNotOwner, p, rt.owners[p], rt.gen, gen)
-	}
-	if _, err := c.n.engine.Acquire(p, true); err != nil {
-		return err
-	}
-	return c.n.engine.Restore(ctx, p, keys, last)
+// from its previous owner, for the partition's lifecycle, which holds it
+// while it acquires the partition and refuses it otherwise. It may arrive
+// before this node has applied the assignment that gives it the
+// partition: it is held if its sender acts on a newer assignment.
+func (c *clustered) Handoff(ctx context.Context, ch *transport.HandoffChunk) error {
+	newer := ch.Generation > c.route.Load().gen
+	return c.lc.handoff(ctx, ch, newer)
 }
 
 // routeDeadline bounds how long an event waits for its partition to have
@@ -324,6 +240,8 @@ func (c *clustered) get(ctx context.Context, key string) (*api.KeyState, error) 
 		var st *api.KeyState
 		var err error
 		switch {
+		case owner == c.self() && !c.serves(cluster.Partition(key, c.n.cfg.Partitions)):
+			err = errNotServing
 		case owner == c.self():
 			st, err = c.n.engine.Get(ctx, key)
 		case owner == "" || rt.addrs[owner] == "":
@@ -340,6 +258,34 @@ func (c *clustered) get(ctx context.Context, key string) (*api.KeyState, error) 
 		case <-time.After(min(10*time.Millisecond<<attempt, 500*time.Millisecond)):
 		}
 	}
+}
+
+// errNotServing: the partition is this node's but not served yet (it is
+// acquired or replayed), or the node's lease has lapsed; a read waits.
+var errNotServing = errors.New("node: partition not served yet")
+
+// serves reports whether this node may answer for partition p now: it
+// serves p and its ZooKeeper lease is valid (a node that was paused or cut
+// off must not answer from state another node may have taken over).
+func (c *clustered) serves(p int32) bool {
+	return c.coord.LeaseValid(time.Now()) && c.lc.state(p).State == ownership.Serving
+}
+
+// ready is the cluster part of /readyz.
+func (c *clustered) ready() (bool, string) {
+	if joined, why := c.coord.Status(); !joined {
+		return false, why
+	}
+	c.mu.Lock()
+	a := c.assigned
+	c.mu.Unlock()
+	if a == nil {
+		return false, "waiting for an assignment"
+	}
+	if ok, missing := c.lc.serving(a.Owners, c.self()); !ok {
+		return false, fmt.Sprintf("%d assigned partitions not served yet", missing)
+	}
+	return true, ""
 }
 
 // list merges the live keys of every member.
@@ -372,7 +318,7 @@ func (c *clustered) describe() *api.Cluster {
 	v := c.coord.View()
 	doc := &api.Cluster{
 		Cluster: c.n.cfg.Cluster, Self: c.self(), Leader: v.Leader, Epoch: v.Epoch,
-		Partitions: c.n.cfg.Partitions, Assignment: map[string]string{}, Peers: c.tr.Peers(),
+		PartitionCount: c.n.cfg.Partitions, Assignment: map[string]string{}, Peers: c.tr.Peers(),
 		Members: []api.Member{},
 	}
 	owned := map[string][]int32{}
@@ -388,7 +334,19 @@ func (c *clustered) describe() *api.Cluster {
 			Version: m.Version, Partitions: append([]int32{}, owned[m.ID]...)})
 	}
 	sort.Slice(doc.Members, func(i, j int) bool { return doc.Members[i].ID < doc.Members[j].ID })
-	doc.Serving = c.n.engine.Owned()
+	for _, ps := range c.lc.describe() {
+		doc.Partitions = append(doc.Partitions, ps)
+		if ps.State == "serving" && c.coord.LeaseValid(time.Now()) {
+			doc.Serving = append(doc.Serving, ps.Partition)
+		}
+	}
+	if doc.Serving == nil {
+		doc.Serving = []int32{}
+	}
+	if doc.Partitions == nil {
+		doc.Partitions = []api.PartitionState{}
+	}
+	doc.Ready, doc.NotReadyReason = c.ready()
 	doc.Connected = v.Connected
 	return doc
 }
@@ -400,19 +358,15 @@ func (c *clustered) leave(ctx context.Context) error {
 		return nil // nobody to hand over to
 	}
 	c.coord.Leave()
-	for len(c.n.engine.Owned()) > 0 {
+	for {
+		held := len(c.lc.describe())
+		if held == 0 {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("leaving: %d partitions not handed over: %w", len(c.n.engine.Owned()), ctx.Err())
+			return fmt.Errorf("leaving: %d partitions not handed over: %w", held, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
-	}
-	done := make(chan struct{})
-	go func() { c.moves.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("leaving: handoffs unfinished: %w", ctx.Err())
 	}
 }

@@ -32,9 +32,7 @@ type kafkaSide struct {
 
 	results sync.Pool // *[]actors.Result for Apply
 
-	mu      sync.Mutex
-	serving map[int32]bool // partitions whose source runs
-	ready   chan struct{}  // closed once n.engine is set
+	ready chan struct{} // closed once n.engine is set
 }
 
 func (n *Node) kafkaConfig() source.Config {
@@ -64,7 +62,7 @@ func (k *kafkaSide) partitions() (int, error) {
 }
 
 func (n *Node) startKafka() error {
-	k := &kafkaSide{n: n, serving: map[int32]bool{}, ready: make(chan struct{}),
+	k := &kafkaSide{n: n, ready: make(chan struct{}),
 		results: sync.Pool{New: func() any { return new([]actors.Result) }},
 		misrouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "squall_kafka_misrouted_events_total",
 			Help: "Events read from a partition other than their key's (a producer not using murmur2), forwarded to the key's owner."})}
@@ -81,6 +79,11 @@ func (n *Node) startKafka() error {
 	if n.alerts != nil {
 		kc.CommitHold = n.alerts.out.Hold // undelivered alerts are replayed
 	}
+	if n.cfg.ZK != "" {
+		// In a cluster, progress is committed to ZooKeeper, fenced by the
+		// partition's lifecycle; sources are started by it too.
+		kc.Store, kc.OnLive = k, k.onLive
+	}
 	if k.src, err = source.New(kc, k); err != nil {
 		return fmt.Errorf("--kafka-brokers %s: %w", n.cfg.KafkaBrokers, err)
 	}
@@ -94,32 +97,21 @@ func (n *Node) startKafka() error {
 	return nil
 }
 
-// onServe starts the source of a partition the engine starts serving: from
-// the previous owner's last commit when it handed the state over, else by
+// onServe starts the source of a partition a standalone engine serves, by
 // replay from the restore offset of the last commit.
-func (k *kafkaSide) onServe(p int32, handedOver bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.serving[p] {
-		return
-	}
-	k.serving[p] = true
-	k.src.Start(p, source.StartFrom{Handoff: handedOver, Offset: -1})
+func (k *kafkaSide) onServe(p int32, _ bool) {
+	k.src.Start(p, source.StartFrom{Offset: -1})
 }
 
-// stop stops partition p's source, committing what was applied, before
-// the partition is released.
-func (k *kafkaSide) stop(ctx context.Context, p int32) error {
-	k.mu.Lock()
-	running := k.serving[p]
-	delete(k.serving, p)
-	k.mu.Unlock()
-	if !running {
-		return nil
-	}
-	_, err := k.src.Stop(ctx, p)
-	return err
+// Commit implements source.Store for a clustered node: progress goes to
+// ZooKeeper, fenced by each partition's claim.
+func (k *kafkaSide) Commit(ctx context.Context, ps []source.Progress) []error {
+	return k.n.cl.lc.commit(ctx, ps)
 }
+
+// onLive tells a clustered node's partition lifecycle that p's source has
+// caught up.
+func (k *kafkaSide) onLive(p int32) { k.n.cl.lc.live(p) }
 
 // Apply implements source.Sink.
 func (k *kafkaSide) Apply(ctx context.Context, p int32, evs []event.Event, offsets []int64, replay bool) error {

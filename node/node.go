@@ -94,8 +94,11 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	ec := n.cfg.engineConfig()
 	ec.Logger = log
 	ec.Registerer = n.reg
-	if n.kafka != nil {
+	if n.kafka != nil && cfg.ZK == "" {
 		ec.OnServe = n.kafka.onServe
+	}
+	if cfg.ZK != "" {
+		ec.AwaitHandoff = 0 // each partition's lifecycle ends its wait
 	}
 	if n.alerts != nil {
 		ec.Handler, ec.Sink = n.alerts.h, n.alerts.sink
@@ -131,6 +134,9 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	n.api = httpapi.New(hc, n, n.in, n.reg, log)
 	n.srv = httpapi.NewHTTPServer(hc, n.api.Handler(), log)
 	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
+	if n.cl != nil {
+		n.api.SetReadiness(n.cl.ready)
+	}
 	n.api.SetReady(true)
 	remote := ""
 	if n.cl != nil {
@@ -281,7 +287,7 @@ func (n *Node) teardown() {
 			n.cl.coord.Close()
 		}
 		n.cl.asyncs.Wait()
-		n.cl.moves.Wait()
+		n.cl.lc.close()
 		if n.cl.tr != nil {
 			n.cl.tr.Close()
 		}
@@ -330,14 +336,16 @@ func (n *Node) Cluster(context.Context) (*api.Cluster, error) {
 		return doc, nil
 	}
 	parts := make([]int32, n.cfg.Partitions)
+	states := make([]api.PartitionState, n.cfg.Partitions)
 	assign := make(map[string]string, n.cfg.Partitions)
 	for i := range parts {
 		parts[i] = int32(i)
+		states[i] = api.PartitionState{Partition: int32(i), State: "serving", Token: "0/0"}
 		assign[strconv.Itoa(i)] = n.cfg.NodeID
 	}
 	return &api.Cluster{
 		Cluster: "standalone", Self: n.cfg.NodeID, Leader: n.cfg.NodeID, Epoch: 0,
-		Partitions: n.cfg.Partitions, Serving: parts, Connected: true,
+		PartitionCount: n.cfg.Partitions, Serving: parts, Partitions: states, Connected: true, Ready: true,
 		Members: []api.Member{{ID: n.cfg.NodeID, HTTPAddr: n.HTTPAddr(), Version: Version,
 			Partitions: parts}},
 		Assignment: assign,

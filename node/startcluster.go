@@ -16,6 +16,10 @@ import (
 func (n *Node) startCluster() error {
 	cl := &clustered{n: n, async: make(chan struct{}, 256)}
 	cl.route.Store(&routes{owners: make([]string, n.cfg.Partitions), addrs: map[string]string{}})
+	cl.lc = newLifecycle(cl)
+	if err := cl.lc.m.register(n.reg); err != nil {
+		return err
+	}
 	n.cl = cl
 	tc := transport.DefaultConfig()
 	tc.NodeID = n.cfg.NodeID
@@ -28,6 +32,7 @@ func (n *Node) startCluster() error {
 			return err
 		}
 	}
+	cl.lc.start()
 	tr, err := transport.Start(tc, cl)
 	if err != nil {
 		return err
@@ -46,6 +51,7 @@ func (n *Node) startCluster() error {
 		return fmt.Errorf("--zk %s: %w", n.cfg.ZK, err)
 	}
 	cl.coord = coord
+	cl.lc.coordReady()
 	return nil
 }
 

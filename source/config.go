@@ -25,6 +25,9 @@ var (
 	// ErrTopicNotFound means the topic does not exist on the brokers. It is
 	// wrapped with the topic's name.
 	ErrTopicNotFound = errors.New("source: topic not found")
+	// ErrFenced means a Store refused a partition's commit because another
+	// node owns the partition now: nothing more may be committed for it.
+	ErrFenced = errors.New("source: partition fenced by a newer owner")
 	// ErrConfig means a Config is invalid; it is wrapped with the field.
 	ErrConfig = errors.New("source: invalid config")
 )
@@ -65,6 +68,17 @@ type Config struct {
 	// starting point) is not held. Called on the partition's goroutine;
 	// must be cheap. Default nil.
 	CommitHold func(p int32) (offset int64, ok bool)
+	// Store, when set, is where a partition's progress is committed first,
+	// fenced against other owners (a cluster keeps it in ZooKeeper); the
+	// group's offsets are then committed too, for monitoring (lag tools)
+	// only, and a commit the Store refuses is not made to the group.
+	// Default nil: the group's committed offsets are the progress.
+	Store Store
+	// OnLive, when set, is called once a started partition is live: at
+	// once when there is nothing to replay, else when its replay has
+	// reached the committed offset. It runs on the partition's goroutine
+	// and must not block. Default nil.
+	OnLive func(p int32)
 	// DLQTopic receives bad records (malformed, every event invalid,
 	// oversized, empty), with a header "squall-error" holding the reason.
 	// Default "": bad records are skipped. Either way they are counted in
@@ -111,6 +125,22 @@ type Config struct {
 	// Registerer is where the Manager registers its metrics. Default nil:
 	// not registered. The Producer registers none.
 	Registerer prometheus.Registerer
+}
+
+// Store keeps the partitions' progress where ownership is fenced.
+type Store interface {
+	// Commit stores each partition's progress and returns, per item, nil
+	// or why it was not stored: an error wrapping ErrFenced when another
+	// node owns the partition now. Commits of one partition are never
+	// concurrent.
+	Commit(ctx context.Context, ps []Progress) []error
+}
+
+// Progress is a partition's progress: every record below Offset is
+// applied, and a replay from Restore rebuilds every key's window.
+type Progress struct {
+	Partition       int32
+	Offset, Restore int64
 }
 
 // DefaultConfig returns a Config with every default filled in and no

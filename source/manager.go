@@ -86,6 +86,12 @@ type StartFrom struct {
 	// Offset is the handoff offset; below 0, the group's committed offset
 	// is read instead (the previous owner's Stop committed it).
 	Offset int64
+	// Progress, when set, is the partition's progress as the Store has it
+	// (the group's offsets are not read): replay [Restore, Offset) then
+	// consume live from Offset; with Handoff, live from Offset at once. An
+	// Offset below 0 (nothing committed yet) starts live at the start of
+	// the partition.
+	Progress *Progress
 }
 
 // States of a partition in PartitionStatus.State.
@@ -430,7 +436,29 @@ func (m *Manager) plan(ctx context.Context, part *partition, from StartFrom) err
 			part.replaying.Set(1)
 		} else {
 			part.state.Store(stateLive)
+			if m.cfg.OnLive != nil {
+				m.cfg.OnLive(part.id)
+			}
 		}
+	}
+	if pr := from.Progress; pr != nil {
+		switch c, r := pr.Offset, pr.Restore; {
+		case c < 0:
+			set(kgo.NewOffset().AtStart(), -1, -1, -1)
+		case from.Handoff:
+			set(kgo.NewOffset().At(c), c, c, c)
+		default:
+			if r < 0 || r > c {
+				var err error
+				if r, err = m.fallbackRestore(ctx, part.id, c); err != nil {
+					return err
+				}
+				m.log.Info("kafka source: progress without restore offset; replaying by timestamp",
+					"partition", part.id, "committed", c, "restore", r)
+			}
+			set(kgo.NewOffset().At(r), r, c, c)
+		}
+		return nil
 	}
 	if from.Handoff && from.Offset >= 0 {
 		set(kgo.NewOffset().At(from.Offset), from.Offset, from.Offset, from.Offset)
@@ -751,6 +779,9 @@ func (m *Manager) commit(ctx context.Context, points []commitPoint) error {
 	if n == 0 {
 		return nil
 	}
+	if m.cfg.Store != nil {
+		return m.commitStore(ctx, points, offs)
+	}
 	resp, err := m.adm.CommitOffsets(ctx, m.cfg.Group, offs)
 	if err != nil {
 		m.met.commitErrors.Add(float64(n))
@@ -771,6 +802,44 @@ func (m *Manager) commit(ctx context.Context, points []commitPoint) error {
 		m.met.commits.Inc()
 	}
 	return errors.Join(errs...)
+}
+
+// commitStore commits points to the Store, then those it stored to the
+// group (offs holds them all), for monitoring: a failure there is counted,
+// not returned.
+func (m *Manager) commitStore(ctx context.Context, points []commitPoint, offs kadm.Offsets) error {
+	var ps []Progress
+	var pts []commitPoint
+	for _, pt := range points {
+		if o, ok := offs.Lookup(m.cfg.Topic, pt.part.id); ok && pt.offset > pt.part.committed.Load() {
+			restore, ok := parseMeta(o.Metadata)
+			if !ok {
+				restore = -1
+			}
+			ps = append(ps, Progress{Partition: pt.part.id, Offset: pt.offset, Restore: restore})
+			pts = append(pts, pt)
+		}
+	}
+	errs := m.cfg.Store.Commit(ctx, ps)
+	stored := make(kadm.Offsets)
+	var failed []error
+	for i, pt := range pts {
+		if err := errs[i]; err != nil {
+			m.met.commitErrors.Inc()
+			failed = append(failed, fmt.Errorf("partition %d: %w", pt.part.id, err))
+			continue
+		}
+		pt.part.committed.Store(pt.offset)
+		m.met.commits.Inc()
+		o, _ := offs.Lookup(m.cfg.Topic, pt.part.id)
+		stored.Add(o)
+	}
+	if len(stored) > 0 {
+		if resp, err := m.adm.CommitOffsets(ctx, m.cfg.Group, stored); err != nil || resp.Error() != nil {
+			m.met.groupCommitErrors.Inc()
+		}
+	}
+	return errors.Join(failed...)
 }
 
 // commitLoop commits, every CommitInterval, the offsets the actors

@@ -36,6 +36,7 @@ type metrics struct {
 	invalid                                 *prometheus.CounterVec
 	lag, replaying, buffered                *prometheus.GaugeVec
 	replayRecords, commits, commitErrors    prometheus.Counter
+	groupCommitErrors                       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -81,13 +82,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "squall_kafka_commit_errors_total",
 			Help: "Partition offset commits that failed (retried at the next interval).",
 		}),
+		groupCommitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "squall_kafka_group_commit_errors_total",
+			Help: "Commits of offsets to the consumer group that failed when the progress is kept in a fenced store (the group's offsets then serve monitoring only).",
+		}),
 	}
 	for _, r := range badReasons {
 		m.bad[r] = bad.WithLabelValues(r)
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{records, bad, m.invalid, m.lag, m.replaying, m.buffered,
-			m.replayRecords, m.commits, m.commitErrors} {
+			m.replayRecords, m.commits, m.commitErrors, m.groupCommitErrors} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("source: register metrics: %w", err)
 			}

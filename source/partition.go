@@ -448,6 +448,9 @@ func (a *partActor) flush() bool {
 		if hwm := part.hwm.Load(); a.next >= part.replayTo || (hwm >= 0 && a.next >= hwm) {
 			part.state.Store(stateLive)
 			part.replaying.Set(0)
+			if f := a.m.cfg.OnLive; f != nil {
+				f(part.id)
+			}
 		}
 	}
 	if hwm := part.hwm.Load(); hwm >= 0 {

@@ -222,7 +222,7 @@ func TestChildProcessPeer(t *testing.T) {
 	for i := range keys {
 		keys[i] = actors.KeySnapshot{Key: fmt.Sprintf("key-%05d", i), Window: make([]byte, 1024), Activated: time.UnixMilli(int64(i + 1))}
 	}
-	if err := tr.Handoff(ctx, "child", peer.addr, 5, 1, keys); err != nil {
+	if err := tr.Handoff(ctx, "child", peer.addr, 5, 1, nil, keys); err != nil {
 		t.Error(err)
 	}
 	for range workers {

@@ -212,14 +212,21 @@ func (t *Transport) List(ctx context.Context, peerAddr, prefix string, limit int
 // with last=true (a single one for zero keys). Each chunk waits for its
 // answer within Config.RequestTimeout. On error the new owner has taken the
 // chunks before the failed one and possibly that one (which may be the
-// last). It is safe for concurrent use.
-func (t *Transport) Handoff(ctx context.Context, peerID, peerAddr string, partition int32, generation int64, keys []actors.KeySnapshot) error {
+// last). cover, when not nil, goes with every chunk. It is safe for
+// concurrent use.
+func (t *Transport) Handoff(ctx context.Context, peerID, peerAddr string, partition int32, generation int64, cover *Cover, keys []actors.KeySnapshot) error {
 	t.learn(peerAddr, peerID)
-	newReq := func() *messages.HandoffRequest {
-		return &messages.HandoffRequest{From: t.cfg.NodeID, Partition: partition, Generation: generation}
+	var cv *messages.Cover
+	if cover != nil {
+		cv = &messages.Cover{Offset: cover.Offset, Version: cover.Version}
 	}
-	base := proto.Size(&messages.HandoffRequest{From: t.cfg.NodeID, Partition: partition, Generation: generation, Last: true})
-	req, size, chunk := newReq(), base, 0
+	newReq := func(chunk int) *messages.HandoffRequest {
+		return &messages.HandoffRequest{From: t.cfg.NodeID, Partition: partition, Generation: generation,
+			Chunk: int32(chunk), Cover: cv}
+	}
+	base := proto.Size(&messages.HandoffRequest{From: t.cfg.NodeID, Partition: partition, Generation: generation,
+		Chunk: 1 << 30, Cover: cv, Last: true})
+	req, size, chunk := newReq(0), base, 0
 	for i := range keys {
 		k := &keys[i]
 		m := &messages.KeySnapshot{Key: k.Key, Window: k.Window, ActivatedMs: toMS(k.Activated), LastEventMs: toMS(k.LastEvent), Offsets: k.Offsets, Handler: k.Handler}
@@ -232,8 +239,8 @@ func (t *Transport) Handoff(ctx context.Context, peerID, peerAddr string, partit
 			if err := t.handoffChunk(ctx, peerID, peerAddr, req); err != nil {
 				return fmt.Errorf("%s of partition %d to peer %s at %s, chunk %d (keys before %d of %d): %w", kindHandoff, partition, peerID, peerAddr, chunk, i, len(keys), err)
 			}
-			req, size = newReq(), base
 			chunk++
+			req, size = newReq(chunk), base
 		}
 		req.Keys = append(req.Keys, m)
 		size += n

@@ -225,7 +225,12 @@ func (t *Transport) serveHandoff(ctx context.Context, r *messages.HandoffRequest
 			Handler:   k.GetHandler(),
 		}
 	}
-	if err := t.h.Handoff(ctx, r.From, r.Partition, r.Generation, keys, r.Last); err != nil {
+	c := &HandoffChunk{From: r.From, Partition: r.Partition, Generation: r.Generation, Index: int(r.Chunk),
+		Last: r.Last, Keys: keys}
+	if cv := r.GetCover(); cv != nil {
+		c.Cover = &Cover{Offset: cv.Offset, Version: cv.Version}
+	}
+	if err := t.h.Handoff(ctx, c); err != nil {
 		return &messages.HandoffResponse{Error: err.Error()}
 	}
 	return &messages.HandoffResponse{}

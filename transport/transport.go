@@ -117,9 +117,38 @@ type Handler interface {
 	// limit of them.
 	List(ctx context.Context, prefix string, limit int) (*api.KeyList, error)
 	// Handoff receives one chunk of a partition's key state from its
-	// previous owner; last marks the final chunk. Chunks of one handoff
-	// arrive one at a time, in order.
-	Handoff(ctx context.Context, from string, partition int32, generation int64, keys []actors.KeySnapshot, last bool) error
+	// previous owner. Chunks of one handoff arrive one at a time, in order;
+	// a chunk numbered 0 starts a handoff afresh.
+	Handoff(ctx context.Context, c *HandoffChunk) error
+}
+
+// Cover is the log position a handed-over partition state is exact at:
+// every record below Offset is in it, none at or above. Version is the
+// ZooKeeper version of the partition's progress record that the sender's
+// final commit wrote; the receiver takes the state only if the record it
+// claims is still that one.
+type Cover struct {
+	Offset  int64
+	Version int32
+}
+
+// HandoffChunk is one chunk of a partition's state handed over.
+type HandoffChunk struct {
+	// From is the sending node's id.
+	From string
+	// Partition is the partition handed over.
+	Partition int32
+	// Generation is the generation of the assignment the sender acts on.
+	Generation int64
+	// Index numbers the chunks of one handoff from 0.
+	Index int
+	// Last marks the final chunk.
+	Last bool
+	// Cover is what the state covers in the log; nil when the sender cannot
+	// vouch for it.
+	Cover *Cover
+	// Keys are this chunk's keys.
+	Keys []actors.KeySnapshot
 }
 
 // Sizes that bound messages; see Config.MaxMessageBytes.

@@ -53,6 +53,8 @@ type chunkSeen struct {
 	from       string
 	partition  int32
 	generation int64
+	index      int
+	cover      *Cover
 	keys       []actors.KeySnapshot
 	last       bool
 }
@@ -121,13 +123,13 @@ func (h *fakeHandler) List(_ context.Context, prefix string, limit int) (*api.Ke
 	return kl, nil
 }
 
-func (h *fakeHandler) Handoff(_ context.Context, from string, partition int32, generation int64, keys []actors.KeySnapshot, last bool) error {
+func (h *fakeHandler) Handoff(_ context.Context, c *HandoffChunk) error {
 	if h.fail != "" {
 		return errors.New(h.fail)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.chunks = append(h.chunks, chunkSeen{from, partition, generation, keys, last})
+	h.chunks = append(h.chunks, chunkSeen{c.From, c.Partition, c.Generation, c.Index, c.Cover, c.Keys, c.Last})
 	return nil
 }
 
@@ -364,7 +366,7 @@ func TestHandoffChunks(t *testing.T) {
 			Activated: base.Add(time.Duration(i) * time.Millisecond), LastEvent: base.Add(time.Hour)}
 	}
 	keys[7].Activated, keys[7].LastEvent = time.Time{}, time.Time{}
-	if err := a.Handoff(context.Background(), "b", b.Addr(), 12, 99, keys); err != nil {
+	if err := a.Handoff(context.Background(), "b", b.Addr(), 12, 99, &Cover{Offset: 1234, Version: 7}, keys); err != nil {
 		t.Fatal(err)
 	}
 	hb.mu.Lock()
@@ -377,8 +379,11 @@ func TestHandoffChunks(t *testing.T) {
 		if c.last != (i == len(hb.chunks)-1) {
 			t.Fatalf("chunk %d of %d: last = %v", i, len(hb.chunks), c.last)
 		}
-		if c.from != "a" || c.partition != 12 || c.generation != 99 {
-			t.Fatalf("chunk %d: from %q partition %d generation %d", i, c.from, c.partition, c.generation)
+		if c.from != "a" || c.partition != 12 || c.generation != 99 || c.index != i {
+			t.Fatalf("chunk %d: from %q partition %d generation %d index %d", i, c.from, c.partition, c.generation, c.index)
+		}
+		if c.cover == nil || *c.cover != (Cover{Offset: 1234, Version: 7}) {
+			t.Fatalf("chunk %d: cover %+v, want {1234 7}", i, c.cover)
 		}
 		size := 0
 		for _, k := range c.keys {
@@ -405,12 +410,12 @@ func TestHandoffChunks(t *testing.T) {
 	// Zero keys: one chunk, last.
 	hb.chunks = nil
 	hb.mu.Unlock()
-	err := a.Handoff(context.Background(), "b", b.Addr(), 13, 100, nil)
+	err := a.Handoff(context.Background(), "b", b.Addr(), 13, 100, nil, nil)
 	hb.mu.Lock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hb.chunks) != 1 || !hb.chunks[0].last || len(hb.chunks[0].keys) != 0 || hb.chunks[0].partition != 13 {
+	if len(hb.chunks) != 1 || !hb.chunks[0].last || len(hb.chunks[0].keys) != 0 || hb.chunks[0].partition != 13 || hb.chunks[0].cover != nil {
 		t.Fatalf("chunks = %+v, want one empty last chunk", hb.chunks)
 	}
 }
@@ -418,7 +423,7 @@ func TestHandoffChunks(t *testing.T) {
 func TestHandoffError(t *testing.T) {
 	a := start(t, "a", &fakeHandler{}, nil)
 	b := start(t, "b", &fakeHandler{fail: "not the new owner"}, nil)
-	err := a.Handoff(context.Background(), "b", b.Addr(), 1, 1, []actors.KeySnapshot{{Key: "k"}})
+	err := a.Handoff(context.Background(), "b", b.Addr(), 1, 1, nil, []actors.KeySnapshot{{Key: "k"}})
 	if !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "not the new owner") {
 		t.Fatalf("err = %v, want ErrRemote", err)
 	}

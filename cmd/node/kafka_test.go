@@ -74,13 +74,14 @@ func (pr *produced) produce(t *testing.T, brokers, topic string, keys []string, 
 		for j := i; j < min(i+batch, n); j++ {
 			key := keys[rand.IntN(len(keys))]
 			v := int64(j%997) + 1
-			recs = append(recs, &kgo.Record{Key: []byte(key),
-				Value: []byte(fmt.Sprintf(`{"key":%q,"ts":%d,"value":%d,"id":"p%d"}`, key, ts+int64(j%30000), v, j))})
 			pr.mu.Lock()
+			id := pr.n // unique across calls
 			pr.count[key]++
 			pr.sum[key] += v
 			pr.n++
 			pr.mu.Unlock()
+			recs = append(recs, &kgo.Record{Key: []byte(key),
+				Value: []byte(fmt.Sprintf(`{"key":%q,"ts":%d,"value":%d,"id":"p%d"}`, key, ts+int64(j%30000), v, id))})
 		}
 		if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 			t.Fatalf("produce: %v", err)
@@ -399,8 +400,8 @@ func TestKafkaStandalone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if doc.Partitions != 4 || len(doc.Sources) != 4 || doc.Sources[0].State != "live" {
-		t.Fatalf("partitions %d sources %+v", doc.Partitions, doc.Sources)
+	if doc.PartitionCount != 4 || len(doc.Sources) != 4 || doc.Sources[0].State != "live" {
+		t.Fatalf("partitions %d sources %+v", doc.PartitionCount, doc.Sources)
 	}
 	// Records on the wrong partition (a producer not using murmur2) still
 	// reach their key, and are counted as misrouted.
