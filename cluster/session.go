@@ -212,7 +212,7 @@ func (c *Coordinator) takeBeat(b beat) {
 		c.drop("election znode: " + b.election.Error())
 	case b.election == nil:
 		c.mu.Lock()
-		if c.leader {
+		if c.leader && !c.disconnected { // a disconnection ends it at once
 			c.leaseUntil = b.electAt.Add(c.cfg.SessionTimeout / 2)
 		}
 		c.mu.Unlock()
