@@ -4,7 +4,7 @@ BIN       := bin/squall-node
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench bench-quick bench-micro lint proto fuzz zk kafka cluster clean
+.PHONY: all build run test test-short chaos bench bench-quick bench-micro lint proto fuzz zk kafka cluster clean
 
 all: build
 
@@ -21,6 +21,10 @@ test: ## vet, then every test with the race detector (what CI runs)
 
 test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 $(PKGS)
+
+CHAOS_DURATION ?= 10m
+chaos: ## the fault-injection suite, 10 minutes (CHAOS_SEED, CHAOS_DURATION)
+	CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -run TestChaos -count=1 -timeout 30m ./internal/chaos/ -v
 
 bench: build ## the benchmark harness, full (~5 min; real Kafka and ZooKeeper): table, docs/bench/{results.json,chart.svg,results.md}
 	$(GO) run ./cmd/squall-bench -mode full -node-binary $(BIN) -commit "$$(git rev-parse --short HEAD 2>/dev/null)" \
