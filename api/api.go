@@ -157,7 +157,10 @@ type Cluster struct {
 // PartitionState is a partition's lifecycle state on a node.
 type PartitionState struct {
 	Partition int32 `json:"partition"`
-	// State is "acquiring", "replaying", "serving" or "releasing".
+	// State is "acquiring", "replaying", "serving" or "releasing", or
+	// "suspended": replaying or serving, but the node's ZooKeeper lease
+	// has lapsed (it answers no read for the partition until it is renewed
+	// or the partition dropped).
 	State string `json:"state"`
 	// Token is the grant's "epoch/generation".
 	Token string `json:"token"`

@@ -173,6 +173,7 @@ type Coordinator struct {
 	leaseUntil   time.Time // the leader's lease
 	electPath    string
 	session      int64 // the session the node joined with; 0: not joined
+	memberSince  int64 // czxid of this session's member znode: assignments written before it name no handoff for this node
 	sessionExp   int64 // expiries when it joined
 	joins        int64 // counts joins: a heartbeat is for one of them
 	lostSession  bool  // a joined session was lost, and none joined since
@@ -440,13 +441,19 @@ func (c *Coordinator) join() error {
 	if err != nil {
 		return err
 	}
-	for _, p := range []string{c.memberPath(), path} {
-		if err := c.owned(p, s, exp); err != nil {
+	var since int64
+	for i, p := range []string{c.memberPath(), path} {
+		czxid, err := c.owned(p, s, exp)
+		if err != nil {
 			return err
+		}
+		if i == 0 {
+			since = czxid
 		}
 	}
 	c.mu.Lock()
 	c.session, c.sessionExp, c.electPath = s, exp, path
+	c.memberSince = since
 	c.lostSession, c.applied = false, false
 	c.joins++
 	c.mu.Unlock()
@@ -494,19 +501,19 @@ func (c *Coordinator) memberPath() string { return c.membersPath + "/" + c.cfg.S
 
 // owned checks that path is an ephemeral znode of session s, which has not
 // expired (as of exp) nor been replaced meanwhile.
-func (c *Coordinator) owned(path string, s, exp int64) error {
+func (c *Coordinator) owned(path string, s, exp int64) (czxid int64, err error) {
 	ok, st, err := c.conn.Exists(path)
 	switch {
 	case err != nil:
-		return fmt.Errorf("stat %s: %w", path, err)
+		return 0, fmt.Errorf("stat %s: %w", path, err)
 	case c.conn.SessionID() != s || c.expiries.Load() != exp:
-		return fmt.Errorf("session %#x gone", s)
+		return 0, fmt.Errorf("session %#x gone", s)
 	case !ok:
-		return fmt.Errorf("%s: %w", path, zk.ErrNoNode)
+		return 0, fmt.Errorf("%s: %w", path, zk.ErrNoNode)
 	case st.EphemeralOwner != s:
-		return fmt.Errorf("%s: %w (session %#x)", path, errNotOurs, st.EphemeralOwner)
+		return 0, fmt.Errorf("%s: %w (session %#x)", path, errNotOurs, st.EphemeralOwner)
 	}
-	return nil
+	return st.Czxid, nil
 }
 
 // ephemeral creates an ephemeral znode of session s, replacing one left by
@@ -656,6 +663,12 @@ func (c *Coordinator) readAssignment(w *watches) {
 	}
 	a.Version = st.Version
 	c.mu.Lock()
+	if st.Mzxid < c.memberSince && a.Moves != nil {
+		// Written before this node joined on its current session: the
+		// handoffs it names went to an earlier incarnation of this node
+		// (a restart with the same id), and will not come again.
+		a.Moves = nil
+	}
 	c.assignVer = st.Version
 	fresh := a.newer(c.assign)
 	if fresh {

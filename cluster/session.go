@@ -171,10 +171,10 @@ func (c *Coordinator) heartbeats() {
 			continue
 		}
 		b := beat{join: join, start: c.now()}
-		b.member = c.owned(c.memberPath(), s, exp)
+		_, b.member = c.owned(c.memberPath(), s, exp)
 		if b.member == nil && leader && path != "" {
 			b.leader, b.electAt, b.path = true, c.now(), path
-			b.election = c.owned(path, s, exp)
+			_, b.election = c.owned(path, s, exp)
 		}
 		select {
 		case c.beats <- b:

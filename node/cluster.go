@@ -334,11 +334,19 @@ func (c *clustered) describe() *api.Cluster {
 			Version: m.Version, Partitions: append([]int32{}, owned[m.ID]...)})
 	}
 	sort.Slice(doc.Members, func(i, j int) bool { return doc.Members[i].ID < doc.Members[j].ID })
+	lease := c.coord.LeaseValid(time.Now())
 	for _, ps := range c.lc.describe() {
-		doc.Partitions = append(doc.Partitions, ps)
-		if ps.State == "serving" && c.coord.LeaseValid(time.Now()) {
+		switch {
+		case !lease && (ps.State == "serving" || ps.State == "replaying"):
+			// Held, but this node cannot know it still owns them: it
+			// answers no read for them until its lifecycle has dropped
+			// them or its lease is renewed (a commit lands only if no
+			// other node has claimed them meanwhile).
+			ps.State = "suspended"
+		case ps.State == "serving":
 			doc.Serving = append(doc.Serving, ps.Partition)
 		}
+		doc.Partitions = append(doc.Partitions, ps)
 	}
 	if doc.Serving == nil {
 		doc.Serving = []int32{}

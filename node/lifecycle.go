@@ -112,7 +112,8 @@ func (lc *lifecycle) close() {
 	})
 }
 
-// assign hands the newest assignment to every partition.
+// assign hands the newest assignment to every partition. A partition it
+// moves here from a live node waits for that node's handoff.
 func (lc *lifecycle) assign(a *cluster.Assignment, self string, live map[string]cluster.Member) {
 	tok := a.Token()
 	for i, owner := range a.Owners {
@@ -305,7 +306,7 @@ func (p *part) step(in ownership.Input, r *chunkReq) {
 		}
 		var next *ownership.Input
 		for _, a := range acts {
-			if out := p.do(a, after, r); out != nil {
+			if out := p.do(a, before, after, r); out != nil {
 				next = out
 			}
 		}
@@ -335,8 +336,9 @@ func (p *part) endGrant() {
 	p.gctx, p.cancel = nil, nil
 }
 
-// do carries out one action; it returns the outcome to step next, if any.
-func (p *part) do(a ownership.Action, st ownership.Status, r *chunkReq) *ownership.Input {
+// do carries out one action of the step from prev to st; it returns the
+// outcome to step next, if any.
+func (p *part) do(a ownership.Action, prev, st ownership.Status, r *chunkReq) *ownership.Input {
 	lc := p.lc
 	switch a {
 	case ownership.HoldChunk:
@@ -370,7 +372,7 @@ func (p *part) do(a ownership.Action, st ownership.Status, r *chunkReq) *ownersh
 	case ownership.ServeReplay:
 		return p.serveReplay(st)
 	case ownership.Release:
-		return p.release(st)
+		return p.release(st, prev.State == ownership.Serving)
 	case ownership.Drop:
 		p.drop(st)
 	}
@@ -476,7 +478,7 @@ func (p *part) serveReplay(st ownership.Status) *ownership.Input {
 // has claimed the partition), snapshots the keys and hands them to the
 // newest owner, with a cover when the commit landed and the state is
 // exactly what it covers.
-func (p *part) release(st ownership.Status) *ownership.Input {
+func (p *part) release(st ownership.Status, wasServing bool) *ownership.Input {
 	lc := p.lc
 	ctx, cancel := context.WithTimeout(p.ctx(), lc.c.n.cfg.AwaitHandoff)
 	defer cancel()
@@ -498,7 +500,7 @@ func (p *part) release(st ownership.Status) *ownership.Input {
 			return out
 		case err != nil:
 			lc.log.Warn("final commit failed: the next owner rebuilds from the log", "partition", p.id, "err", err)
-		case st.State == ownership.Serving && committed == offset && ver >= 0:
+		case wasServing && committed == offset && ver >= 0:
 			cover = &transport.Cover{Offset: committed, Version: ver}
 		}
 	}
