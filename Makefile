@@ -14,9 +14,15 @@ build: ## build bin/squall-node
 run: build ## start a standalone node: HTTP 127.0.0.1:8080, embedded NATS 127.0.0.1:4222
 	./$(BIN) $(ARGS)
 
-test: ## vet, then every test with the race detector (what CI runs)
+# Packages whose tests drive node processes (built without -race) and whose
+# own code is only load generators and checkers: run without the race
+# detector, which would slow the load they generate several times over.
+PROCPKGS  := ./cmd/node/ ./internal/chaos/
+
+test: ## vet, then every test (with the race detector but for the process-driving suites; what CI runs)
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	$(GO) test -race -count=1 -timeout 12m $$($(GO) list $(PKGS) | grep -v -e '/cmd/node$$' -e '/internal/chaos$$')
+	$(GO) test -count=1 -timeout 14m $(PROCPKGS)
 	$(GO) test -count=1 -run 'Memory' ./window/ ./alerts/ # heap measurements, skipped under -race
 
 test-short: ## quick tests without the race detector
