@@ -249,12 +249,19 @@ func TestNATSOutageBackPressure(t *testing.T) {
 	if off, ok := o.Hold(0); ok {
 		t.Errorf("Hold(0) = %d after delivery", off)
 	}
-	ids := second.ids(t)
-	for _, a := range more {
-		if !ids[a.ID] {
-			t.Errorf("alert %s never arrived", a.ID)
+	// Delivered means published and flushed; the subscriber's callback
+	// gets them a moment later.
+	var missing []string
+	waitFor(t, "every alert at the subscriber", func() bool {
+		ids := second.ids(t)
+		missing = missing[:0]
+		for _, a := range more {
+			if !ids[a.ID] {
+				missing = append(missing, a.ID)
+			}
 		}
-	}
+		return len(missing) == 0
+	})
 	if v := metricValue(t, reg, "squall_alerts_buffered", "nats"); v != 0 {
 		t.Errorf("buffered gauge = %v after delivery", v)
 	}
