@@ -76,6 +76,7 @@ type part struct {
 	heldCover *transport.Cover
 	heldFrom  string
 	timer     *time.Timer
+	replaying time.Time // when the current replay started
 }
 
 func newLifecycle(c *clustered) *lifecycle {
@@ -299,6 +300,10 @@ func (p *part) step(in ownership.Input, r *chunkReq) {
 			p.endGrant()
 		}
 		p.mu.Unlock()
+		if before.State == ownership.Replaying && after.State == ownership.Serving && !p.replaying.IsZero() {
+			p.lc.m.replaySeconds.Observe(time.Since(p.replaying).Seconds())
+			p.replaying = time.Time{}
+		}
 		if before.State != after.State {
 			p.lc.m.transitions.WithLabelValues(before.State.String(), after.State.String()).Inc()
 			p.lc.log.Info("partition state", "partition", p.id, "from", before.State.String(), "to", after.State.String(),
@@ -468,6 +473,7 @@ func (p *part) serveReplay(st ownership.Status) *ownership.Input {
 		from.Progress = &source.Progress{Partition: p.id, Offset: prog.Offset, Restore: prog.Restore}
 	}
 	lc.m.replays.Inc()
+	p.replaying = time.Now()
 	lc.log.Info("partition rebuilt from the log", "partition", p.id, "token", st.Tok.String(),
 		"restore", prog.Restore, "committed", prog.Offset)
 	k.src.Start(p.id, from)
@@ -646,10 +652,11 @@ func coverString(c *transport.Cover) string {
 }
 
 type lifecycleMetrics struct {
-	transitions *prometheus.CounterVec
-	handoffs    *prometheus.CounterVec
-	refused     *prometheus.CounterVec
-	replays     prometheus.Counter
+	transitions   *prometheus.CounterVec
+	handoffs      *prometheus.CounterVec
+	refused       *prometheus.CounterVec
+	replays       prometheus.Counter
+	replaySeconds prometheus.Histogram
 }
 
 func newLifecycleMetrics() *lifecycleMetrics {
@@ -664,11 +671,14 @@ func newLifecycleMetrics() *lifecycleMetrics {
 			[]string{"what"}),
 		replays: prometheus.NewCounter(prometheus.CounterOpts{Name: "squall_partition_replays_total",
 			Help: "Partitions rebuilt by replaying the log (the records replayed are squall_kafka_replay_records_total)."}),
+		replaySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "squall_partition_replay_seconds",
+			Help:    "How long a partition's replay took, from its claim until its source was live.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 	}
 }
 
 func (m *lifecycleMetrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.transitions, m.handoffs, m.refused, m.replays} {
+	for _, c := range []prometheus.Collector{m.transitions, m.handoffs, m.refused, m.replays, m.replaySeconds} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

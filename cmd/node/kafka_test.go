@@ -209,6 +209,10 @@ func TestKafkaKill9(t *testing.T) {
 		t.Fatal("no record was replayed after the kill")
 	}
 	t.Logf("records replayed to rebuild the dead node's partitions: %.0f", replayed)
+	if n := metricValue(t, rest[0].httpAddr, "squall_partition_replay_seconds_count") +
+		metricValue(t, rest[1].httpAddr, "squall_partition_replay_seconds_count"); n == 0 {
+		t.Fatal("no replay duration observed")
+	}
 	nodes[2] = kc.node(t, "n3", httpAddr, remoteAddr)
 	<-done
 	waitSettled(t, nodes, 30*time.Second)
