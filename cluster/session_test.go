@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
 	"sync"
@@ -142,7 +141,7 @@ func TestLeaseLapse(t *testing.T) {
 // Without ZooKeeper the node says why it does not join, in its status and
 // in its log.
 func TestStatusWithoutZooKeeper(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.LogBuffer
 	r := &recorder{}
 	c, err := Start(Config{
 		Servers: []string{"127.0.0.1:1"}, SessionTimeout: 3 * time.Second,
@@ -161,24 +160,6 @@ func TestStatusWithoutZooKeeper(t *testing.T) {
 	if c.LeaseValid(time.Now()) {
 		t.Fatal("lease valid without a session")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // countOf counts the events that start with s.

@@ -337,13 +337,13 @@ func (c *clustered) describe() *api.Cluster {
 	lease := c.coord.LeaseValid(time.Now())
 	for _, ps := range c.lc.describe() {
 		switch {
-		case !lease && (ps.State == "serving" || ps.State == "replaying"):
+		case !lease && (ps.State == ownership.Serving.String() || ps.State == ownership.Replaying.String()):
 			// Held, but this node cannot know it still owns them: it
 			// answers no read for them until its lifecycle has dropped
 			// them or its lease is renewed (a commit lands only if no
 			// other node has claimed them meanwhile).
 			ps.State = "suspended"
-		case ps.State == "serving":
+		case ps.State == ownership.Serving.String():
 			doc.Serving = append(doc.Serving, ps.Partition)
 		}
 		doc.Partitions = append(doc.Partitions, ps)
