@@ -371,6 +371,11 @@ func (c *clustered) leave(ctx context.Context) error {
 		if held == 0 {
 			return nil
 		}
+		if v := c.coord.View(); len(v.Members) <= 1 {
+			// The others left meanwhile (the view had not seen it yet):
+			// nobody is left to hand over to.
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("leaving: %d partitions not handed over: %w", held, ctx.Err())

@@ -1,40 +1,86 @@
 #!/usr/bin/env bash
 # Starts ZooKeeper and three squall-node processes on loopback, for a person
-# to try a cluster. Ctrl-C stops them all.
-#   HTTP:   127.0.0.1:8081, :8082, :8083
-#   NATS:   127.0.0.1:4223, :4224, :4225 (one embedded server per node)
-#   remote: 127.0.0.1:7001, :7002, :7003
+# to try a cluster. Ctrl-C stops them: the nodes one by one (each hands its
+# partitions to the others), then ZooKeeper. A second Ctrl-C while they stop
+# kills what is left at once; nothing is left running either way.
+#   HTTP:   127.0.0.1:8081, :8082, :8083       (HTTP_PORT0=8080: node i on HTTP_PORT0+i)
+#   NATS:   127.0.0.1:4223, :4224, :4225       (NATS_PORT0=4222; one embedded server per node)
+#   remote: 127.0.0.1:7001, :7002, :7003       (REMOTE_PORT0=7000)
 #   ZooKeeper: 127.0.0.1:${ZK_PORT:-2181}
+# Arguments are passed to every node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ZK_PORT=${ZK_PORT:-2181}
+HTTP_PORT0=${HTTP_PORT0:-8080}
+NATS_PORT0=${NATS_PORT0:-4222}
+REMOTE_PORT0=${REMOTE_PORT0:-7000}
 make -s build
 ./scripts/zk.sh fetch
+mkdir -p .cache
+data="$(mktemp -d "${TMPDIR:-/tmp}/squall-cluster-zk.XXXXXX")"
 zk=
 nodes=()
-cleanup() {
-	trap - INT TERM EXIT
-	# One node at a time, so each hands its partitions to the others; the
-	# last one has nobody to hand to. ZooKeeper goes last.
-	for ((i = ${#nodes[@]} - 1; i >= 0; i--)); do
-		kill -TERM "${nodes[i]}" 2>/dev/null || true
-		wait "${nodes[i]}" 2>/dev/null || true
+stopping=0
+force=0
+
+# Every child runs in a session of its own (setsid), so that the terminal's
+# Ctrl-C, sent to the whole foreground process group, reaches this script
+# only: it alone decides the order in which they stop.
+
+# stop NAME PID: SIGTERM, then wait for the process to exit; after a second
+# Ctrl-C (force), SIGKILL.
+stop() {
+	local name=$1 pid=$2
+	kill -0 "$pid" 2>/dev/null || return 0
+	echo "cluster.sh: stopping $name" >&2
+	if ((force)); then
+		kill -KILL "$pid" 2>/dev/null || true
+	else
+		kill -TERM "$pid" 2>/dev/null || true
+	fi
+	while kill -0 "$pid" 2>/dev/null; do
+		if ((force)); then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		wait "$pid" 2>/dev/null || true # returns early when a signal is trapped
 	done
-	[ -n "$zk" ] && kill -TERM "$zk" 2>/dev/null || true
-	wait || true
+	echo "cluster.sh: $name stopped" >&2
 }
-trap cleanup INT TERM EXIT
-./scripts/zk.sh run "$ZK_PORT" > .cache/zk-cluster.log 2>&1 &
+
+cleanup() {
+	if ((stopping)); then
+		return
+	fi
+	stopping=1
+	trap 'force=1; echo "cluster.sh: stopping everything now (kill -9)" >&2' INT TERM HUP
+	for ((i = ${#nodes[@]} - 1; i >= 0; i--)); do
+		stop "n$((i + 1))" "${nodes[i]}"
+	done
+	if [ -n "$zk" ]; then
+		stop zookeeper "$zk"
+	fi
+	rm -rf "$data"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+setsid ./scripts/zk.sh serve "$ZK_PORT" "$data" > .cache/zk-cluster.log 2>&1 &
 zk=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do
 	if (exec 3<>/dev/tcp/127.0.0.1/"$ZK_PORT") 2>/dev/null; then break; fi
+	if ! kill -0 "$zk" 2>/dev/null; then
+		echo "cluster.sh: ZooKeeper did not start, see .cache/zk-cluster.log" >&2
+		exit 1
+	fi
 	sleep 0.1
 done
 for i in 1 2 3; do
-	./bin/squall-node --zk 127.0.0.1:"$ZK_PORT" --node-id "n$i" \
-		--http-addr 127.0.0.1:808$i --nats-addr 127.0.0.1:422$((i + 2)) \
-		--remote-addr 127.0.0.1:700$i "$@" &
+	setsid ./bin/squall-node --zk 127.0.0.1:"$ZK_PORT" --node-id "n$i" \
+		--http-addr 127.0.0.1:$((HTTP_PORT0 + i)) --nats-addr 127.0.0.1:$((NATS_PORT0 + i)) \
+		--remote-addr 127.0.0.1:$((REMOTE_PORT0 + i)) "$@" &
 	nodes+=($!)
 done
-echo "cluster up: curl -s localhost:8081/debug/cluster   (Ctrl-C stops it)"
+echo "cluster up: curl -s localhost:$((HTTP_PORT0 + 1))/debug/cluster   (Ctrl-C stops it)" >&2
 wait

@@ -286,8 +286,10 @@ func TestAlertsSinkOutage(t *testing.T) {
 			posted <- i
 		}
 	}()
-	// 580 transitions for a buffer of 50: intake blocks.
-	time.Sleep(3 * time.Second)
+	// 580 transitions for a buffer of 50: intake blocks once it is full.
+	testutil.Eventually(t, time.Minute, func() bool {
+		return metricValue(t, p.httpAddr, `squall_alerts_buffered{sink="nats"}`) >= buffer/2
+	}, "the alert buffer never filled while the sink was down")
 	if n := len(posted); n >= perKey-1 {
 		t.Errorf("all %d batches were accepted while the sink was down", n)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/cluster"
 	"github.com/squallhq/squall/internal/kafkatest"
+	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/internal/zktest"
 )
 
@@ -52,6 +53,13 @@ type produced struct {
 	count map[string]int
 	sum   map[string]int64
 	n     int
+}
+
+// sent returns how many events produce has handed to the producer so far.
+func (pr *produced) sent() int {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.n
 }
 
 func newProduced() *produced { return &produced{count: map[string]int{}, sum: map[string]int64{}} }
@@ -168,7 +176,8 @@ func TestKafkaKill9(t *testing.T) {
 		defer close(done)
 		pr.produce(t, kc.kafka.Addr(), "kill9-events", keys(10_000), 1_000_000, 60_000)
 	}()
-	time.Sleep(5 * time.Second)
+	// Mid-stream: a quarter of the events are out when the node dies.
+	testutil.Eventually(t, 2*time.Minute, func() bool { return pr.sent() >= 250_000 }, "the producer did not get going")
 	victim := nodes[2]
 	victim.cmd.Process.Kill()
 	<-victim.exited
