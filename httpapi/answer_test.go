@@ -54,20 +54,11 @@ func newAnswerStack(t *testing.T, e *actors.Engine, sub ingest.Submitter) *answe
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	ns := natstest.Start(t, -1)
-	srv, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	srv := natstest.Connect(t, ns)
 	if _, err := ingest.SubscribeNATS(srv, ingest.DefaultNATSConfig(), in, log); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return &answerStack{url: ts.URL, nc: nc}
+	return &answerStack{url: ts.URL, nc: natstest.Connect(t, ns)}
 }
 
 func newAnswerEngine(t *testing.T, h actors.Handler) *actors.Engine {
