@@ -47,7 +47,9 @@ type IngestResponse struct {
 	// when it writes to Kafka first, the key actors apply the events later.
 	Late      *int `json:"late,omitempty"`
 	Duplicate *int `json:"duplicate,omitempty"`
-	// Rejected lists the events not accepted, by index in the body.
+	// Rejected lists the events not accepted, by index in the body. The
+	// index is -1 when more rejections than listed make it unknown; such an
+	// event cannot be sent again on its own.
 	Rejected []event.Rejection `json:"rejected"`
 	// RejectedOmitted counts rejected events left out of Rejected, which
 	// lists at most the first 1,000.
