@@ -24,22 +24,52 @@ const (
 )
 
 // IngestResponse answers POST /v1/events (and a NATS request on the events
-// subject): how many events were accepted and why the others were not.
-// Late and duplicate events are accepted (and counted on the key); shed ones
-// are rejected with reason "shed".
+// subject): what became of each event of the body.
+//
+// Every event is either accepted or rejected. Late and duplicate events are
+// accepted (and counted on the key); invalid ones are rejected for good;
+// events shed (the node holds --max-keys keys) or failed on the server's
+// side (a handler failed, the log or the key's owner was unavailable) are
+// rejected with Retry set: sending exactly those again may succeed.
+//
+// Over HTTP the status says which case the body is in: 202 when no event
+// needs a retry, 429 (with Retry-After) when some were shed, 503 (with
+// Retry-After) when some failed on the server's side and none was shed,
+// 400 when none was accepted and none may be retried.
 type IngestResponse struct {
-	Accepted int               `json:"accepted"`
+	// Accepted counts the events the node took: applied, late and
+	// duplicate ones (when the node writes to Kafka first, stored in the
+	// log).
+	Accepted int `json:"accepted"`
+	// Late counts the accepted events found behind their key's window
+	// (dropped, counted on the key), Duplicate those whose id the key had
+	// seen. Both are nil (omitted, not 0) when the node does not know them:
+	// when it writes to Kafka first, the key actors apply the events later.
+	Late      *int `json:"late,omitempty"`
+	Duplicate *int `json:"duplicate,omitempty"`
+	// Rejected lists the events not accepted, by index in the body. The
+	// index is -1 when more rejections than listed make it unknown; such an
+	// event cannot be sent again on its own.
 	Rejected []event.Rejection `json:"rejected"`
 	// RejectedOmitted counts rejected events left out of Rejected, which
 	// lists at most the first 1,000.
 	RejectedOmitted int `json:"rejected_omitted,omitempty"`
-	// Error is set when the body as a whole could not be used.
+	// Error is set when the body as a whole could not be used, or when no
+	// event could be submitted (then each one is listed with Retry set).
 	Error string `json:"error,omitempty"`
 }
 
-// ReasonShed is the rejection reason of an event shed because the node holds
-// its maximum number of live keys.
-const ReasonShed = "shed: node at --max-keys live keys"
+// Reasons of the rejections a retry may succeed on (event.Rejection.Retry).
+const (
+	// ReasonShed: the node holds its maximum number of live keys.
+	ReasonShed = "shed: node at --max-keys live keys"
+	// ReasonFailed: the node failed to apply the event (its handler
+	// failed, or its key's owner could not be reached).
+	ReasonFailed = "failed on the server: retry later"
+	// ReasonNotStored: the node could not write the event to its log
+	// (Kafka unavailable).
+	ReasonNotStored = "not stored: the log is unavailable, retry later"
+)
 
 // KeyState is the key-state document of GET /debug/actors/{key} (SPEC §7b).
 type KeyState struct {

@@ -1,5 +1,29 @@
 // Package client is the Go client of a Squall node: send events over HTTP
 // or NATS, read a key's state over HTTP.
+//
+// # Retries
+//
+// Send tries a batch again (WithRetries: 3 attempts in all by default) when
+// the node could not take all of it for reasons of its own: it was shedding
+// load (429), failed or was unavailable (503 and other 5xx), or could not be
+// reached. Before each new attempt it waits as long as the node's
+// Retry-After asks (else the backoff, doubling from 100 ms), at most
+// WithMaxRetryWait (default 10 s), and never past ctx: when the wait would
+// end after ctx's deadline, Send returns at once.
+//
+// When the node's answer names the events a retry may succeed on
+// (event.Rejection.Retry: shed, failed on the server), Send sends exactly
+// those again, and no event the node took. The answers are merged: the
+// IngestResponse Send returns covers the whole batch, its counts summed over
+// the attempts and its rejections indexed in the caller's numbering. This
+// is exact with or without ids.
+//
+// When an attempt gets no answer (connection lost, timeout), Send cannot
+// know what the node took and sends the whole rest of the batch again. That
+// is safe because Send gives every event without an id one by default: the
+// key drops a second event with an id it has seen, and counts it as a
+// duplicate. With WithoutAutoID, events without ids may be counted twice
+// after a lost answer.
 package client
 
 import (
@@ -13,6 +37,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,8 +61,14 @@ type StatusError struct {
 	Status int
 	// Message is the node's error text.
 	Message string
-	// Response is the ingest answer, when the request was a Send.
+	// Response is the ingest answer, when the request was a Send: merged
+	// over Send's attempts, it covers the whole batch in the caller's
+	// numbering (what was accepted, what was rejected and why, and the
+	// events still to retry, with Retry set).
 	Response *api.IngestResponse
+	// RetryAfter is how long the node asked to wait before a retry
+	// (Retry-After), 0 when it did not say.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -59,6 +90,7 @@ type Client struct {
 	subject  string
 	attempts int
 	backoff  time.Duration
+	maxWait  time.Duration
 	autoID   bool
 	idPrefix string
 	seq      atomic.Uint64
@@ -86,15 +118,22 @@ func WithNATS(nc *nats.Conn, subject string) Option {
 }
 
 // WithRetries sets how many times Send tries a batch when the node sheds
-// load, is not ready, or cannot be reached, with backoff starting at
-// backoff and doubling. Default 3 attempts, 100 ms.
+// load, is not ready, fails, or cannot be reached, with backoff starting at
+// backoff and doubling when the node gives no Retry-After. Default 3
+// attempts, 100 ms.
 func WithRetries(attempts int, backoff time.Duration) Option {
 	return func(c *Client) { c.attempts, c.backoff = max(attempts, 1), backoff }
 }
 
+// WithMaxRetryWait caps the wait before a retry, whether the node's
+// Retry-After or the backoff asks for more. Default 10 s.
+func WithMaxRetryWait(d time.Duration) Option { return func(c *Client) { c.maxWait = max(d, 0) } }
+
 // WithoutAutoID stops Send from giving an id to events that have none.
-// By default it does, so that a retried batch is not counted twice: the
-// key drops a second event with the same id inside its window.
+// By default it does, so that a batch sent again after a lost answer is
+// not counted twice: the key drops a second event with the same id inside
+// its window. Resending the events an answer names (shed, failed) is exact
+// without ids too.
 func WithoutAutoID() Option { return func(c *Client) { c.autoID = false } }
 
 // New returns a client of the node whose HTTP API is at baseURL
@@ -109,16 +148,19 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("client: id prefix: %w", err)
 	}
 	c := &Client{base: u, hc: &http.Client{Timeout: 30 * time.Second}, attempts: 3,
-		backoff: 100 * time.Millisecond, autoID: true, idPrefix: hex.EncodeToString(b[:]) + "-"}
+		backoff: 100 * time.Millisecond, maxWait: 10 * time.Second, autoID: true, idPrefix: hex.EncodeToString(b[:]) + "-"}
 	for _, o := range opts {
 		o(c)
 	}
 	return c, nil
 }
 
-// Send sends events and returns the node's answer. Events rejected by the
+// Send sends events and returns the node's answer, covering every event
+// (merged over its attempts, see the package doc). Events rejected by the
 // node are listed in the answer, not returned as an error; an error means
-// the batch as a whole was refused or could not be delivered.
+// the batch was refused as a whole, or that some events were still not
+// taken when Send gave up: a *StatusError then carries the merged answer,
+// listing those events with Retry set.
 func (c *Client) Send(ctx context.Context, events ...event.Event) (*api.IngestResponse, error) {
 	if len(events) == 0 {
 		return &api.IngestResponse{Rejected: []event.Rejection{}}, nil
@@ -131,37 +173,157 @@ func (c *Client) Send(ctx context.Context, events ...event.Event) (*api.IngestRe
 			}
 		}
 	}
-	body := event.AppendNDJSON(nil, events)
-	var lastErr error
+	s := newSendState(events)
 	wait := c.backoff
-	for attempt := 0; attempt < c.attempts; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, errors.Join(ctx.Err(), lastErr)
-			case <-time.After(wait):
-			}
-			wait *= 2
-		}
-		var res *api.IngestResponse
-		var err error
-		if c.nc != nil {
-			res, err = c.sendNATS(ctx, body)
-		} else {
-			res, err = c.sendHTTP(ctx, body)
-		}
+	for attempt := 0; ; attempt++ {
+		res, err := c.sendOnce(ctx, event.AppendNDJSON(nil, s.batch))
 		var se *StatusError
-		switch {
-		case err == nil:
-			return res, nil
-		case ctx.Err() != nil:
-			return nil, err
-		case errors.As(err, &se) && !se.retryable():
-			return nil, err
+		isStatus := errors.As(err, &se)
+		if err != nil && !isStatus && ctx.Err() != nil {
+			return nil, s.fail(err)
 		}
-		lastErr = err
+		if isStatus {
+			res = se.Response
+			s.status = se.Status
+		}
+		retry := err != nil && (!isStatus || se.retryable()) // the whole batch, unless res says which
+		if res != nil {
+			s.answered = true
+			switch again, said := s.merge(res); {
+			case again > 0:
+				retry = true
+				if err == nil { // a NATS answer with events shed or failed
+					err = &StatusError{Message: fmt.Sprintf("%d events to send again", again)}
+				}
+			case err == nil:
+				return s.total(), nil
+			case said:
+				retry = false // the node decided on the batch and named nothing to resend
+			}
+		}
+		if !retry || attempt+1 >= c.attempts {
+			return nil, s.fail(err)
+		}
+		d := wait
+		if isStatus && se.RetryAfter > 0 {
+			d = se.RetryAfter
+		}
+		d = min(d, c.maxWait)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			return nil, s.fail(fmt.Errorf("client: next attempt in %v would pass the context's deadline: %w", d, err))
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, s.fail(errors.Join(ctx.Err(), err))
+		case <-t.C:
+		}
+		wait *= 2
 	}
-	return nil, lastErr
+}
+
+func (c *Client) sendOnce(ctx context.Context, body []byte) (*api.IngestResponse, error) {
+	if c.nc != nil {
+		return c.sendNATS(ctx, body)
+	}
+	return c.sendHTTP(ctx, body)
+}
+
+// sendState is one Send's progress: the events still to send and the
+// answers so far, in the caller's numbering.
+type sendState struct {
+	events  []event.Event
+	batch   []event.Event // the events of the next attempt
+	index   []int         // index[i]: the caller's index of batch[i]
+	sum     api.IngestResponse
+	pending []event.Rejection // the last answer's rejections to retry
+	status  int               // the last answer's HTTP status
+	// answered is set once the node answered an attempt.
+	answered bool
+}
+
+func newSendState(events []event.Event) *sendState {
+	s := &sendState{events: events, batch: events, index: make([]int, len(events))}
+	for i := range s.index {
+		s.index[i] = i
+	}
+	s.sum.Rejected = []event.Rejection{}
+	return s
+}
+
+// merge adds an answer to the batch just sent to the sum, and makes the
+// events it asks to resend the next batch. It returns how many those are,
+// and whether the answer decided on any event (an answer that did not,
+// such as "not ready", leaves the state as it was).
+func (s *sendState) merge(res *api.IngestResponse) (again int, said bool) {
+	s.sum.Error = res.Error
+	if res.Accepted == 0 && len(res.Rejected) == 0 && res.RejectedOmitted == 0 {
+		return 0, false
+	}
+	s.sum.Accepted += res.Accepted
+	s.sum.RejectedOmitted += res.RejectedOmitted
+	addCount(&s.sum.Late, res.Late)
+	addCount(&s.sum.Duplicate, res.Duplicate)
+	var resend []int
+	s.pending = s.pending[:0]
+	for _, r := range res.Rejected {
+		if r.Index >= 0 && r.Index < len(s.index) {
+			if r.Retry {
+				resend = append(resend, r.Index)
+			}
+			r.Index = s.index[r.Index]
+		} else {
+			r.Index = -1 // not one of ours: unknown position
+		}
+		if r.Retry && r.Index >= 0 {
+			s.pending = append(s.pending, r)
+		} else {
+			s.sum.Rejected = append(s.sum.Rejected, r)
+		}
+	}
+	if len(resend) == 0 {
+		return 0, true
+	}
+	batch, index := make([]event.Event, len(resend)), make([]int, len(resend))
+	for i, j := range resend {
+		batch[i], index[i] = s.batch[j], s.index[j]
+	}
+	s.batch, s.index = batch, index
+	return len(resend), true
+}
+
+func addCount(sum **int, n *int) {
+	if n == nil {
+		return
+	}
+	if *sum == nil {
+		*sum = new(int)
+	}
+	**sum += *n
+}
+
+// total is the merged answer: the rejections of every attempt and those
+// of the last one still to retry, by index.
+func (s *sendState) total() *api.IngestResponse {
+	t := s.sum
+	t.Rejected = append(append([]event.Rejection{}, s.sum.Rejected...), s.pending...)
+	sort.SliceStable(t.Rejected, func(i, j int) bool { return t.Rejected[i].Index < t.Rejected[j].Index })
+	return &t
+}
+
+// fail returns err, the last attempt's, with a *StatusError carrying the
+// merged answer when the node answered any attempt.
+func (s *sendState) fail(err error) error {
+	if !s.answered {
+		return err
+	}
+	var se *StatusError
+	if errors.As(err, &se) { // made by this Send: ours to complete
+		se.Response = s.total()
+		return err
+	}
+	return &StatusError{Status: s.status, Message: err.Error(), Response: s.total()}
 }
 
 func (c *Client) sendHTTP(ctx context.Context, body []byte) (*api.IngestResponse, error) {
@@ -175,18 +337,34 @@ func (c *Client) sendHTTP(ctx context.Context, body []byte) (*api.IngestResponse
 		return nil, fmt.Errorf("client: send: %w", err)
 	}
 	defer resp.Body.Close()
+	ra := retryAfter(resp.Header.Get("Retry-After"), time.Now())
 	var res api.IngestResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&res); err != nil {
-		return nil, &StatusError{Status: resp.StatusCode, Message: "unreadable answer: " + err.Error()}
+		return nil, &StatusError{Status: resp.StatusCode, Message: "unreadable answer: " + err.Error(), RetryAfter: ra}
 	}
 	if resp.StatusCode != http.StatusAccepted {
 		msg := res.Error
 		if msg == "" {
 			msg = fmt.Sprintf("%d accepted, %d rejected", res.Accepted, len(res.Rejected))
 		}
-		return nil, &StatusError{Status: resp.StatusCode, Message: msg, Response: &res}
+		return nil, &StatusError{Status: resp.StatusCode, Message: msg, Response: &res, RetryAfter: ra}
 	}
 	return &res, nil
+}
+
+// retryAfter parses a Retry-After value, seconds or an HTTP date; 0 when
+// absent or unreadable.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(n, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
 }
 
 func (c *Client) sendNATS(ctx context.Context, body []byte) (*api.IngestResponse, error) {

@@ -30,6 +30,12 @@ type Rejection struct {
 	Field string `json:"field,omitempty"`
 	// Reason is human readable, e.g. "value must be a finite number".
 	Reason string `json:"reason"`
+	// Retry is true when the event was valid but not taken for a reason of
+	// the server's (shed at the key limit, failed on the server, the log
+	// unavailable): sending this event again, and only it, may succeed.
+	// False (omitted) for an event rejected for what it holds: sending it
+	// again fails the same way.
+	Retry bool `json:"retry,omitempty"`
 }
 
 // Field names used in Rejection.Field.

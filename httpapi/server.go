@@ -220,6 +220,9 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	case res.Shed > 0:
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusTooManyRequests, res.Response)
+	case res.Failed > 0: // the server's fault: the answer lists them, marked for retry
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, res.Response)
 	case res.Response.Accepted == 0:
 		writeJSON(w, http.StatusBadRequest, res.Response)
 	default:

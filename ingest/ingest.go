@@ -29,17 +29,32 @@ type Submitter interface {
 	SubmitAsync(ctx context.Context, evs []event.Event, done func([]actors.Result)) error
 }
 
+// AppliesLater is implemented by a Submitter whose actors.ResultApplied
+// means only "stored" (in a log), the key actors applying the events later:
+// source.Producer, for Kafka-first ingest. When it reports true, the
+// Ingester's answers leave the late and duplicate counts out (nil), which
+// the Submitter cannot know. A Submitter without the method applies events
+// before it returns (*actors.Engine).
+type AppliesLater interface {
+	AppliesLater() bool
+}
+
 // Result is what became of one ingested body.
 type Result struct {
 	Response api.IngestResponse
 	// Shed counts events rejected because the node holds --max-keys keys.
 	Shed int
+	// Failed counts events rejected for the server's reasons: a handler
+	// failed, the key's owner or the log was unavailable. Like shed ones,
+	// they are listed with Retry set.
+	Failed int
 }
 
 // Ingester decodes bodies and submits their events. It is safe for
 // concurrent use.
 type Ingester struct {
 	sub   Submitter
+	later bool // sub only stores events: late and duplicate unknown
 	now   func() time.Time
 	pool  sync.Pool
 	count map[string]*sourceMetrics
@@ -73,6 +88,9 @@ func New(sub Submitter, reg prometheus.Registerer, now func() time.Time) (*Inges
 		now = time.Now
 	}
 	in := &Ingester{sub: sub, now: now, count: make(map[string]*sourceMetrics)}
+	if l, ok := sub.(AppliesLater); ok {
+		in.later = l.AppliesLater()
+	}
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "squall_events_in_total",
 		Help: "Events received, by source and result (applied, late, duplicate, shed, failed, invalid).",
@@ -114,8 +132,13 @@ func (in *Ingester) CountBodyError(source, reason string) {
 
 // Ingest decodes body (format from contentType, see event.FormatFromContentType)
 // and applies its valid events, returning once they are applied. err is
-// non-nil when the body as a whole is unusable (nothing applied), when
-// waiting for room failed with ctx, or when the engine is closed.
+// non-nil when the body as a whole is unusable (nothing applied), or when
+// ctx ended while waiting (for room, for an owner, for the log).
+//
+// When the Submitter fails otherwise (engine closed, no owner reachable,
+// the log unavailable), that is the server's fault, not the body's: err is
+// nil, every event the Submitter did not report taken is counted in
+// Result.Failed and listed as retryable, and Response.Error says why.
 func (in *Ingester) Ingest(ctx context.Context, source string, body []byte, contentType string) (Result, error) {
 	sc, err := in.decode(source, body, contentType)
 	if err != nil {
@@ -123,8 +146,16 @@ func (in *Ingester) Ingest(ctx context.Context, source string, body []byte, cont
 	}
 	defer in.pool.Put(sc)
 	sc.outs = grow(sc.outs, len(sc.evs))
+	for i := range sc.outs {
+		sc.outs[i] = actors.ResultFailed // until the Submitter says otherwise
+	}
 	if err := in.sub.Submit(ctx, sc.evs, sc.outs); err != nil {
-		return Result{}, err
+		if ctx.Err() != nil {
+			return Result{}, err
+		}
+		res := in.result(source, sc.outs, sc.rej, sc.omitted)
+		res.Response.Error = "events not submitted: " + err.Error()
+		return res, nil
 	}
 	return in.result(source, sc.outs, sc.rej, sc.omitted), nil
 }
@@ -178,9 +209,9 @@ func (in *Ingester) decode(source string, body []byte, contentType string) (*scr
 	return sc, nil
 }
 
-// result counts outs by result and builds the response. Shed events are
-// added to the rejections at their position in the body (-1 when omitted
-// rejections make that position unknown).
+// result counts outs by result and builds the response. Shed and failed
+// events are added to the rejections, marked for retry, at their position
+// in the body (-1 when omitted rejections make that position unknown).
 func (in *Ingester) result(source string, outs []actors.Result, rej []event.Rejection, omitted int) Result {
 	m := in.count[source]
 	var tally [actors.NumResults]int
@@ -192,15 +223,23 @@ func (in *Ingester) result(source string, outs []actors.Result, rej []event.Reje
 			m.results[r].Add(float64(n))
 		}
 	}
-	res := Result{Shed: tally[actors.ResultShed]}
+	res := Result{Shed: tally[actors.ResultShed], Failed: tally[actors.ResultFailed]}
 	res.Response.RejectedOmitted = omitted
 	res.Response.Accepted = tally[actors.ResultApplied] + tally[actors.ResultLate] + tally[actors.ResultDuplicate]
-	if res.Shed == 0 && tally[actors.ResultFailed] == 0 {
+	if !in.later {
+		late, dup := tally[actors.ResultLate], tally[actors.ResultDuplicate]
+		res.Response.Late, res.Response.Duplicate = &late, &dup
+	}
+	if res.Shed == 0 && res.Failed == 0 {
 		res.Response.Rejected = append([]event.Rejection{}, rej...)
 		return res
 	}
 	// Valid event j sits at the j-th body index not taken by a rejection.
-	all := make([]event.Rejection, 0, len(rej)+res.Shed+tally[actors.ResultFailed])
+	all := make([]event.Rejection, 0, len(rej)+res.Shed+res.Failed)
+	failed := api.ReasonFailed
+	if in.later {
+		failed = api.ReasonNotStored
+	}
 	ri, bodyIdx := 0, 0
 	for _, r := range outs {
 		for ri < len(rej) && rej[ri].Index == bodyIdx {
@@ -214,9 +253,9 @@ func (in *Ingester) result(source string, outs []actors.Result, rej []event.Reje
 		}
 		switch r {
 		case actors.ResultShed:
-			all = append(all, event.Rejection{Index: idx, Reason: api.ReasonShed})
+			all = append(all, event.Rejection{Index: idx, Reason: api.ReasonShed, Retry: true})
 		case actors.ResultFailed:
-			all = append(all, event.Rejection{Index: idx, Reason: "handler failed on this event"})
+			all = append(all, event.Rejection{Index: idx, Reason: failed, Retry: true})
 		}
 		bodyIdx++
 	}

@@ -46,7 +46,7 @@ func newIngester(t testing.TB, mod func(*actors.Config)) (*ingest.Ingester, *act
 }
 
 // Shed events are reported at their index in the body, between the
-// validation rejections.
+// validation rejections, marked for a retry.
 func TestShedIndexesAmongRejections(t *testing.T) {
 	in, _, reg := newIngester(t, func(c *actors.Config) { c.MaxKeys = 1; c.Partitions = 1 })
 	body := `{"key":"a","value":1}
@@ -61,9 +61,10 @@ func TestShedIndexesAmongRejections(t *testing.T) {
 	}
 	var got []string
 	for _, r := range res.Response.Rejected {
-		got = append(got, fmt.Sprintf("%d:%s", r.Index, r.Field))
+		got = append(got, fmt.Sprintf("%d:%s:%t", r.Index, r.Field, r.Retry))
 	}
-	if strings.Join(got, " ") != "1:key 2: 4:key 5:" || res.Shed != 2 || res.Response.Accepted != 2 {
+	// Only the shed ones (2 and 5) may succeed when sent again.
+	if strings.Join(got, " ") != "1:key:false 2::true 4:key:false 5::true" || res.Shed != 2 || res.Response.Accepted != 2 {
 		t.Fatalf("rejections %v shed %d accepted %d", got, res.Shed, res.Response.Accepted)
 	}
 	if v := value(t, reg, "squall_events_in_total", "http", "shed"); v != 2 {

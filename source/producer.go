@@ -92,6 +92,12 @@ func (p *Producer) Submit(ctx context.Context, evs []event.Event, out []actors.R
 	return err
 }
 
+// AppliesLater reports true: an event Submit reports actors.ResultApplied
+// is stored in the topic, and the key actors apply it later, so whether it
+// is late or a duplicate is not known when Submit returns. It implements
+// ingest.AppliesLater.
+func (p *Producer) AppliesLater() bool { return true }
+
 // SubmitAsync is Submit without the wait: done, when not nil, is called
 // with the results once every record is acknowledged or failed (on a
 // franz-go goroutine: it must not block). evs may be reused as soon as
