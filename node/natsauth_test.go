@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/squallhq/squall/internal/natstest"
 	"github.com/squallhq/squall/internal/testutil"
 )
 
@@ -184,31 +185,14 @@ func TestEmbeddedNATSOpenWarning(t *testing.T) {
 	}
 }
 
-// startExternalNATS starts a NATS server with opts completed by a free
-// port on 127.0.0.1, shut down when the test ends.
-func startExternalNATS(t *testing.T, o *server.Options) *server.Server {
-	t.Helper()
-	o.Host, o.Port, o.NoSigs, o.NoLog = "127.0.0.1", server.RANDOM_PORT, true, true
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
-
 // A node reaches an external NATS server over mutual TLS with a user and
 // password, ingesting and publishing alerts through it; without its
 // client certificate it cannot.
 func TestExternalNATSTLSAndUser(t *testing.T) {
 	cert, certFile, keyFile := testutil.SelfSignedTLS(t)
 	pool := x509.NewCertPool()
-	pool.AddCert(mustParse(t, cert.Certificate[0]))
-	s := startExternalNATS(t, &server.Options{
+	pool.AddCert(cert.Leaf)
+	s := natstest.StartWith(t, &server.Options{
 		TLS: true, TLSVerify: true, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert},
 			ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12},
 		Users: []*server.User{{Username: "squall", Password: "tls-pw"}},
@@ -273,7 +257,7 @@ func TestExternalNATSCreds(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := &server.MemAccResolver{}
-	s := startExternalNATS(t, &server.Options{TrustedOperators: []*jwt.OperatorClaims{oc},
+	s := natstest.StartWith(t, &server.Options{TrustedOperators: []*jwt.OperatorClaims{oc},
 		AccountResolver: res, NoSystemAccount: true})
 	if err := res.Store(apub, ajwt); err != nil {
 		t.Fatal(err)
