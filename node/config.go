@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -41,6 +42,32 @@ type Config struct {
 	// NATSSubject is the subject events arrive on (queue group "squall").
 	// Default "squall.events".
 	NATSSubject string
+	// NATSToken is the token the node's NATS connections present, and that
+	// the embedded server then requires. Empty: the embedded server
+	// requires AuthToken when that is set (an external server never gets
+	// AuthToken). Default empty.
+	NATSToken string
+	// NATSTokenFile names a file holding NATSToken (read by Load). Default empty.
+	NATSTokenFile string
+	// NATSUser and NATSPassword authenticate the node's NATS connections;
+	// the embedded server then requires them instead of a token. Default
+	// empty.
+	NATSUser, NATSPassword string
+	// NATSPasswordFile names a file holding NATSPassword (read by Load).
+	// Default empty.
+	NATSPasswordFile string
+	// NATSNKey names a file holding an nkey seed (SU...): the node's NATS
+	// connections sign the server's challenge with it, and the embedded
+	// server then accepts only its public key. Default empty.
+	NATSNKey string
+	// NATSCreds names a credentials file (user JWT and nkey seed, as
+	// written by nsc) for an external server (NATSURL). Default empty.
+	NATSCreds string
+	// NATSTLSCA names a PEM CA file to trust for TLS to an external server
+	// (NATSURL; default: the system roots); NATSTLSCert and NATSTLSKey,
+	// both or neither, are the client certificate it presents. Default
+	// empty: TLS only when the server requires it or the URL is tls://.
+	NATSTLSCA, NATSTLSCert, NATSTLSKey string
 	// ZK lists the ZooKeeper servers (host:port, comma separated); empty
 	// runs the node standalone. Default empty.
 	ZK string
@@ -52,6 +79,8 @@ type Config struct {
 	// ZKDigest, "user:password", authenticates to ZooKeeper and keeps
 	// Squall's znodes writable by that user only. Default empty.
 	ZKDigest string
+	// ZKDigestFile names a file holding ZKDigest (read by Load). Default empty.
+	ZKDigestFile string
 	// RemoteAddr is the listen address of node-to-node traffic (protoactor
 	// remote). Default 127.0.0.1:0 (a free port).
 	RemoteAddr string
@@ -82,6 +111,9 @@ type Config struct {
 	// KafkaSASLUser, KafkaSASLPassword and KafkaSASLMechanism
 	// (SCRAM-SHA-256 or SCRAM-SHA-512) authenticate to Kafka. Default none.
 	KafkaSASLUser, KafkaSASLPassword, KafkaSASLMechanism string
+	// KafkaSASLPasswordFile names a file holding KafkaSASLPassword (read by
+	// Load). Default empty.
+	KafkaSASLPasswordFile string
 	// KafkaMaxRecordBytes: larger records are bad ("oversized"). Default 1 MiB.
 	KafkaMaxRecordBytes int
 	// KafkaTimeout bounds Kafka metadata requests at start. Default 15s.
@@ -119,10 +151,16 @@ type Config struct {
 	// MaxBodyBytes is the largest HTTP body accepted (413 beyond). Default 8 MiB.
 	MaxBodyBytes int64
 	// AuthToken is the bearer token required on every HTTP endpoint but
-	// /healthz. Default empty: none.
+	// /healthz, and by the embedded NATS server unless NATSToken,
+	// NATSUser or NATSNKey is set. Default empty: none.
 	AuthToken string
-	// AuthTokenFile names a file holding the bearer token (trailing white
-	// space trimmed). Default empty.
+	// AuthTokenFile names a file holding the bearer token (read by Load).
+	// Default empty.
+	//
+	// Every secret option has such a -file form: --auth-token-file,
+	// --nats-token-file, --nats-password-file, --kafka-sasl-password-file,
+	// --zk-digest-file. Load reads the file, trims trailing white space,
+	// and refuses an empty file or both forms set.
 	AuthTokenFile string
 	// ShutdownTimeout bounds the graceful shutdown. Default 8s.
 	ShutdownTimeout time.Duration
@@ -267,9 +305,12 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 1024 {
 		bad("max-body-bytes", "%d must be at least 1024", c.MaxBodyBytes)
 	}
-	if c.AuthToken != "" && c.AuthTokenFile != "" {
-		bad("auth-token-file", "give either --auth-token or --auth-token-file, not both")
+	for _, s := range c.secrets() {
+		if *s.value != "" && *s.file != "" {
+			errs = append(errs, s.bothErr())
+		}
 	}
+	c.validateNATSAuth(bad)
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", "%s must be positive", c.ShutdownTimeout)
 	}
@@ -361,17 +402,64 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 		return Config{}, err
 	}
 	*configFile = path
-	if cfg.AuthTokenFile != "" {
-		b, err := os.ReadFile(cfg.AuthTokenFile)
-		if err != nil {
-			return Config{}, fmt.Errorf("--auth-token-file: %w", err)
-		}
-		if cfg.AuthToken = strings.TrimSpace(string(b)); cfg.AuthToken == "" {
-			return Config{}, fmt.Errorf("--auth-token-file %s: empty", cfg.AuthTokenFile)
-		}
-		cfg.AuthTokenFile = ""
+	if err := cfg.readSecretFiles(); err != nil {
+		return Config{}, err
 	}
 	return cfg, cfg.Validate()
+}
+
+// secret is an option holding a secret, with its -file form.
+type secret struct {
+	flag        string // the value's flag; the file's is flag + "-file"
+	value, file *string
+}
+
+// secrets lists every secret option of c.
+func (c *Config) secrets() []secret {
+	return []secret{
+		{"auth-token", &c.AuthToken, &c.AuthTokenFile},
+		{"nats-token", &c.NATSToken, &c.NATSTokenFile},
+		{"nats-password", &c.NATSPassword, &c.NATSPasswordFile},
+		{"kafka-sasl-password", &c.KafkaSASLPassword, &c.KafkaSASLPasswordFile},
+		{"zk-digest", &c.ZKDigest, &c.ZKDigestFile},
+	}
+}
+
+func (s secret) bothErr() error {
+	return fmt.Errorf("--%s-file: give either --%s or --%s-file, not both", s.flag, s.flag, s.flag)
+}
+
+// readSecretFiles replaces each secret's -file form by the file's
+// content, trailing white space trimmed.
+func (c *Config) readSecretFiles() error {
+	var errs []error
+	for _, s := range c.secrets() {
+		if *s.file == "" {
+			continue
+		}
+		if *s.value != "" {
+			errs = append(errs, s.bothErr())
+			continue
+		}
+		b, err := os.ReadFile(*s.file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s-file: %w", s.flag, err))
+			continue
+		}
+		v := strings.TrimRightFunc(string(b), unicode.IsSpace)
+		if v == "" {
+			errs = append(errs, fmt.Errorf("--%s-file %s: empty", s.flag, *s.file))
+			continue
+		}
+		*s.value, *s.file = v, ""
+	}
+	return errors.Join(errs...)
+}
+
+// secretVar declares a secret's flag and its -file form.
+func secretVar(fs *flag.FlagSet, s secret, usage string) {
+	fs.StringVar(s.value, s.flag, *s.value, usage+" (or --"+s.flag+"-file)")
+	fs.StringVar(s.file, s.flag+"-file", *s.file, "file holding --"+s.flag+" (trailing white space trimmed)")
 }
 
 func loadYAML(fs *flag.FlagSet, path string) error {
@@ -421,6 +509,10 @@ func loadYAML(fs *flag.FlagSet, path string) error {
 // bind declares every flag on fs, pointing at cfg's fields, and returns
 // where --config lands.
 func bind(fs *flag.FlagSet, c *Config) *string {
+	sec := map[string]secret{}
+	for _, s := range c.secrets() {
+		sec[s.flag] = s
+	}
 	configFile := new(string)
 	fs.StringVar(configFile, "config", "", "YAML file of options (same names as the flags)")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable member id (default host name + HTTP port)")
@@ -428,10 +520,11 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "external NATS server URL (empty: start an embedded server)")
 	fs.StringVar(&c.NATSAddr, "nats-addr", c.NATSAddr, "embedded NATS server listen address (port 0: any free port)")
 	fs.StringVar(&c.NATSSubject, "nats-subject", c.NATSSubject, "NATS subject events arrive on (queue group squall)")
+	bindNATSAuth(fs, c, sec)
 	fs.StringVar(&c.ZK, "zk", c.ZK, "ZooKeeper servers host:port, comma separated (empty: standalone)")
 	fs.StringVar(&c.Cluster, "cluster", c.Cluster, "cluster name (ZooKeeper root /squall/<cluster>)")
 	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", c.ZKSessionTimeout, "ZooKeeper session timeout")
-	fs.StringVar(&c.ZKDigest, "zk-digest", c.ZKDigest, "ZooKeeper digest credentials user:password (znodes then writable by that user only)")
+	secretVar(fs, sec["zk-digest"], "ZooKeeper digest credentials user:password (znodes then writable by that user only)")
 	fs.StringVar(&c.RemoteAddr, "remote-addr", c.RemoteAddr, "node-to-node listen address (protoactor remote; port 0: any free port)")
 	fs.StringVar(&c.RemoteTLSCert, "remote-tls-cert", c.RemoteTLSCert, "PEM certificate for node-to-node mutual TLS")
 	fs.StringVar(&c.RemoteTLSKey, "remote-tls-key", c.RemoteTLSKey, "PEM key for node-to-node mutual TLS")
@@ -444,7 +537,7 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.BoolVar(&c.KafkaTLS, "kafka-tls", c.KafkaTLS, "connect to Kafka over TLS")
 	fs.StringVar(&c.KafkaTLSCA, "kafka-tls-ca", c.KafkaTLSCA, "PEM CA file for Kafka TLS (default: system roots)")
 	fs.StringVar(&c.KafkaSASLUser, "kafka-sasl-user", c.KafkaSASLUser, "Kafka SASL/SCRAM user")
-	fs.StringVar(&c.KafkaSASLPassword, "kafka-sasl-password", c.KafkaSASLPassword, "Kafka SASL/SCRAM password (or SQUALL_KAFKA_SASL_PASSWORD)")
+	secretVar(fs, sec["kafka-sasl-password"], "Kafka SASL/SCRAM password")
 	fs.StringVar(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", c.KafkaSASLMechanism, "SCRAM-SHA-256 or SCRAM-SHA-512")
 	fs.IntVar(&c.KafkaMaxRecordBytes, "kafka-max-record-bytes", c.KafkaMaxRecordBytes, "larger Kafka records are bad (DLQ or skipped)")
 	fs.DurationVar(&c.KafkaTimeout, "kafka-timeout", c.KafkaTimeout, "bound on Kafka metadata requests at start")
@@ -460,8 +553,7 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.DurationVar(&c.IdleTTL, "idle-ttl", c.IdleTTL, "passivate a key actor after this long without events")
 	fs.IntVar(&c.MaxKeys, "max-keys", c.MaxKeys, "live key actors per node; beyond it new keys are shed")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest HTTP request body (413 beyond)")
-	fs.StringVar(&c.AuthToken, "auth-token", c.AuthToken, "bearer token required by every HTTP endpoint but /healthz")
-	fs.StringVar(&c.AuthTokenFile, "auth-token-file", c.AuthTokenFile, "file holding the bearer token")
+	secretVar(fs, sec["auth-token"], "bearer token required by every HTTP endpoint but /healthz, and by the embedded NATS server")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on graceful shutdown")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	return configFile

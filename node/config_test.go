@@ -90,11 +90,76 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-func TestAuthTokenFile(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(p, []byte("tok-123\n"), 0o600)
-	cfg, err := Load([]string{"--auth-token-file", p}, env(nil), io.Discard)
-	if err != nil || cfg.AuthToken != "tok-123" {
-		t.Fatalf("token %q err %v", cfg.AuthToken, err)
+// Every secret has a -file form: read, trailing white space trimmed;
+// giving both forms is an error naming both flags, and so is an empty file.
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := func(extra ...string) []string {
+		return append([]string{"--kafka-brokers", "127.0.0.1:9092", "--kafka-sasl-user", "u",
+			"--kafka-sasl-mechanism", "SCRAM-SHA-256", "--zk", "127.0.0.1:2181"}, extra...)
+	}
+	for _, c := range []struct {
+		flag string
+		get  func(*Config) string
+	}{
+		{"auth-token", func(c *Config) string { return c.AuthToken }},
+		{"nats-token", func(c *Config) string { return c.NATSToken }},
+		{"nats-password", func(c *Config) string { return c.NATSPassword }},
+		{"kafka-sasl-password", func(c *Config) string { return c.KafkaSASLPassword }},
+		{"zk-digest", func(c *Config) string { return c.ZKDigest }},
+	} {
+		args := base("--nats-user", "squall", "--nats-password", "pw")
+		switch c.flag {
+		case "nats-token": // not with --nats-user
+			args = base()
+		case "nats-password":
+			args = base("--nats-user", "squall")
+		}
+		file := write(c.flag, " us er:s3 cret \t\n\n")
+		cfg, err := Load(append(args, "--"+c.flag+"-file", file), env(nil), io.Discard)
+		if err != nil || c.get(&cfg) != " us er:s3 cret" {
+			t.Errorf("--%s-file: %q, %v", c.flag, c.get(&cfg), err)
+		}
+		// Also through the environment.
+		cfg, err = Load(args, env(map[string]string{"SQUALL_" + strings.ToUpper(strings.ReplaceAll(c.flag, "-", "_")) + "_FILE": file}), io.Discard)
+		if err != nil || c.get(&cfg) != " us er:s3 cret" {
+			t.Errorf("SQUALL_..._FILE for --%s: %q, %v", c.flag, c.get(&cfg), err)
+		}
+		_, err = Load(append(args, "--"+c.flag, "a:b", "--"+c.flag+"-file", file), env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--"+c.flag+" ") || !strings.Contains(err.Error(), "--"+c.flag+"-file") {
+			t.Errorf("both forms of --%s: %v", c.flag, err)
+		}
+		_, err = Load(append(args, "--"+c.flag+"-file", write("empty", " \n")), env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--"+c.flag+"-file") || !strings.Contains(err.Error(), "empty") {
+			t.Errorf("empty --%s-file: %v", c.flag, err)
+		}
+	}
+}
+
+// NATS authentication options that cannot go together are refused.
+func TestNATSAuthValidation(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats-token", "t", "--nats-user", "u", "--nats-password", "p"}, "at most one of"},
+		{[]string{"--nats-url", "nats://h:4222", "--nats-token", "t", "--nats-creds", "c"}, "at most one of"},
+		{[]string{"--nats-user", "u"}, "--nats-user and --nats-password"},
+		{[]string{"--nats-password", "p"}, "--nats-user and --nats-password"},
+		{[]string{"--nats-url", "nats://h:4222", "--nats-tls-cert", "c"}, "--nats-tls-cert and --nats-tls-key"},
+		{[]string{"--nats-creds", "c"}, "--nats-creds: needs --nats-url"},
+		{[]string{"--nats-tls-ca", "c"}, "--nats-tls-ca: needs --nats-url"},
+	} {
+		_, err := Load(c.args, env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Load(%v) = %v, want %q", c.args, err, c.want)
+		}
 	}
 }

@@ -2,17 +2,8 @@ package node
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -24,33 +15,10 @@ import (
 	"github.com/squallhq/squall/internal/testutil"
 )
 
-// selfSigned returns a TLS certificate for 127.0.0.1 and the path of its
-// PEM file (it is its own CA).
-func selfSigned(t *testing.T) (tls.Certificate, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kafka"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, path
-}
-
 // A node reaches Kafka over TLS with SASL/SCRAM, consuming and producing
 // (Kafka-first ingest) through both.
 func TestKafkaTLSAndSCRAM(t *testing.T) {
-	cert, caFile := selfSigned(t)
+	cert, caFile, _ := testutil.SelfSignedTLS(t)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "secure-events"),
 		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}}),
 		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "squall", "s3cret"))
@@ -71,7 +39,7 @@ func TestKafkaTLSAndSCRAM(t *testing.T) {
 	}
 	// And a record produced by another client.
 	pool := x509.NewCertPool()
-	pool.AddCert(mustParse(t, cert.Certificate[0]))
+	pool.AddCert(cert.Leaf)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DialTLSConfig(&tls.Config{RootCAs: pool}),
 		kgo.SASL(scram.Auth{User: "squall", Pass: "s3cret"}.AsSha256Mechanism()), kgo.DefaultProduceTopic("secure-events"))
 	if err != nil {
@@ -86,13 +54,4 @@ func TestKafkaTLSAndSCRAM(t *testing.T) {
 		st, err := n.Get(context.Background(), "k")
 		return err == nil && st.Window.Count == 2 && st.Window.Sum == 7
 	}, "events not applied through TLS + SCRAM")
-}
-
-func mustParse(t *testing.T, der []byte) *x509.Certificate {
-	t.Helper()
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }

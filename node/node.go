@@ -42,6 +42,9 @@ type Node struct {
 	alerts  *alertSide    // nil without --rules
 	ncDone  chan struct{} // closed when nc is closed
 	natsURL string
+	// natsAuth are the authentication and TLS options of every NATS
+	// connection of the node.
+	natsAuth []nats.Option
 
 	serveErr chan error
 	once     sync.Once
@@ -58,6 +61,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	defer func() {
 		if err != nil {
 			n.teardown()
+			err = cfg.scrubErr(err) // no secret in errors, such as a URL's password
 		}
 	}()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -142,7 +146,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if n.cl != nil {
 		remote = n.cl.tr.Addr()
 	}
-	log.Info("squall node started", "node", n.cfg.NodeID, "http", n.HTTPAddr(), "nats", n.natsURL,
+	log.Info("squall node started", "node", n.cfg.NodeID, "http", n.HTTPAddr(), "nats", cfg.scrub(n.natsURL),
 		"remote", remote, "zk", cfg.ZK, "kafka", cfg.KafkaBrokers, "embedded_nats", n.nsrv != nil,
 		"partitions", n.cfg.Partitions, "version", Version)
 	return n, nil
@@ -150,6 +154,10 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 
 func (n *Node) startNATS() error {
 	var opts []nats.Option
+	var err error
+	if n.natsAuth, err = n.cfg.natsAuthOptions(); err != nil {
+		return err
+	}
 	url := n.cfg.NATSURL
 	if url == "" {
 		host, portStr, _ := net.SplitHostPort(n.cfg.NATSAddr) // validated
@@ -164,10 +172,18 @@ func (n *Node) startNATS() error {
 		} else {
 			port = server.RANDOM_PORT
 		}
-		ns, err := server.NewServer(&server.Options{Host: host, Port: port, NoSigs: true, NoLog: true,
-			MaxPayload: 8 << 20})
+		so, err := n.cfg.embeddedNATSOptions(host, port)
+		if err != nil {
+			return err
+		}
+		ns, err := server.NewServer(so)
 		if err != nil {
 			return fmt.Errorf("--nats-addr %s: %w", n.cfg.NATSAddr, err)
+		}
+		if n.cfg.embeddedNATSOpen() && !isLoopback(host) {
+			n.log.Warn("the embedded NATS server listens on a non-loopback address without authentication: "+
+				"anyone reaching it can publish events and read alerts; set --auth-token or --nats-token",
+				"nats_addr", n.cfg.NATSAddr)
 		}
 		n.nsrv = ns
 		ns.Start()
@@ -203,6 +219,7 @@ func (n *Node) natsOptions(use string) []nats.Option {
 		name += " " + use
 	}
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	opts = append(opts, n.natsAuth...)
 	if n.nsrv != nil {
 		opts = append(opts, nats.InProcessServer(n.nsrv))
 	}

@@ -1,21 +1,11 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	crand "crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -586,36 +576,6 @@ func TestRestartSameID(t *testing.T) {
 	s.check(t, nodes)
 }
 
-// writeTLSFiles writes a self-signed certificate for 127.0.0.1 that is its
-// own CA, as PEM cert and key files, and returns their paths.
-func writeTLSFiles(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "squall-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
-}
-
 // Node-to-node traffic over mutual TLS: events sent to any node reach
 // their owners.
 func TestClusterRemoteTLS(t *testing.T) {
@@ -623,7 +583,7 @@ func TestClusterRemoteTLS(t *testing.T) {
 		t.Skip("starts ZooKeeper and two nodes")
 	}
 	z := zktest.Start(t)
-	cert, key := writeTLSFiles(t)
+	_, cert, key := testutil.SelfSignedTLS(t)
 	tlsArgs := []string{"--remote-tls-cert", cert, "--remote-tls-key", key, "--remote-tls-ca", cert}
 	nodes := []*cnode{
 		startMember(t, z.Addr(), "tls", "n1", "", "", tlsArgs...),

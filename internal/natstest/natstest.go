@@ -12,7 +12,19 @@ import (
 // down when the test ends. Shutting it down earlier is fine.
 func Start(t testing.TB, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+	return StartWith(t, &server.Options{Port: port})
+}
+
+// StartWith starts a NATS server with o (authentication, TLS, ...) on
+// 127.0.0.1, port o.Port (0 or -1: a free port), without signal handlers
+// or logs, shut down when the test ends.
+func StartWith(t testing.TB, o *server.Options) *server.Server {
+	t.Helper()
+	o.Host, o.NoSigs, o.NoLog = "127.0.0.1", true, true
+	if o.Port == 0 {
+		o.Port = server.RANDOM_PORT
+	}
+	s, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
