@@ -149,7 +149,7 @@ func TestPassivationOverHTTP(t *testing.T) {
 		t.Fatalf("live %d keys %d, want 500", kl.Live, len(kl.Keys))
 	}
 	// Keep one key busy while the others idle out.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		post(`{"key":"busy","ts":1764064800000,"value":1}`)
 		kl := list()

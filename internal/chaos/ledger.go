@@ -161,8 +161,15 @@ func classifyIngest(status int, body []byte, n int) ([]Outcome, string) {
 			return outs, reason
 		}
 		// Our events are valid: a 400 with an error is a failure of the
-		// node answered with a client status (SPEC §5 wants a 503).
+		// node answered with a client status (it should be a 503).
 		return all(n, Indeterminate), "status 400 on valid input"
+	case 503:
+		// The node's failure: events it lists (marked retry) may or may not
+		// have been applied; the others were accepted when the counts add up.
+		if len(r.Rejected) > 0 {
+			return perEvent(r, n, status)
+		}
+		return all(n, Indeterminate), "status 503"
 	case 401, 413:
 		return all(n, Failed), fmt.Sprintf("status %d", status)
 	default:
