@@ -106,6 +106,20 @@ type Options struct {
 	// are only counted (Decoder.Omitted), so a body of millions of bad
 	// events cannot cost millions of Rejections. Default 0: no cap.
 	MaxRejections int
+	// MaxFuture, when positive, rejects (field "ts") an event whose ts is
+	// more than MaxFuture after Now, its arrival time: one event stamped
+	// years ahead would otherwise move its key's window there, and every
+	// real event after it would be late. The inputs set it from the node's
+	// --max-future (DefaultMaxFuture). Default 0: no limit but MaxTS.
+	MaxFuture time.Duration
+	// CheckMinTS rejects a ts the event gives that is before MinTS
+	// (1973-03-03): a number, as seconds sent for milliseconds; an RFC 3339
+	// string too, so that the accepted range is the same in every encoding
+	// (an event re-encoded with its ts as a number reads back the same). A
+	// ts taken from Now is not checked. The inputs from outside set it.
+	// Default false: any ts from 1970 (batches forwarded between nodes
+	// were checked where they came in).
+	CheckMinTS bool
 }
 
 // retainLimit is the largest parse input whose buffers a Decoder keeps for
@@ -148,6 +162,11 @@ type Decoder struct {
 	// appended and that were over Options.MaxRejections.
 	listed, omitted, maxRej int
 
+	// futFor and futReason cache futureReason(futFor).
+	futFor    time.Duration
+	futReason string
+	fix       []byte // scratch for parse's second attempt
+
 	// Fields of the object being decoded, set by visitField.
 	key, ts, value, id, tags *fastjson.Value
 	visitFieldFn             func(k []byte, v *fastjson.Value)
@@ -160,14 +179,17 @@ type Decoder struct {
 // err is non-nil only when the body as a whole cannot be read (ErrEmpty,
 // ErrMalformed, ErrFormat); then dst and rej are returned unchanged.
 //
-// Rules (SPEC §2): key is a non-empty UTF-8 string of at most 256 bytes
-// (o.DefaultKey when absent or null); ts is an integer number of epoch
-// milliseconds (integral exponent forms such as 1.7640648e12 are accepted)
-// or an RFC 3339 string (sub-millisecond digits are truncated), o.Now when
-// absent or null, and must lie in [1970, 9999]; value is a required finite
-// JSON number; id is an optional string of at most 128 bytes; tags is an
-// optional object of at most 32 string values, keys 1..256 bytes and
-// values at most 256 bytes. Field names are case-sensitive, unknown fields
+// Rules: key is a non-empty UTF-8 string of at most 256 bytes
+// (o.DefaultKey when absent or null); ts is a number of epoch milliseconds
+// (exponent forms such as 1.7640648e12 are accepted) or an RFC 3339 string
+// with a UTC offset within ±23:59, sub-millisecond digits truncated in both,
+// o.Now when absent or null; it must lie in [1970, 9999], and in
+// [1973-03-03, o.Now+o.MaxFuture] with o.CheckMinTS and o.MaxFuture. value
+// is a required finite JSON number; id is an optional string of at most 128
+// bytes; tags is an optional object of at most 32 string values, keys
+// 1..256 bytes and values at most 256 bytes. Numbers follow the JSON
+// grammar ("+1", "01", ".5", "1." are malformed); NaN and Infinity, in any
+// spelling, are not finite. Field names are case-sensitive, unknown fields
 // are ignored, and of duplicated fields the last wins.
 //
 // In protobuf, ts 0 means absent and an empty key means absent.
@@ -331,17 +353,60 @@ func (d *Decoder) finish() {
 	if cap(d.num) > 4096 {
 		d.num = nil
 	}
+	if cap(d.fix) > 4096 {
+		d.fix = nil
+	}
 }
 
 var utf8BOM = []byte("\xef\xbb\xbf")
 
 // parse parses one JSON value with the reused parser. The result is valid
 // until the next parse.
+//
+// The parser reads NaN and Inf (in any case, signed) as numbers but fails
+// on Infinity; a text it cannot parse is tried again with each Infinity
+// outside strings spelled Inf, so that Infinity is rejected like NaN, on
+// its field, rather than as malformed JSON.
 func (d *Decoder) parse(b []byte) (*fastjson.Value, error) {
 	if len(b) > retainLimit {
 		d.big = true
 	}
-	return d.p.ParseBytes(b)
+	v, err := d.p.ParseBytes(b)
+	if err == nil {
+		return v, nil
+	}
+	if fixed, ok := d.infinityAsInf(b); ok {
+		if v, err2 := d.p.ParseBytes(fixed); err2 == nil {
+			return v, nil
+		}
+	}
+	return nil, err
+}
+
+// infinityAsInf returns a copy of b (in d.fix) with every "Infinity", in
+// any case, outside strings replaced by "Inf" and five spaces, or false
+// when b has none.
+func (d *Decoder) infinityAsInf(b []byte) ([]byte, bool) {
+	const word = "infinity"
+	found := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			end := scanString(b, i+1)
+			if end < 0 {
+				return nil, false
+			}
+			i = end - 1
+		case (c == 'i' || c == 'I') && len(b)-i >= len(word) && bytes.EqualFold(b[i:i+len(word)], []byte(word)):
+			if !found {
+				d.fix = append(d.fix[:0], b...)
+				found = true
+			}
+			copy(d.fix[i:], "Inf     ")
+			i += len(word) - 1
+		}
+	}
+	return d.fix, found
 }
 
 // decodeNDJSON decodes one event per non-blank line.
@@ -586,23 +651,35 @@ func (d *Decoder) build(ev *Event, o *Options) (field, reason string) {
 		case fastjson.TypeNumber:
 			d.num = d.ts.MarshalTo(d.num[:0])
 			ts, r := parseTS(d.num)
+			if r == "" {
+				r = checkNumberTS(ts, o)
+			}
 			if r != "" {
 				return fieldTS, r
 			}
 			ev.TS = ts
 		case fastjson.TypeString:
 			b, _ := d.ts.StringBytes()
-			t, err := time.Parse(time.RFC3339Nano, unsafe.String(unsafe.SliceData(b), len(b)))
-			if err != nil {
-				return fieldTS, reasonTSRFC3339
+			ts, r := parseTSString(b)
+			if r == "" {
+				r = checkTS(ts)
 			}
-			ev.TS = t.UnixMilli()
+			if r == "" && o.CheckMinTS && ts < MinTS {
+				r = reasonTSEarly
+			}
+			if r != "" {
+				return fieldTS, r
+			}
+			ev.TS = ts
 		default:
 			return fieldTS, reasonTSType
 		}
 	}
 	if r := checkTS(ev.TS); r != "" {
 		return fieldTS, r
+	}
+	if future(ev.TS, o) {
+		return fieldTS, d.futureReason(o.MaxFuture)
 	}
 
 	// value
@@ -615,7 +692,7 @@ func (d *Decoder) build(ev *Event, o *Options) (field, reason string) {
 	d.num = d.value.MarshalTo(d.num[:0])
 	f, ok := parseFloat(d.num)
 	if !ok {
-		return fieldValue, reasonValue
+		return fieldValue, valueReason(d.num)
 	}
 	ev.Value = f
 
@@ -651,6 +728,34 @@ func (d *Decoder) build(ev *Event, o *Options) (field, reason string) {
 		}
 	}
 	return "", ""
+}
+
+// parseTSString parses an RFC 3339 ts string into epoch milliseconds,
+// truncating sub-millisecond digits. It returns the rejection reason, or "".
+// time.Parse is laxer than RFC 3339 in two ways checked here: it takes a
+// ',' before the fraction, and offsets up to ±24:59.
+func parseTSString(b []byte) (int64, string) {
+	t, err := time.Parse(time.RFC3339Nano, unsafe.String(unsafe.SliceData(b), len(b)))
+	if err != nil || bytes.IndexByte(b, ',') >= 0 {
+		return 0, reasonTSRFC3339
+	}
+	// time.Parse checked the zone's form: "Z" or ±hh:mm at the end.
+	if n := len(b); b[n-1] != 'Z' {
+		hh := int(b[n-5]-'0')*10 + int(b[n-4]-'0')
+		mm := int(b[n-2]-'0')*10 + int(b[n-1]-'0')
+		if hh > 23 || mm > 59 {
+			return 0, reasonTSOffset
+		}
+	}
+	return t.UnixMilli(), ""
+}
+
+// futureReason returns futureReason(max), cached.
+func (d *Decoder) futureReason(max time.Duration) string {
+	if d.futFor != max || d.futReason == "" {
+		d.futFor, d.futReason = max, futureReason(max)
+	}
+	return d.futReason
 }
 
 // tagsObject reads the tags object v. It returns nil for an empty object,

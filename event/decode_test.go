@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"google.golang.org/protobuf/proto"
@@ -175,20 +176,40 @@ func TestDecodeFields(t *testing.T) {
 		{name: "ts after 9999", body: obj(`"key":"k","ts":253402300800000`), rej: []Rejection{rj(0, "ts", reasonTSRange)}},
 		{name: "ts huge", body: obj(`"key":"k","ts":99999999999999999999999`), rej: []Rejection{rj(0, "ts", reasonTSRange)}},
 		{name: "ts huge exponent", body: obj(`"key":"k","ts":1e999999999999`), rej: []Rejection{rj(0, "ts", reasonTSRange)}},
-		{name: "ts fractional", body: obj(`"key":"k","ts":1764064800000.5`), rej: []Rejection{rj(0, "ts", reasonTSFraction)}},
-		{name: "ts fractional exponent", body: obj(`"key":"k","ts":1.76406480000005e12`), rej: []Rejection{rj(0, "ts", reasonTSFraction)}},
-		{name: "ts tiny", body: obj(`"key":"k","ts":1e-7`), rej: []Rejection{rj(0, "ts", reasonTSFraction)}},
+		// Sub-millisecond digits are truncated, in numbers as in strings.
+		{name: "ts fractional truncated", body: obj(`"key":"k","ts":1764064800000.5`), want: []Event{ev("k", 1764064800000, 1)}},
+		{name: "ts fractional .999 truncated", body: obj(`"key":"k","ts":1764064800123.999`), want: []Event{ev("k", 1764064800123, 1)}},
+		{name: "ts fractional exponent truncated", body: obj(`"key":"k","ts":1.76406480012399e12`), want: []Event{ev("k", 1764064800123, 1)}},
+		{name: "ts fractional long truncated", body: obj(`"key":"k","ts":1764064800123.99999999999999999999`), want: []Event{ev("k", 1764064800123, 1)}},
+		{name: "ts tiny is zero", body: obj(`"key":"k","ts":1e-7`), want: []Event{ev("k", 0, 1)}},
+		{name: "ts tiny huge negative exponent", body: obj(`"key":"k","ts":5e-999999999999`), want: []Event{ev("k", 0, 1)}},
+		{name: "ts negative fraction", body: obj(`"key":"k","ts":-0.5`), rej: []Rejection{rj(0, "ts", reasonTSNegative)}},
+		{name: "ts negative fraction exponent", body: obj(`"key":"k","ts":-5e-1`), rej: []Rejection{rj(0, "ts", reasonTSNegative)}},
+		{name: "ts fraction over max", body: obj(`"key":"k","ts":253402300800000.5`), rej: []Rejection{rj(0, "ts", reasonTSRange)}},
+		{name: "ts fraction at max", body: obj(`"key":"k","ts":253402300799999.9`), want: []Event{ev("k", MaxTS, 1)}},
 		{name: "ts negative", body: obj(`"key":"k","ts":-1`), rej: []Rejection{rj(0, "ts", reasonTSNegative)}},
 		{name: "ts negative exponent", body: obj(`"key":"k","ts":-1e3`), rej: []Rejection{rj(0, "ts", reasonTSNegative)}},
 		{name: "ts bool", body: obj(`"key":"k","ts":true`), rej: []Rejection{rj(0, "ts", reasonTSType)}},
 		{name: "ts object", body: obj(`"key":"k","ts":{}`), rej: []Rejection{rj(0, "ts", reasonTSType)}},
-		{name: "ts leading zero", body: obj(`"key":"k","ts":0123`), rej: []Rejection{rj(0, "ts", reasonTSType)}},
-		{name: "ts plus sign", body: obj(`"key":"k","ts":+123`), rej: []Rejection{rj(0, "ts", reasonTSType)}},
+		{name: "ts leading zero", body: obj(`"key":"k","ts":0123`), rej: []Rejection{rj(0, "ts", reasonTSMalformed)}},
+		{name: "ts plus sign", body: obj(`"key":"k","ts":+123`), rej: []Rejection{rj(0, "ts", reasonTSMalformed)}},
+		{name: "ts leading dot", body: obj(`"key":"k","ts":.5`), rej: []Rejection{rj(0, "ts", reasonTSMalformed)}},
+		{name: "ts trailing dot", body: obj(`"key":"k","ts":1764064800000.`), rej: []Rejection{rj(0, "ts", reasonTSMalformed)}},
+		{name: "ts double minus", body: obj(`"key":"k","ts":--1`), rej: []Rejection{rj(0, "ts", reasonTSMalformed)}},
 		{name: "ts NaN", body: obj(`"key":"k","ts":NaN`), rej: []Rejection{rj(0, "ts", reasonTSType)}},
+		{name: "ts Infinity", body: obj(`"key":"k","ts":Infinity`), rej: []Rejection{rj(0, "ts", reasonTSType)}},
 		{name: "ts RFC 3339", body: obj(`"key":"k","ts":"2025-11-25T10:00:00Z"`), want: []Event{ev("k", 1764064800000, 1)}},
 		{name: "ts RFC 3339 millis", body: obj(`"key":"k","ts":"2025-11-25T10:00:00.123Z"`), want: []Event{ev("k", 1764064800123, 1)}},
 		{name: "ts RFC 3339 nanos truncate", body: obj(`"key":"k","ts":"2025-11-25T10:00:00.123999999Z"`), want: []Event{ev("k", 1764064800123, 1)}},
 		{name: "ts RFC 3339 offset", body: obj(`"key":"k","ts":"2025-11-25T12:30:00+02:30"`), want: []Event{ev("k", 1764064800000, 1)}},
+		{name: "ts RFC 3339 offset +23:59", body: obj(`"key":"k","ts":"2025-11-26T09:59:00+23:59"`), want: []Event{ev("k", 1764064800000, 1)}},
+		{name: "ts RFC 3339 offset -23:59", body: obj(`"key":"k","ts":"2025-11-24T10:01:00-23:59"`), want: []Event{ev("k", 1764064800000, 1)}},
+		{name: "ts RFC 3339 offset +24:00", body: obj(`"key":"k","ts":"2025-11-26T10:00:00+24:00"`), rej: []Rejection{rj(0, "ts", reasonTSOffset)}},
+		{name: "ts RFC 3339 offset -24:00", body: obj(`"key":"k","ts":"2025-11-24T10:00:00-24:00"`), rej: []Rejection{rj(0, "ts", reasonTSOffset)}},
+		{name: "ts RFC 3339 offset minutes 60", body: obj(`"key":"k","ts":"2025-11-25T10:00:00+01:60"`), rej: []Rejection{rj(0, "ts", reasonTSOffset)}},
+		{name: "ts RFC 3339 offset hours 99", body: obj(`"key":"k","ts":"2025-11-25T10:00:00+99:00"`), rej: []Rejection{rj(0, "ts", reasonTSRFC3339)}},
+		{name: "ts RFC 3339 comma fraction", body: obj(`"key":"k","ts":"2025-11-25T10:00:00,5Z"`), rej: []Rejection{rj(0, "ts", reasonTSRFC3339)}},
+		{name: "ts RFC 3339 lower-case z", body: obj(`"key":"k","ts":"2025-11-25T10:00:00z"`), rej: []Rejection{rj(0, "ts", reasonTSRFC3339)}},
 		{name: "ts RFC 3339 epoch", body: obj(`"key":"k","ts":"1970-01-01T00:00:00Z"`), want: []Event{ev("k", 0, 1)}},
 		{name: "ts RFC 3339 before 1970", body: obj(`"key":"k","ts":"1969-12-31T23:59:59Z"`), rej: []Rejection{rj(0, "ts", reasonTSNegative)}},
 		{name: "ts RFC 3339 last ms", body: obj(`"key":"k","ts":"9999-12-31T23:59:59.999Z"`), want: []Event{ev("k", MaxTS, 1)}},
@@ -215,10 +236,22 @@ func TestDecodeFields(t *testing.T) {
 		{name: "value nan", body: `{"key":"k","value":nan}`, rej: []Rejection{rj(0, "value", reasonValue)}},
 		{name: "value Inf", body: `{"key":"k","value":Inf}`, rej: []Rejection{rj(0, "value", reasonValue)}},
 		{name: "value -inf", body: `{"key":"k","value":-inf}`, rej: []Rejection{rj(0, "value", reasonValue)}},
-		{name: "value 1-2", body: `{"key":"k","value":1-2}`, rej: []Rejection{rj(0, "value", reasonValue)}},
-		{name: "value trailing dot", body: `{"key":"k","value":1.}`, rej: []Rejection{rj(0, "value", reasonValue)}},
-		{name: "value leading dot", body: `{"key":"k","value":.5}`, rej: []Rejection{rj(0, "value", reasonValue)}},
-		{name: "value bare exponent", body: `{"key":"k","value":1e}`, rej: []Rejection{rj(0, "value", reasonValue)}},
+		{name: "value Infinity", body: `{"key":"k","value":Infinity}`, rej: []Rejection{rj(0, "value", reasonValue)}},
+		{name: "value -Infinity", body: `{"key":"k","value":-Infinity}`, rej: []Rejection{rj(0, "value", reasonValue)}},
+		{name: "value +Infinity", body: `{"key":"k","value":+Infinity}`, rej: []Rejection{rj(0, "value", reasonValue)}},
+		{name: "value infinity spaced", body: `{"key":"k", "value" : infinity }`, rej: []Rejection{rj(0, "value", reasonValue)}},
+		{name: "value Infinity, key Infinity kept", body: `{"key":"Infinity","value":Infinity}`, rej: []Rejection{rj(0, "value", reasonValue)}},
+		{name: "value Infinity in another field is ignored like NaN", body: `{"key":"k","x":[NaN,Infinity],"value":1}`, want: []Event{ev("k", now, 1)}},
+		{name: "Infinity as a name stays malformed", body: `{"key":"k",Infinity:1,"value":1}`, rej: []Rejection{rj(0, "", reasonMalformed)}},
+		{name: "value 1-2", body: `{"key":"k","value":1-2}`, rej: []Rejection{rj(0, "value", reasonValueMalformed)}},
+		{name: "value trailing dot", body: `{"key":"k","value":1.}`, rej: []Rejection{rj(0, "value", reasonValueMalformed)}},
+		{name: "value leading dot", body: `{"key":"k","value":.5}`, rej: []Rejection{rj(0, "value", reasonValueMalformed)}},
+		{name: "value bare exponent", body: `{"key":"k","value":1e}`, rej: []Rejection{rj(0, "value", reasonValueMalformed)}},
+		{name: "value plus sign", body: `{"key":"k","value":+1}`, rej: []Rejection{rj(0, "value", reasonValueMalformed)}},
+		{name: "value leading zero", body: `{"key":"k","value":01}`, rej: []Rejection{rj(0, "value", reasonValueMalformed)}},
+		{name: "value negative leading zero", body: `{"key":"k","value":-01.5}`, rej: []Rejection{rj(0, "value", reasonValueMalformed)}},
+		{name: "value double minus", body: `{"key":"k","value":--1}`, rej: []Rejection{rj(0, "value", reasonValueMalformed)}},
+		{name: "value fraction in exponent", body: `{"key":"k","value":1e5.5}`, rej: []Rejection{rj(0, "value", reasonValueMalformed)}},
 
 		// id
 		{name: "id", body: `{"key":"k","value":1,"id":"e-1"}`, want: []Event{{Key: "k", TS: now, Value: 1, ID: "e-1"}}},
@@ -648,5 +681,171 @@ func TestFastPathTaken(t *testing.T) {
 		if ok != c.ok || (ok && !eventsEqual([]Event{got}, []Event{c.want})) {
 			t.Errorf("fast(%s) = %+v, %v; want %+v, %v", c.in, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+// oneCase is an event text and what becomes of it: an event, or a
+// rejection of Field with Reason.
+type oneCase struct {
+	name          string
+	elem          string
+	want          *Event
+	field, reason string
+}
+
+// runEveryFormat decodes each case as a single object (auto and JSON), as
+// element 1 of a JSON array and as line 1 of NDJSON between two good
+// events, under o: every format must treat it the same.
+func runEveryFormat(t *testing.T, o Options, cases []oneCase) {
+	t.Helper()
+	good := `{"key":"good","value":7}`
+	evGood := ev("good", o.Now, 7)
+	var dc []decodeCase
+	for _, c := range cases {
+		var want []Event
+		var rej []Rejection
+		if c.want != nil {
+			want = []Event{*c.want}
+		} else {
+			rej = []Rejection{rj(0, c.field, c.reason)}
+		}
+		wantMid := []Event{evGood, evGood}
+		var rejMid []Rejection
+		if c.want != nil {
+			wantMid = []Event{evGood, *c.want, evGood}
+		} else {
+			rejMid = []Rejection{rj(1, c.field, c.reason)}
+		}
+		dc = append(dc,
+			decodeCase{name: c.name + "/object", body: c.elem, opts: &o, want: want, rej: rej},
+			decodeCase{name: c.name + "/json", body: c.elem, format: FormatJSON, opts: &o, want: want, rej: rej},
+			decodeCase{name: c.name + "/array", body: "[" + good + ",\n" + c.elem + " , " + good + "]", opts: &o, want: wantMid, rej: rejMid},
+			decodeCase{name: c.name + "/ndjson", body: good + "\n" + c.elem + "\r\n" + good, format: FormatNDJSON, opts: &o, want: wantMid, rej: rejMid},
+			decodeCase{name: c.name + "/ndjson-auto", body: good + "\n" + c.elem + "\n" + good + "\n", opts: &o, want: wantMid, rej: rejMid},
+		)
+	}
+	runDecodeCases(t, dc)
+}
+
+func evp(key string, ts int64, value float64) *Event { e := ev(key, ts, value); return &e }
+
+// Numbers, non-finite values and RFC 3339 strings are judged the same in
+// every format, on the field they belong to.
+func TestDecodeNumbersEveryFormat(t *testing.T) {
+	runEveryFormat(t, Options{Now: now}, []oneCase{
+		{name: "value Infinity", elem: `{"key":"k","value":Infinity}`, field: "value", reason: reasonValue},
+		{name: "value -Infinity", elem: `{"key":"k","value":-Infinity}`, field: "value", reason: reasonValue},
+		{name: "value NaN", elem: `{"key":"k","value":NaN}`, field: "value", reason: reasonValue},
+		{name: "value overflow", elem: `{"key":"k","value":-1e999}`, field: "value", reason: reasonValue},
+		{name: "value +1", elem: `{"key":"k","value":+1}`, field: "value", reason: reasonValueMalformed},
+		{name: "value 01", elem: `{"key":"k","value":01}`, field: "value", reason: reasonValueMalformed},
+		{name: "value .5", elem: `{"key":"k","value":.5}`, field: "value", reason: reasonValueMalformed},
+		{name: "value 1.", elem: `{"key":"k","value":1.}`, field: "value", reason: reasonValueMalformed},
+		{name: "ts +1", elem: `{"key":"k","ts":+1764064800000,"value":1}`, field: "ts", reason: reasonTSMalformed},
+		{name: "ts 01", elem: `{"key":"k","ts":01764064800000,"value":1}`, field: "ts", reason: reasonTSMalformed},
+		{name: "ts .5", elem: `{"key":"k","ts":.5,"value":1}`, field: "ts", reason: reasonTSMalformed},
+		{name: "ts 1.", elem: `{"key":"k","ts":1764064800000.,"value":1}`, field: "ts", reason: reasonTSMalformed},
+		{name: "ts Infinity", elem: `{"key":"k","ts":Infinity,"value":1}`, field: "ts", reason: reasonTSType},
+		{name: "ts fraction truncated", elem: `{"key":"k","ts":1764064800123.9,"value":1}`, want: evp("k", 1764064800123, 1)},
+		{name: "ts string fraction truncated", elem: `{"key":"k","ts":"2025-11-25T10:00:00.1239Z","value":1}`, want: evp("k", 1764064800123, 1)},
+		{name: "ts offset +24:00", elem: `{"key":"k","ts":"2025-11-26T10:00:00+24:00","value":1}`, field: "ts", reason: reasonTSOffset},
+		{name: "ts offset -23:60", elem: `{"key":"k","ts":"2025-11-24T10:00:00-23:60","value":1}`, field: "ts", reason: reasonTSOffset},
+	})
+}
+
+// The checks of the inputs (Options.CheckMinTS and MaxFuture), in every
+// text format.
+func TestDecodeArrivalChecksEveryFormat(t *testing.T) {
+	const limit = 5 * time.Minute
+	o := Options{Now: now, MaxFuture: limit, CheckMinTS: true}
+	fut := futureReason(limit)
+	edge := now + limit.Milliseconds()
+	runEveryFormat(t, o, []oneCase{
+		// The issue's reproduction: year 3000.
+		{name: "year 3000", elem: `{"key":"p","ts":32503680000000,"value":99999}`, field: "ts", reason: fut},
+		{name: "year 3000 string", elem: `{"key":"p","ts":"3000-01-01T00:00:00Z","value":99999}`, field: "ts", reason: fut},
+		{name: "at the limit", elem: fmt.Sprintf(`{"key":"k","ts":%d,"value":1}`, edge), want: evp("k", edge, 1)},
+		{name: "1 ms past the limit", elem: fmt.Sprintf(`{"key":"k","ts":%d,"value":1}`, edge+1), field: "ts", reason: fut},
+		{name: "fraction past the limit truncated", elem: fmt.Sprintf(`{"key":"k","ts":%d.999,"value":1}`, edge), want: evp("k", edge, 1)},
+		{name: "no ts", elem: `{"key":"k","value":1}`, want: evp("k", now, 1)},
+		{name: "seconds", elem: `{"key":"k","ts":1764065000,"value":1}`, field: "ts", reason: reasonTSSeconds},
+		{name: "seconds exponent", elem: `{"key":"k","ts":1.764065e9,"value":1}`, field: "ts", reason: reasonTSSeconds},
+		{name: "seconds fraction", elem: `{"key":"k","ts":1764065000.25,"value":1}`, field: "ts", reason: reasonTSSeconds},
+		{name: "zero", elem: `{"key":"k","ts":0,"value":1}`, field: "ts", reason: reasonTSSeconds},
+		{name: "just below 1e11", elem: `{"key":"k","ts":99999999999,"value":1}`, field: "ts", reason: reasonTSSeconds},
+		{name: "1e11", elem: `{"key":"k","ts":1e11,"value":1}`, want: evp("k", MinTS, 1)},
+		{name: "negative", elem: `{"key":"k","ts":-1,"value":1}`, field: "ts", reason: reasonTSNegative},
+		{name: "backfill 2019 ms", elem: `{"key":"k","ts":1546300800000,"value":1}`, want: evp("k", 1546300800000, 1)},
+		{name: "backfill 2019 string", elem: `{"key":"k","ts":"2019-01-01T00:00:00Z","value":1}`, want: evp("k", 1546300800000, 1)},
+		{name: "string 1970", elem: `{"key":"k","ts":"1970-01-01T00:00:00Z","value":1}`, field: "ts", reason: reasonTSEarly},
+		{name: "string before 1970", elem: `{"key":"k","ts":"1969-01-01T00:00:00Z","value":1}`, field: "ts", reason: reasonTSNegative},
+		{name: "string at MinTS", elem: `{"key":"k","ts":"1973-03-03T09:46:40Z","value":1}`, want: evp("k", MinTS, 1)},
+		{name: "ts checked before value", elem: `{"key":"k","ts":32503680000000,"value":"x"}`, field: "ts", reason: fut},
+		{name: "key checked before ts", elem: `{"ts":32503680000000,"value":1}`, field: "key", reason: reasonKeyMissing},
+	})
+	// Without the checks (zero Options but Now), the old range holds.
+	runEveryFormat(t, Options{Now: now}, []oneCase{
+		{name: "unchecked year 3000", elem: `{"key":"p","ts":32503680000000,"value":1}`, want: evp("p", 32503680000000, 1)},
+		{name: "unchecked zero", elem: `{"key":"k","ts":0,"value":1}`, want: evp("k", 0, 1)},
+	})
+	// The arrival time is not checked against MinTS: a node clock is not
+	// seconds.
+	runEveryFormat(t, Options{Now: 5, MaxFuture: limit, CheckMinTS: true}, []oneCase{
+		{name: "small now", elem: `{"key":"k","value":1}`, want: evp("k", 5, 1)},
+	})
+}
+
+// The issue's reproduction at the decoder: the year-3000 event is rejected
+// with its index and field, the next one on the same key is decoded.
+func TestDecodeFutureThenNormal(t *testing.T) {
+	var d Decoder
+	o := Options{Now: now, MaxFuture: DefaultMaxFuture, CheckMinTS: true}
+	body := `{"key":"p","ts":32503680000000,"value":99999}` + "\n" + `{"key":"p","value":1}`
+	evs, rej, err := d.Decode([]byte(body), FormatAuto, o, nil, nil)
+	if err != nil || !eventsEqual(evs, []Event{ev("p", now, 1)}) ||
+		!rejectionsEqual(rej, []Rejection{rj(0, "ts", futureReason(DefaultMaxFuture))}) {
+		t.Fatalf("got %+v %+v %v", evs, rej, err)
+	}
+	if !strings.Contains(rej[0].Reason, "5m0s") || !strings.Contains(rej[0].Reason, "future") {
+		t.Errorf("reason %q does not give the limit", rej[0].Reason)
+	}
+}
+
+// The same checks in protobuf, through Decode and FromProto alike; a ts
+// of 0 is absent there (the arrival time).
+func TestDecodeProtoArrivalChecks(t *testing.T) {
+	const limit = 5 * time.Minute
+	o := Options{Now: now, MaxFuture: limit, CheckMinTS: true}
+	fut := futureReason(limit)
+	edge := now + limit.Milliseconds()
+	evs := []Event{
+		ev("year3000", 32503680000000, 1),
+		ev("edge", edge, 2),
+		ev("past-edge", edge+1, 3),
+		ev("seconds", 1764065000, 4),
+		ev("absent", 0, 5),
+		ev("backfill", 1546300800000, 6),
+		ev("below-1e11", MinTS-1, 7),
+		ev("min", MinTS, 8),
+		{Key: "future-and-nan", TS: edge + 1, Value: math.NaN()},
+		{Key: "", TS: edge + 1, Value: 1},
+	}
+	wantEvs := []Event{ev("edge", edge, 2), ev("absent", now, 5), ev("backfill", 1546300800000, 6), ev("min", MinTS, 8)}
+	wantRej := []Rejection{rj(0, "ts", fut), rj(2, "ts", fut), rj(3, "ts", reasonTSSeconds), rj(6, "ts", reasonTSSeconds),
+		rj(8, "ts", fut), rj(9, "key", reasonKeyMissing)}
+	body := protoBody(t, evs)
+	var d Decoder
+	got, rej, err := d.Decode(body, FormatProto, o, nil, nil)
+	if err != nil || !eventsEqual(got, wantEvs) || !rejectionsEqual(rej, wantRej) {
+		t.Errorf("Decode:\n got  %+v %+v %v\n want %+v %+v", got, rej, err, wantEvs, wantRej)
+	}
+	got, rej = FromProto(ToProto(evs), o, nil, nil)
+	if !eventsEqual(got, wantEvs) || !rejectionsEqual(rej, wantRej) {
+		t.Errorf("FromProto:\n got  %+v %+v\n want %+v %+v", got, rej, wantEvs, wantRej)
+	}
+	// Without the checks, all but the NaN and the keyless event pass.
+	got, rej, err = d.Decode(body, FormatProto, Options{Now: now}, nil, nil)
+	if err != nil || len(got) != 8 || len(rej) != 2 {
+		t.Errorf("unchecked: %d events, %+v, %v", len(got), rej, err)
 	}
 }

@@ -139,14 +139,14 @@ func (d *Decoder) fast(b []byte, o *Options) (ev Event, ok bool) {
 	ev.TS = o.Now
 	if hasTS {
 		t, r := parseTS(ts)
-		if r != "" {
+		if r != "" || checkNumberTS(t, o) != "" {
 			d.arena = d.arena[:mark]
 			return Event{}, false
 		}
 		ev.TS = t
 	}
 	f, fok := parseFloat(value)
-	if checkTS(ev.TS) != "" || !fok || len(id) > MaxIDBytes {
+	if checkTS(ev.TS) != "" || future(ev.TS, o) || !fok || len(id) > MaxIDBytes {
 		d.arena = d.arena[:mark]
 		return Event{}, false
 	}

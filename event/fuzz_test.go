@@ -75,7 +75,8 @@ func FuzzDecodeProto(f *testing.F) {
 	})
 }
 
-var fuzzOptions = Options{Now: now}
+// fuzzOptions are those of the inputs: with the arrival checks.
+var fuzzOptions = Options{Now: now, MaxFuture: DefaultMaxFuture, CheckMinTS: true}
 
 // checkDecode decodes body and checks the properties every decode must have.
 // ok is false when the body is rejected as a whole.
@@ -164,28 +165,39 @@ func FuzzFastPath(f *testing.F) {
 		`{"key":"k\u0041","value":1}`, `{"key":"ké","value":1}`, `{"key":"k","value":1}x`, `{"key":"k","value":1,}`,
 		`{"key":"k","value":1,"ts":null,"id":null,"key":null}`, `{"key":"k","value":truex}`, `{}`, `{"key" "k"}`,
 		`{"key":"k","ts":01,"ts":1,"value":1}`, `{"key":"k","value":1-2,"value":1}`, `{"key":"k","x":01,"value":1}`,
+		`{"key":"p","ts":32503680000000,"value":99999}`, `{"key":"k","ts":1764065000,"value":1}`, `{"key":"k","ts":1764065000123.5,"value":1}`,
+		`{"key":"k","ts":1764065300000,"value":1}`, `{"key":"k","ts":1764065300001,"value":1}`, `{"key":"k","value":Infinity}`,
+		`[{"key":"k","value":-Infinity},{"key":"k","value":+1}]`, `{"key":"k","ts":"2025-11-26T10:00:00+24:00","value":1}`,
 	} {
 		f.Add([]byte(s), false)
 		f.Add([]byte(s), true)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, defaultKey bool) {
-		o := fuzzOptions
-		if defaultKey {
-			o.DefaultKey = "record-key"
-		}
-		for _, format := range []Format{FormatAuto, FormatJSON, FormatNDJSON} {
-			var d Decoder
-			evs, rej, err := d.Decode(body, format, o, nil, nil)
-			evs = cloneEvents(evs)
-			fastPath = false
-			slow, srej, serr := d.Decode(body, format, o, nil, nil)
-			fastPath = true
-			if (err == nil) != (serr == nil) || (err != nil && err.Error() != serr.Error()) {
-				t.Fatalf("format %v: error %v, parser path %v", format, err, serr)
+		for _, o := range []Options{fuzzOptions, {Now: now}} {
+			if defaultKey {
+				o.DefaultKey = "record-key"
 			}
-			if !eventsEqual(evs, slow) || !rejectionsEqual(rej, srej) {
-				t.Fatalf("format %v:\n fast   %+v %+v\n parser %+v %+v", format, evs, rej, slow, srej)
-			}
+			fastMatchesParser(t, body, o)
 		}
 	})
+}
+
+// fastMatchesParser checks that body decodes the same with and without
+// the fast path under o, in every text format.
+func fastMatchesParser(t *testing.T, body []byte, o Options) {
+	t.Helper()
+	for _, format := range []Format{FormatAuto, FormatJSON, FormatNDJSON} {
+		var d Decoder
+		evs, rej, err := d.Decode(body, format, o, nil, nil)
+		evs = cloneEvents(evs)
+		fastPath = false
+		slow, srej, serr := d.Decode(body, format, o, nil, nil)
+		fastPath = true
+		if (err == nil) != (serr == nil) || (err != nil && err.Error() != serr.Error()) {
+			t.Fatalf("format %v: error %v, parser path %v", format, err, serr)
+		}
+		if !eventsEqual(evs, slow) || !rejectionsEqual(rej, srej) {
+			t.Fatalf("format %v:\n fast   %+v %+v\n parser %+v %+v", format, evs, rej, slow, srej)
+		}
+	}
 }

@@ -39,9 +39,9 @@ func ToProto(evs []Event) *messages.EventBatch {
 }
 
 // FromProto appends the valid events of b to dst and a Rejection for each
-// invalid one to rej, with the rules of Decoder.Decode: a ts of 0 is absent
-// and becomes o.Now, an empty key is absent and becomes o.DefaultKey. The
-// events share the messages' strings and tags maps.
+// invalid one to rej, with the rules of Decoder.Decode (and its Options): a
+// ts of 0 is absent and becomes o.Now, an empty key is absent and becomes
+// o.DefaultKey. The events share the messages' strings and tags maps.
 //
 // FromProto is safe for concurrent use when each call has its own b.
 func FromProto(b *messages.EventBatch, o Options, dst []Event, rej []Rejection) ([]Event, []Rejection) {
@@ -56,13 +56,15 @@ func FromProto(b *messages.EventBatch, o Options, dst []Event, rej []Rejection) 
 		if ev.Key == "" {
 			ev.Key = o.DefaultKey
 		}
-		if ev.TS == 0 {
+		explicitTS := ev.TS != 0
+		if !explicitTS {
 			ev.TS = o.Now
 		}
 		if len(ev.Tags) == 0 {
 			ev.Tags = nil
 		}
-		if r := Validate(&ev); r != nil {
+		r := validateArrived(&ev, explicitTS, &o)
+		if r != nil {
 			if ev.Key == "" && r.Field == fieldKey {
 				r.Reason = reasonKeyMissing
 			}
@@ -73,6 +75,25 @@ func FromProto(b *messages.EventBatch, o Options, dst []Event, rej []Rejection) 
 		dst = append(dst, ev)
 	}
 	return dst, rej
+}
+
+// validateArrived is Validate with the checks of the ts under o: those of
+// a number when the event gave its ts, and MaxFuture.
+func validateArrived(ev *Event, explicitTS bool, o *Options) *Rejection {
+	if r := checkKey(ev.Key); r != "" {
+		return &Rejection{Field: fieldKey, Reason: r}
+	}
+	r := checkTS(ev.TS)
+	if explicitTS {
+		r = checkNumberTS(ev.TS, o)
+	}
+	if r == "" && future(ev.TS, o) {
+		r = futureReason(o.MaxFuture)
+	}
+	if r != "" {
+		return &Rejection{Field: fieldTS, Reason: r}
+	}
+	return Validate(ev)
 }
 
 // AppendProto appends evs encoded as a protobuf EventBatch to dst and
@@ -272,9 +293,14 @@ func (d *Decoder) protoEvent(m []byte, o *Options, ev *Event) (field, reason str
 	}
 	if ev.TS == 0 {
 		ev.TS = o.Now
+	} else if r := checkNumberTS(ev.TS, o); r != "" {
+		return fieldTS, r, nil
 	}
 	if r := checkTS(ev.TS); r != "" {
 		return fieldTS, r, nil
+	}
+	if future(ev.TS, o) {
+		return fieldTS, d.futureReason(o.MaxFuture), nil
 	}
 	if math.IsNaN(ev.Value) || math.IsInf(ev.Value, 0) {
 		return fieldValue, reasonValue, nil

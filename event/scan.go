@@ -248,26 +248,60 @@ func parseFloat(b []byte) (float64, bool) {
 	return f, true
 }
 
-// parseTS parses a JSON number as a ts in epoch milliseconds: it must be an
-// integer (1764064800000, 1.7640648e12, 17640648e5 are, 1.5 is not), not
-// negative and not after MaxTS. It returns the rejection reason, or "".
+// nonFinite reports whether the number token b, as the parser delimits
+// it, is a spelling of NaN or infinity rather than digits: the parser's
+// tokens hold only digits, '+', '-', '.', 'e', 'E', or "nan"/"inf" in any
+// case (and "Infinity", see Decoder.parse).
+func nonFinite(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case 'n', 'N', 'i', 'I':
+			return true
+		}
+	}
+	return false
+}
+
+// valueReason returns why the number token b, which parseFloat refused, is
+// not a valid value: not finite, or malformed.
+func valueReason(b []byte) string {
+	if _, ok := splitNumber(b); ok || nonFinite(b) {
+		return reasonValue // out of float64's range, NaN or infinite
+	}
+	return reasonValueMalformed
+}
+
+// pow10i holds the powers of ten up to 10^15.
+var pow10i = [...]int64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
+
+// parseTS parses a JSON number as a ts in epoch milliseconds: sub-millisecond
+// digits are dropped (1764064800000.9 is 1764064800000, like the digits past
+// the milliseconds of an RFC 3339 string), integral exponent forms are
+// accepted (1.7640648e12, 17640648e5); it must not be negative and not
+// after MaxTS. It returns the rejection reason, or "".
 func parseTS(b []byte) (int64, string) {
-	if mant, frac, neg, ok := fastNumber(b); ok && frac == 0 {
+	if mant, frac, neg, ok := fastNumber(b); ok {
 		switch {
 		case neg && mant != 0:
 			return 0, reasonTSNegative
-		case mant > MaxTS:
+		case frac > 0:
+			mant /= pow10i[frac]
+		}
+		if mant > MaxTS {
 			return 0, reasonTSRange
 		}
 		return mant, ""
 	}
 	n, ok := splitNumber(b)
 	if !ok {
-		return 0, reasonTSType
+		if nonFinite(b) {
+			return 0, reasonTSType
+		}
+		return 0, reasonTSMalformed
 	}
 	// The value is digits × 10^exp with digits = int ‖ frac and
 	// exp = n.exp - len(frac). Drop leading zeros of digits, and trailing
-	// zeros into the exponent; what is left must be an integer.
+	// zeros into the exponent.
 	hi, lo := n.int, n.frac
 	exp := n.exp - int64(len(lo))
 	for len(lo) > 0 && lo[len(lo)-1] == '0' {
@@ -292,21 +326,35 @@ func parseTS(b []byte) (int64, string) {
 	if digits == 0 {
 		return 0, "" // zero, whatever the exponent
 	}
-	if exp < 0 {
-		return 0, reasonTSFraction
-	}
 	if n.neg {
 		return 0, reasonTSNegative
 	}
-	if digits+exp > 15 { // at least 10^15 > MaxTS
+	keep := digits
+	if exp < 0 {
+		// Truncate the digits past the millisecond.
+		keep += exp
+		exp = 0
+		if keep <= 0 {
+			return 0, ""
+		}
+	}
+	if keep+exp > 15 { // at least 10^15 > MaxTS
 		return 0, reasonTSRange
 	}
 	var u int64
 	for _, c := range hi {
+		if keep == 0 {
+			break
+		}
 		u = u*10 + int64(c-'0')
+		keep--
 	}
 	for _, c := range lo {
+		if keep == 0 {
+			break
+		}
 		u = u*10 + int64(c-'0')
+		keep--
 	}
 	for ; exp > 0; exp-- {
 		u *= 10

@@ -2,6 +2,7 @@ package event
 
 import (
 	"math"
+	"time"
 	"unicode/utf8"
 )
 
@@ -14,12 +15,24 @@ const (
 	// MaxTS is the latest event time accepted: 9999-12-31T23:59:59.999Z in
 	// epoch milliseconds. The earliest is 0 (1970-01-01T00:00:00Z).
 	MaxTS int64 = 253402300799999
+	// MinTS is the earliest event time accepted from the event itself when
+	// Options.CheckMinTS is set (every input from outside sets it):
+	// 1973-03-03T09:46:40Z, 1e11 epoch milliseconds. A number below it is
+	// almost always a time in seconds sent by mistake (time.Now().Unix(),
+	// date +%s): 1764064800 is 1970-01-21 in milliseconds. Backfill of
+	// years-old events in milliseconds is well above it.
+	MinTS int64 = 100_000_000_000
+	// DefaultMaxFuture is the default of Options.MaxFuture at the inputs
+	// (the node's --max-future): how far ahead of its arrival time an
+	// event's ts may be.
+	DefaultMaxFuture = 5 * time.Minute
 )
 
 // Rejection says why one event of a batch was rejected.
 //
-// Reason is one of a small, fixed set of messages (it never echoes input),
-// so Field and Reason together are safe to use as metric labels.
+// Reason is one of a small, fixed set of messages (it never echoes input;
+// the one for Options.MaxFuture names the configured limit), so Field and
+// Reason together are safe to use as metric labels.
 type Rejection struct {
 	// Index is the position of the event in the batch: the array element,
 	// the NDJSON non-blank line, or the EventBatch element, counting from 0.
@@ -58,14 +71,18 @@ const (
 	reasonKeyUTF8    = "key must be valid UTF-8"
 	reasonBadString  = "invalid JSON string (control character, bad escape or invalid UTF-8)"
 
-	reasonTSType     = "ts must be an integer (epoch ms) or an RFC 3339 string"
-	reasonTSFraction = "ts must be a whole number of milliseconds"
-	reasonTSRFC3339  = "ts string must be RFC 3339"
-	reasonTSNegative = "ts must not be before 1970"
-	reasonTSRange    = "ts must not be after year 9999"
+	reasonTSType      = "ts must be an integer (epoch ms) or an RFC 3339 string"
+	reasonTSMalformed = "ts is a malformed number (JSON numbers have no leading '+', no leading zeros, and digits on both sides of '.')"
+	reasonTSRFC3339   = "ts string must be RFC 3339"
+	reasonTSOffset    = "ts string's UTC offset must be within -23:59..+23:59"
+	reasonTSNegative  = "ts must not be before 1970"
+	reasonTSRange     = "ts must not be after year 9999"
+	reasonTSSeconds   = "ts looks like seconds: it must be epoch milliseconds (at least 100000000000, 1973-03-03)"
+	reasonTSEarly     = "ts must not be before 1973-03-03T09:46:40Z (100000000000 epoch ms)"
 
-	reasonValueMissing = "value is required"
-	reasonValue        = "value must be a finite number"
+	reasonValueMissing   = "value is required"
+	reasonValue          = "value must be a finite number"
+	reasonValueMalformed = "value is a malformed number (JSON numbers have no leading '+', no leading zeros, and digits on both sides of '.')"
 
 	reasonIDType = "id must be a string"
 	reasonIDLong = "id must be at most 128 bytes"
@@ -80,11 +97,14 @@ const (
 	reasonTagsUTF8     = "tags must be valid UTF-8"
 )
 
-// Validate checks an already-built event against the limits of SPEC §2 and
-// returns nil when it is valid, or the first problem found (Index 0). It is
-// meant for events built in Go (the client, programs embedding Squall);
-// Decoder.Decode validates what it decodes. It does not fill in a missing key
-// or ts: a Go-built event must carry both (TS 0 is 1970-01-01, a valid time).
+// Validate checks an already-built event against the limits of an event
+// and returns nil when it is valid, or the first problem found (Index 0).
+// It is meant for events built in Go (the client, programs embedding
+// Squall); Decoder.Decode validates what it decodes. It does not fill in a
+// missing key or ts: a Go-built event must carry both (TS 0 is 1970-01-01,
+// a valid time). It applies the checks of a Decode with zero Options: the
+// checks that depend on the arrival time (Options.MaxFuture,
+// Options.CheckMinTS) are the inputs' to make.
 //
 // Validate is safe for concurrent use.
 func Validate(ev *Event) *Rejection {
@@ -133,6 +153,29 @@ func checkTS(ts int64) string {
 		return reasonTSRange
 	}
 	return ""
+}
+
+// checkNumberTS returns why ts, read as a number (JSON, protobuf), is not
+// accepted under o, or "".
+func checkNumberTS(ts int64, o *Options) string {
+	if r := checkTS(ts); r != "" {
+		return r
+	}
+	if o.CheckMinTS && ts < MinTS {
+		return reasonTSSeconds
+	}
+	return ""
+}
+
+// future reports whether ts is more than o.MaxFuture after o.Now.
+func future(ts int64, o *Options) bool {
+	return o.MaxFuture > 0 && ts-o.Now > o.MaxFuture.Milliseconds()
+}
+
+// futureReason is the rejection reason for a ts more than max ahead of
+// its arrival time.
+func futureReason(max time.Duration) string {
+	return "ts is too far in the future: more than " + max.String() + " ahead of its arrival time (--max-future)"
 }
 
 // checkID returns why id is not a valid id, or "". The empty id is valid

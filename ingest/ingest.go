@@ -53,11 +53,22 @@ type Result struct {
 // Ingester decodes bodies and submits their events. It is safe for
 // concurrent use.
 type Ingester struct {
-	sub   Submitter
-	later bool // sub only stores events: late and duplicate unknown
-	now   func() time.Time
-	pool  sync.Pool
-	count map[string]*sourceMetrics
+	sub       Submitter
+	later     bool // sub only stores events: late and duplicate unknown
+	now       func() time.Time
+	maxFuture time.Duration
+	pool      sync.Pool
+	count     map[string]*sourceMetrics
+}
+
+// Option configures an Ingester.
+type Option func(*Ingester)
+
+// WithMaxFuture rejects (field "ts") events stamped more than d ahead of
+// the clock New was given; d <= 0: no limit. Default
+// event.DefaultMaxFuture (5m).
+func WithMaxFuture(d time.Duration) Option {
+	return func(in *Ingester) { in.maxFuture = max(d, 0) }
 }
 
 type scratch struct {
@@ -81,15 +92,20 @@ type sourceMetrics struct {
 const resultInvalid = actors.NumResults
 
 // New returns an Ingester submitting to sub and registering its metrics on
-// reg (nil: none). now reads the arrival time of events without ts
-// (nil: time.Now).
-func New(sub Submitter, reg prometheus.Registerer, now func() time.Time) (*Ingester, error) {
+// reg (nil: none). now is the node's clock: it reads the arrival time of
+// events, the ts of those without one and the reference of the max-future
+// check (nil: time.Now). A ts before 1973 given as a number is rejected as
+// seconds (see event.Options.CheckMinTS).
+func New(sub Submitter, reg prometheus.Registerer, now func() time.Time, opts ...Option) (*Ingester, error) {
 	if now == nil {
 		now = time.Now
 	}
-	in := &Ingester{sub: sub, now: now, count: make(map[string]*sourceMetrics)}
+	in := &Ingester{sub: sub, now: now, maxFuture: event.DefaultMaxFuture, count: make(map[string]*sourceMetrics)}
 	if l, ok := sub.(AppliesLater); ok {
 		in.later = l.AppliesLater()
+	}
+	for _, o := range opts {
+		o(in)
 	}
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "squall_events_in_total",
@@ -188,7 +204,8 @@ func (in *Ingester) decode(source string, body []byte, contentType string) (*scr
 	var err error
 	sc.dec.Ensure(len(body)) // strings cut from a buffer the pooled decoder keeps
 	sc.evs, sc.rej, err = sc.dec.Decode(body, event.FormatFromContentType(contentType),
-		event.Options{Now: in.now().UnixMilli(), MaxRejections: MaxListedRejections}, sc.evs[:0], sc.rej[:0])
+		event.Options{Now: in.now().UnixMilli(), MaxRejections: MaxListedRejections,
+			MaxFuture: in.maxFuture, CheckMinTS: true}, sc.evs[:0], sc.rej[:0])
 	sc.omitted = sc.dec.Omitted()
 	if err != nil {
 		in.pool.Put(sc)

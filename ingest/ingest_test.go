@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -83,28 +82,35 @@ func value(t testing.TB, reg *prometheus.Registry, name, source, result string) 
 
 func startNATS(t testing.TB) *natsserver.Server { return natstest.Start(t, -1) }
 
-// Bad NATS messages are counted by reason and never stop good ones.
-func TestNATSBadMessagesCounted(t *testing.T) {
-	in, e, reg := newIngester(t, nil)
-	ns := startNATS(t)
+// subscribe subscribes in to ns's squall.events on a connection closed
+// when the test ends, and returns that connection.
+func subscribe(t testing.TB, ns *natsserver.Server, in *ingest.Ingester) *nats.Conn {
+	t.Helper()
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := ingest.SubscribeNATS(nc, ingest.DefaultNATSConfig(), in, log); err != nil {
+	t.Cleanup(nc.Close)
+	if _, err := ingest.SubscribeNATS(nc, ingest.DefaultNATSConfig(), in, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
+	return nc
+}
+
+// Bad NATS messages are counted by reason and never stop good ones.
+func TestNATSBadMessagesCounted(t *testing.T) {
+	in, e, reg := newIngester(t, nil)
+	ns := startNATS(t)
+	nc := subscribe(t, ns, in)
 	pub, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
 	for i := 0; i < 100; i++ {
-		pub.Publish("squall.events", []byte(`[{"key":`))                                         // malformed body
-		pub.Publish("squall.events", []byte(`{"key":"k","ts":1764064800000,"value":"high"}`))    // bad value
-		pub.Publish("squall.events", []byte(fmt.Sprintf(`{"key":"good","ts":%d,"value":1}`, i))) // good
+		pub.Publish("squall.events", []byte(`[{"key":`))                                                       // malformed body
+		pub.Publish("squall.events", []byte(`{"key":"k","ts":1764064800000,"value":"high"}`))                  // bad value
+		pub.Publish("squall.events", []byte(fmt.Sprintf(`{"key":"good","ts":%d,"value":1}`, 1764064700000+i))) // good
 	}
 	// A request gets the ingest answer.
 	msg, err := pub.Request("squall.events", []byte(`[{"key":"r","value":1},{"key":"r","value":null}]`), 5*time.Second)
@@ -173,5 +179,71 @@ func TestRejectionsCapped(t *testing.T) {
 	}
 	if v := value(t, reg, "squall_events_in_total", "http", "invalid"); v != 5000 {
 		t.Fatalf("invalid counter %v", v)
+	}
+}
+
+// The issue's reproduction over NATS request/reply: an event stamped in
+// year 3000 is rejected (index, field ts, a reason giving the limit) and
+// never reaches the key's window; the next event on the key is applied.
+// A ts in seconds is rejected too; backfill in ms is not.
+func TestNATSFutureEventRejected(t *testing.T) {
+	const now = 1764064800000
+	in, e, reg := newIngester(t, nil)
+	nc := subscribe(t, startNATS(t), in)
+	r := natstest.Ingest(t, nc, "squall.events", `{"key":"p","ts":32503680000000,"value":99999}`)
+	if r.Accepted != 0 || len(r.Rejected) != 1 || r.Rejected[0].Index != 0 || r.Rejected[0].Field != "ts" ||
+		!strings.Contains(r.Rejected[0].Reason, "future") || !strings.Contains(r.Rejected[0].Reason, "5m0s") {
+		t.Fatalf("year 3000: %+v", r)
+	}
+	if r = natstest.Ingest(t, nc, "squall.events", `{"key":"p","value":1}`); r.Accepted != 1 || len(r.Rejected) != 0 {
+		t.Fatalf("normal event: %+v", r)
+	}
+	st, err := e.Get(context.Background(), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.EventsApplied != 1 || st.LateDropped != 0 || st.Window.Count != 1 || st.Window.Max != 1 || st.Window.ToTS > now {
+		t.Fatalf("key p moved by the rejected event: applied %d late %d window %+v", st.EventsApplied, st.LateDropped, st.Window)
+	}
+	// Seconds for milliseconds, at index 1 of an array; 2019 backfill and
+	// an event at the limit pass.
+	r = natstest.Ingest(t, nc, "squall.events", fmt.Sprintf(`[{"key":"q","ts":1546300800000,"value":1},{"key":"q","ts":1764064800,"value":2},{"key":"q","ts":%d,"value":3}]`,
+		now+5*60_000))
+	if r.Accepted != 2 || len(r.Rejected) != 1 || r.Rejected[0].Index != 1 || r.Rejected[0].Field != "ts" ||
+		!strings.Contains(r.Rejected[0].Reason, "seconds") {
+		t.Fatalf("seconds: %+v", r)
+	}
+	if v := value(t, reg, "squall_events_invalid_total", "nats", "ts"); v != 2 {
+		t.Errorf("squall_events_invalid_total{nats,ts} = %v, want 2", v)
+	}
+}
+
+// WithMaxFuture sets the limit; 0 lifts it.
+func TestWithMaxFuture(t *testing.T) {
+	const now = 1764064800000
+	for _, c := range []struct {
+		d        time.Duration
+		ts       int64
+		accepted int
+	}{
+		{time.Minute, now + 60_000, 1},
+		{time.Minute, now + 60_001, 0},
+		{0, 32503680000000, 1},
+	} {
+		cfg := actors.DefaultConfig()
+		cfg.Partitions = 1
+		e, err := actors.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := ingest.New(e, nil, func() time.Time { return time.UnixMilli(now) }, ingest.WithMaxFuture(c.d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := in.Ingest(context.Background(), ingest.SourceHTTP, fmt.Appendf(nil, `{"key":"k","ts":%d,"value":1}`, c.ts), "")
+		e.Close()
+		if err != nil || res.Response.Accepted != c.accepted {
+			t.Errorf("max future %s, ts %d: %+v %v", c.d, c.ts, res.Response, err)
+		}
 	}
 }

@@ -150,6 +150,10 @@ type Config struct {
 	MaxKeys int
 	// MaxBodyBytes is the largest HTTP body accepted (413 beyond). Default 8 MiB.
 	MaxBodyBytes int64
+	// MaxFuture rejects events stamped more than this ahead of their
+	// arrival: the node's clock for HTTP and NATS, the record's timestamp
+	// for Kafka. 0: no limit (up to year 9999). Default 5m.
+	MaxFuture time.Duration
 	// AuthToken is the bearer token required on every HTTP endpoint but
 	// /healthz, and by the embedded NATS server unless NATSToken,
 	// NATSUser or NATSNKey is set. Default empty: none.
@@ -197,6 +201,7 @@ func DefaultConfig() Config {
 		IdleTTL:             10 * time.Minute,
 		MaxKeys:             2_000_000,
 		MaxBodyBytes:        8 << 20,
+		MaxFuture:           event.DefaultMaxFuture,
 		ShutdownTimeout:     8 * time.Second,
 		LogLevel:            "info",
 	}
@@ -304,6 +309,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		bad("max-body-bytes", "%d must be at least 1024", c.MaxBodyBytes)
+	}
+	if c.MaxFuture < 0 {
+		bad("max-future", "%s must not be negative (0: no limit)", c.MaxFuture)
 	}
 	for _, s := range c.secrets() {
 		if *s.value != "" && *s.file != "" {
@@ -553,6 +561,7 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.DurationVar(&c.IdleTTL, "idle-ttl", c.IdleTTL, "passivate a key actor after this long without events")
 	fs.IntVar(&c.MaxKeys, "max-keys", c.MaxKeys, "live key actors per node; beyond it new keys are shed")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest HTTP request body (413 beyond)")
+	fs.DurationVar(&c.MaxFuture, "max-future", c.MaxFuture, "reject events stamped further ahead of their arrival (0: no limit)")
 	secretVar(fs, sec["auth-token"], "bearer token required by every HTTP endpoint but /healthz, and by the embedded NATS server")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on graceful shutdown")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")

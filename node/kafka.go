@@ -43,6 +43,10 @@ func (n *Node) kafkaConfig() source.Config {
 	kc.Topic, kc.Group, kc.DLQTopic = n.cfg.KafkaTopic, n.cfg.KafkaGroup, n.cfg.KafkaDLQTopic
 	kc.Retention = n.cfg.Retention
 	kc.MaxRecordBytes = n.cfg.KafkaMaxRecordBytes
+	kc.MaxFuture = n.cfg.MaxFuture
+	if kc.MaxFuture == 0 {
+		kc.MaxFuture = -1 // no limit
+	}
 	kc.SASLUser, kc.SASLPassword, kc.SASLMechanism = n.cfg.KafkaSASLUser, n.cfg.KafkaSASLPassword, n.cfg.KafkaSASLMechanism
 	kc.ClientID = "squall-" + n.cfg.NodeID
 	kc.Logger = n.log

@@ -123,7 +123,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if n.kafka != nil {
 		sub = n.kafka.prod // Kafka first: answered once the broker has it
 	}
-	if n.in, err = ingest.New(sub, n.reg, nil); err != nil {
+	if n.in, err = ingest.New(sub, n.reg, nil, ingest.WithMaxFuture(cfg.MaxFuture)); err != nil {
 		return nil, err
 	}
 	nc := ingest.DefaultNATSConfig()

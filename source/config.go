@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/squallhq/squall/event"
 )
 
 // Errors returned by the package. Test with errors.Is.
@@ -87,6 +89,13 @@ type Config struct {
 	// MaxRecordBytes is the largest record value accepted, in bytes; larger
 	// records are bad ("oversized"). Default 1 MiB.
 	MaxRecordBytes int
+	// MaxFuture rejects (field "ts") an event stamped more than this after
+	// its record's timestamp, not the clock: a replay after a crash or a
+	// handoff then rejects exactly what the first reading did. A record
+	// holding only such events is bad ("invalid"); a record without a
+	// timestamp is not checked. Default 0: event.DefaultMaxFuture (5m);
+	// negative: no limit.
+	MaxFuture time.Duration
 	// MaxBufferedRecords limits, per partition, the records fetched and not
 	// yet applied (back-pressure). The poll loop takes whole fetches, so
 	// that the next fetch overlaps the apply of this one; while a
@@ -150,6 +159,7 @@ func DefaultConfig() Config {
 		Topic:                  DefaultTopic,
 		Group:                  DefaultGroup,
 		MaxRecordBytes:         DefaultMaxRecordBytes,
+		MaxFuture:              event.DefaultMaxFuture,
 		MaxBufferedRecords:     DefaultMaxBufferedRecords,
 		FetchMaxBytes:          DefaultFetchMaxBytes,
 		FetchMaxPartitionBytes: DefaultFetchMaxPartitionBytes,
@@ -170,6 +180,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRecordBytes == 0 {
 		c.MaxRecordBytes = d.MaxRecordBytes
+	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = d.MaxFuture
 	}
 	if c.MaxBufferedRecords == 0 {
 		c.MaxBufferedRecords = d.MaxBufferedRecords

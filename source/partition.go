@@ -331,14 +331,26 @@ func (a *partActor) record(r *kgo.Record, replay bool) {
 	// record's memory is recycled once its events are applied, so an event
 	// that takes the record key as its key gets a copy (DefaultKeyBytes).
 	a.dec.Ensure(len(r.Value))
-	now := r.Timestamp.UnixMilli()
-	if now < 0 {
-		now = time.Now().UnixMilli()
+	//
+	// The reference of the max-future check is the record's timestamp, not
+	// the clock: a partition is replayed after a crash or a handoff, and the
+	// replay must reject exactly what the first reading rejected, which a
+	// clock read at consume time (or min(timestamp, clock), which moves
+	// with the clock when the timestamp is ahead of it) cannot promise. The
+	// timestamp is the producer's clock (CreateTime; our own producer's is
+	// the node's, once the event passed the same check at HTTP or NATS) or
+	// the broker's (LogAppendTime); brokers can bound how far ahead a
+	// CreateTime may be (log.message.timestamp.after.max.ms).
+	o := event.Options{Now: r.Timestamp.UnixMilli(), DefaultKeyBytes: r.Key, MaxRejections: maxListedRejections,
+		MaxFuture: max(a.m.cfg.MaxFuture, 0), CheckMinTS: true}
+	if o.Now < 0 {
+		// No timestamp (a pre-0.10 record): the arrival time is the
+		// clock's, and no deterministic reference is left to check against.
+		o.Now, o.MaxFuture = time.Now().UnixMilli(), 0
 	}
 	n0 := len(a.evs)
 	var err error
-	a.evs, a.rej, err = a.dec.Decode(r.Value, event.FormatAuto,
-		event.Options{Now: now, DefaultKeyBytes: r.Key, MaxRejections: maxListedRejections}, a.evs, a.rej[:0])
+	a.evs, a.rej, err = a.dec.Decode(r.Value, event.FormatAuto, o, a.evs, a.rej[:0])
 	if err != nil {
 		reason := ReasonMalformed
 		if errors.Is(err, event.ErrEmpty) {
