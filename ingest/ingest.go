@@ -4,6 +4,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,6 +23,19 @@ const (
 )
 
 var sources = []string{SourceHTTP, SourceNATS}
+
+// ErrBadBody is matched (errors.Is) by the errors of Ingest and
+// IngestAsync that are the sender's fault: the body as a whole could not be
+// decoded (malformed, empty, unknown framing). Every other error of theirs
+// is the server's (the engine closed, no reachable owner, the log
+// unavailable) or the caller's context ending, and worth a retry.
+var ErrBadBody = errors.New("ingest: unusable body")
+
+// bodyError marks a decoder's error as ErrBadBody and keeps its message.
+type bodyError struct{ err error }
+
+func (e bodyError) Error() string   { return e.err.Error() }
+func (e bodyError) Unwrap() []error { return []error{ErrBadBody, e.err} }
 
 // Submitter applies events to key actors; *actors.Engine is one.
 type Submitter interface {
@@ -114,8 +128,9 @@ func (in *Ingester) CountBodyError(source, reason string) {
 
 // Ingest decodes body (format from contentType, see event.FormatFromContentType)
 // and applies its valid events, returning once they are applied. err is
-// non-nil when the body as a whole is unusable (nothing applied), when
-// waiting for room failed with ctx, or when the engine is closed.
+// non-nil when the body as a whole is unusable (it matches ErrBadBody;
+// nothing applied), when waiting for room failed with ctx, or when the
+// submitter failed (the engine closed, no reachable owner, ...).
 func (in *Ingester) Ingest(ctx context.Context, source string, body []byte, contentType string) (Result, error) {
 	sc, err := in.decode(source, body, contentType)
 	if err != nil {
@@ -162,7 +177,7 @@ func (in *Ingester) decode(source string, body []byte, contentType string) (*scr
 	if err != nil {
 		in.pool.Put(sc)
 		m.body.WithLabelValues("malformed").Inc()
-		return nil, err
+		return nil, bodyError{err}
 	}
 	for _, r := range sc.rej {
 		reason := r.Field

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -172,5 +173,24 @@ func TestRejectionsCapped(t *testing.T) {
 	}
 	if v := value(t, reg, "squall_events_in_total", "http", "invalid"); v != 5000 {
 		t.Fatalf("invalid counter %v", v)
+	}
+}
+
+// Only an undecodable body is the sender's fault; a closed engine is not.
+func TestErrBadBody(t *testing.T) {
+	in, e, _ := newIngester(t, nil)
+	for _, body := range []string{`[{"key":`, ``, `[{"key":"a","value":1}`} {
+		_, err := in.Ingest(context.Background(), ingest.SourceHTTP, []byte(body), "")
+		if !errors.Is(err, ingest.ErrBadBody) {
+			t.Errorf("body %q: err %v, want ErrBadBody", body, err)
+		}
+		if err != nil && strings.Contains(err.Error(), ingest.ErrBadBody.Error()) {
+			t.Errorf("body %q: message %q repeats the sentinel's", body, err)
+		}
+	}
+	e.Close()
+	_, err := in.Ingest(context.Background(), ingest.SourceHTTP, []byte(`{"key":"a","value":1}`), "")
+	if err == nil || errors.Is(err, ingest.ErrBadBody) {
+		t.Fatalf("closed engine: err %v, want an error that is not ErrBadBody", err)
 	}
 }

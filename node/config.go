@@ -119,11 +119,14 @@ type Config struct {
 	// MaxBodyBytes is the largest HTTP body accepted (413 beyond). Default 8 MiB.
 	MaxBodyBytes int64
 	// AuthToken is the bearer token required on every HTTP endpoint but
-	// /healthz. Default empty: none.
+	// /healthz and /readyz. Default empty: none.
 	AuthToken string
 	// AuthTokenFile names a file holding the bearer token (trailing white
 	// space trimmed). Default empty.
 	AuthTokenFile string
+	// Pprof serves /debug/pprof/* on the HTTP address, behind AuthToken
+	// when one is set. Default false.
+	Pprof bool
 	// ShutdownTimeout bounds the graceful shutdown. Default 8s.
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error. Default info.
@@ -460,8 +463,9 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.DurationVar(&c.IdleTTL, "idle-ttl", c.IdleTTL, "passivate a key actor after this long without events")
 	fs.IntVar(&c.MaxKeys, "max-keys", c.MaxKeys, "live key actors per node; beyond it new keys are shed")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest HTTP request body (413 beyond)")
-	fs.StringVar(&c.AuthToken, "auth-token", c.AuthToken, "bearer token required by every HTTP endpoint but /healthz")
+	fs.StringVar(&c.AuthToken, "auth-token", c.AuthToken, "bearer token required by every HTTP endpoint but /healthz and /readyz")
 	fs.StringVar(&c.AuthTokenFile, "auth-token-file", c.AuthTokenFile, "file holding the bearer token")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/* (behind the token when one is set)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on graceful shutdown")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	return configFile
