@@ -49,9 +49,9 @@ lint: ## gofmt and vet
 proto: ## regenerate messages/*.pb.go (fetches protoc into .cache/)
 	./scripts/protoc.sh
 
-fuzz: ## run each decoder fuzzer for FUZZTIME (default 20s)
-	for f in FuzzDecodeJSON FuzzDecodeNDJSON FuzzDecodeProto; do \
-		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} ./event/ || exit 1; done
+fuzz: ## run each fuzzer (the decoders, HTTP ingest end to end) for FUZZTIME (default 20s)
+	for t in event:FuzzDecodeJSON event:FuzzDecodeNDJSON event:FuzzDecodeProto httpapi:FuzzPostEvents; do \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $${FUZZTIME:-20s} ./$${t%%:*}/ || exit 1; done
 
 zk: ## run a ZooKeeper 3.9.5 in the foreground on 127.0.0.1:2181 (fetched into .cache/)
 	./scripts/zk.sh run $(or $(ZK_PORT),2181)

@@ -4,11 +4,14 @@ package httpapi
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
@@ -45,10 +48,12 @@ type Backend interface {
 // Config configures a Server. Start from DefaultConfig.
 type Config struct {
 	// AuthToken, when set, is the bearer token every endpoint but /healthz
-	// requires. Default empty: no authentication.
+	// and /readyz requires (the "Bearer" scheme is matched in any case).
+	// Default empty: no authentication.
 	AuthToken string
-	// MaxBodyBytes is the largest request body accepted; larger gets 413.
-	// Default 8 MiB.
+	// MaxBodyBytes is the largest request body accepted, after gzip
+	// decompression when the body has Content-Encoding: gzip; larger gets
+	// 413, at once when Content-Length announces it. Default 8 MiB.
 	MaxBodyBytes int64
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
 	// http.Server timeouts. Defaults 5s, 30s, 30s, 120s.
@@ -56,11 +61,24 @@ type Config struct {
 	// DefaultListLimit and MaxListLimit bound GET /debug/actors. Defaults
 	// 100 and 10,000.
 	DefaultListLimit, MaxListLimit int
-	// MaxConcurrentIngest bounds the POST /v1/events bodies read and
-	// decoded at once, and so the memory they take (each up to
-	// MaxBodyBytes plus its decoded events); more wait their turn.
-	// Default 32.
+	// MaxConcurrentIngest bounds the POST /v1/events bodies decoded and
+	// submitted at once, and so the memory their decoded events take; more
+	// wait their turn. A body is read before it takes its turn, so slow
+	// clients hold no turn. Default 32.
 	MaxConcurrentIngest int
+	// MaxBufferedBytes bounds the bytes of POST /v1/events bodies the
+	// server holds at once, across all requests: read so far, waiting for
+	// a turn or being decoded. Bytes are counted as they arrive, not as
+	// Content-Length announces them, so a client must send what it holds;
+	// a body that would pass the bound is refused with 503 and
+	// Retry-After. Without it, clients trickling bodies would hold up to
+	// connections × MaxBodyBytes (the number of connections is not
+	// bounded). Buffers grow by doubling, so memory is up to about twice
+	// this. 0: no bound. Default 256 MiB.
+	MaxBufferedBytes int64
+	// Pprof serves /debug/pprof/* (behind AuthToken when it is set).
+	// Default false: 404.
+	Pprof bool
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -74,6 +92,7 @@ func DefaultConfig() Config {
 		DefaultListLimit:    100,
 		MaxListLimit:        10_000,
 		MaxConcurrentIngest: 32,
+		MaxBufferedBytes:    256 << 20,
 	}
 }
 
@@ -89,7 +108,8 @@ type Server struct {
 	readiness func() (bool, string)
 	mux       *http.ServeMux
 	bufs      sync.Pool
-	ingests   chan struct{} // one token per ingest request in progress
+	ingests   chan struct{} // one token per ingest request decoded or submitted
+	buffered  atomic.Int64  // bytes of bodies held, see Config.MaxBufferedBytes
 }
 
 // New returns a Server; it is not ready (503 on ingest and /readyz) until
@@ -106,13 +126,19 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET "+api.PathReadyz, s.readyz)
-	s.mux.HandleFunc(api.PathPprof, pprof.Index)
-	s.mux.HandleFunc(api.PathPprof+"cmdline", pprof.Cmdline)
-	s.mux.HandleFunc(api.PathPprof+"profile", pprof.Profile)
-	s.mux.HandleFunc(api.PathPprof+"symbol", pprof.Symbol)
-	s.mux.HandleFunc(api.PathPprof+"trace", pprof.Trace)
+	if cfg.Pprof {
+		s.mux.HandleFunc(api.PathPprof, pprof.Index)
+		s.mux.HandleFunc(api.PathPprof+"cmdline", pprof.Cmdline)
+		s.mux.HandleFunc(api.PathPprof+"profile", pprof.Profile)
+		s.mux.HandleFunc(api.PathPprof+"symbol", pprof.Symbol)
+		s.mux.HandleFunc(api.PathPprof+"trace", pprof.Trace)
+	}
 	return s
 }
+
+// HeldBodyBytes returns the bytes of POST /v1/events bodies held now (see
+// Config.MaxBufferedBytes). Safe for concurrent use.
+func (s *Server) HeldBodyBytes() int64 { return s.buffered.Load() }
 
 // SetReady marks the node ready (or not) to take events.
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
@@ -125,7 +151,7 @@ func (s *Server) SetReadiness(check func() (ok bool, reason string)) { s.readine
 // Handler returns the API's handler, for an http.Server or httptest.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != api.PathHealthz && !s.authorized(r) {
+		if r.URL.Path != api.PathHealthz && r.URL.Path != api.PathReadyz && !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="squall"`)
 			writeJSON(w, http.StatusUnauthorized, api.Error{Error: "missing or wrong bearer token"})
 			return
@@ -141,8 +167,42 @@ func (s *Server) Handler() http.Handler {
 			s.getActor(w, r, rest)
 			return
 		}
+		if h, pattern := s.mux.Handler(r); pattern == "" {
+			// The mux's own 404 or 405 (with Allow): answer it in JSON.
+			jw := &errorWriter{ResponseWriter: w, code: http.StatusNotFound}
+			h.ServeHTTP(jw, r)
+			msg := "no such endpoint"
+			if jw.code == http.StatusMethodNotAllowed {
+				msg = "method not allowed"
+			}
+			writeJSON(w, jw.code, api.Error{Error: msg})
+			return
+		}
 		s.mux.ServeHTTP(w, r)
 	})
+}
+
+// errorWriter keeps the status and headers a plain-text error handler
+// sets and drops its body.
+type errorWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *errorWriter) WriteHeader(code int)        { w.code = code }
+func (w *errorWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// WarnExposed logs a warning when addr, the bound HTTP address, is not a
+// loopback one and cfg has no AuthToken: anyone who can reach it may
+// send events and read every key. It reports whether it warned.
+func WarnExposed(log *slog.Logger, cfg Config, addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	if cfg.AuthToken != "" || (ok && ta.IP.IsLoopback()) {
+		return false
+	}
+	log.Warn("HTTP API listens on a non-loopback address without a token: anyone who reaches it can send events and read state; set --auth-token",
+		"http", addr.String())
+	return true
 }
 
 // NewHTTPServer returns an http.Server for h with cfg's timeouts.
@@ -162,66 +222,72 @@ func (s *Server) authorized(r *http.Request) bool {
 	if s.cfg.AuthToken == "" {
 		return true
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AuthToken)) == 1
+	// The scheme is case-insensitive (RFC 7235).
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimLeft(tok, " ")
+	return ok && strings.EqualFold(scheme, "Bearer") &&
+		subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AuthToken)) == 1
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: "not ready"})
+		unavailable(w, api.Error{Error: "not ready"})
 		return
 	}
 	if s.readiness != nil {
 		if ok, why := s.readiness(); !ok {
-			w.Header().Set("Retry-After", "1")
-			writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: "not ready: " + why})
+			unavailable(w, api.Error{Error: "not ready: " + why})
 			return
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// retryAfter is the Retry-After, in seconds, of every 503 and 429.
+const retryAfter = "1"
+
+// unavailable answers 503 with Retry-After and body: a failure that is
+// the server's.
+func unavailable(w http.ResponseWriter, body any) {
+	w.Header().Set("Retry-After", retryAfter)
+	writeJSON(w, http.StatusServiceUnavailable, body)
+}
+
+// ingestUnavailable is unavailable for POST /v1/events.
+func ingestUnavailable(w http.ResponseWriter, msg string) {
+	unavailable(w, api.IngestResponse{Error: msg, Rejected: []event.Rejection{}})
+}
+
 func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	if !s.ready.Load() {
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, api.IngestResponse{Error: "node not ready", Rejected: []event.Rejection{}})
+		ingestUnavailable(w, "node not ready")
 		return
 	}
+	// Read the body before taking a turn: a slow client holds none.
+	buf, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	defer s.putBuf(buf)
 	select {
 	case s.ingests <- struct{}{}:
 		defer func() { <-s.ingests }()
 	case <-r.Context().Done():
 		return // the client is gone
 	}
-	buf := s.getBuf()
-	defer s.bufs.Put(buf)
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.in.CountBodyError(ingest.SourceHTTP, "too_large")
-			writeJSON(w, http.StatusRequestEntityTooLarge, api.IngestResponse{
-				Error: "body larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes"})
-			return
-		}
-		writeJSON(w, http.StatusBadRequest, api.IngestResponse{Error: "reading body: " + err.Error()})
-		return
-	}
 	res, err := s.in.Ingest(r.Context(), ingest.SourceHTTP, buf.Bytes(), r.Header.Get("Content-Type"))
 	switch {
-	case errors.Is(err, actors.ErrClosed):
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, api.IngestResponse{Error: err.Error(), Rejected: []event.Rejection{}})
-	case err != nil && r.Context().Err() != nil:
-		// The client went away while waiting for room; nothing was applied.
-		writeJSON(w, http.StatusServiceUnavailable, api.IngestResponse{Error: err.Error()})
-	case err != nil:
+	case errors.Is(err, ingest.ErrBadBody):
 		writeJSON(w, http.StatusBadRequest, api.IngestResponse{Error: err.Error(), Rejected: []event.Rejection{}})
+	case err != nil:
+		// The server's (engine closed, not joined, no reachable owner, log
+		// unavailable), or the client went away; nothing was applied.
+		ingestUnavailable(w, err.Error())
 	case res.Shed > 0:
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", retryAfter)
 		writeJSON(w, http.StatusTooManyRequests, res.Response)
 	case res.Failed > 0: // the server's fault: the answer lists them, marked for retry
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", retryAfter)
 		writeJSON(w, http.StatusServiceUnavailable, res.Response)
 	case res.Response.Accepted == 0:
 		writeJSON(w, http.StatusBadRequest, res.Response)
@@ -230,10 +296,83 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// errBusy: the bodies held would pass Config.MaxBufferedBytes.
+var errBusy = errors.New("too many request bytes held")
+
+// readBody reads r's body, decompressing gzip, into a pooled buffer whose
+// bytes count against MaxBufferedBytes until putBuf. Otherwise it answers
+// (413, 415, 400, 503) and returns ok false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (_ *heldBuf, ok bool) {
+	limit := s.cfg.MaxBodyBytes
+	tooLarge := func() {
+		s.in.CountBodyError(ingest.SourceHTTP, "too_large")
+		writeJSON(w, http.StatusRequestEntityTooLarge, api.IngestResponse{
+			Error: "body larger than " + strconv.FormatInt(limit, 10) + " bytes"})
+	}
+	if r.ContentLength > limit {
+		tooLarge()
+		return nil, false
+	}
+	var src io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			if _, big := errors.AsType[*http.MaxBytesError](err); big {
+				tooLarge()
+				return nil, false
+			}
+			writeJSON(w, http.StatusBadRequest, api.IngestResponse{Error: "body is not gzip: " + err.Error()})
+			return nil, false
+		}
+		src = io.LimitReader(zr, limit+1) // decompressed, the same limit
+	default:
+		s.in.CountBodyError(ingest.SourceHTTP, "unsupported_encoding")
+		writeJSON(w, http.StatusUnsupportedMediaType, api.IngestResponse{
+			Error: "Content-Encoding " + strconv.Quote(enc[:min(len(enc), 32)]) + " not supported (gzip or none)"})
+		return nil, false
+	}
+	buf := s.getBuf()
+	_, err := buf.ReadFrom(&heldReader{r: src, s: s, buf: buf})
+	switch _, big := errors.AsType[*http.MaxBytesError](err); {
+	case big || (err == nil && int64(buf.Len()) > limit):
+		tooLarge()
+	case errors.Is(err, errBusy):
+		s.in.CountBodyError(ingest.SourceHTTP, "busy")
+		ingestUnavailable(w, "server busy: "+errBusy.Error())
+	case err != nil:
+		writeJSON(w, http.StatusBadRequest, api.IngestResponse{Error: "reading body: " + err.Error()})
+	default:
+		return buf, true
+	}
+	s.putBuf(buf)
+	return nil, false
+}
+
+// heldReader counts the bytes read into buf against MaxBufferedBytes.
+type heldReader struct {
+	r   io.Reader
+	s   *Server
+	buf *heldBuf
+}
+
+func (h *heldReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if n > 0 && !h.s.hold(h.buf, n) {
+		return n, errBusy
+	}
+	return n, err
+}
+
 func (s *Server) getActor(w http.ResponseWriter, r *http.Request, escaped string) {
 	key, err := url.PathUnescape(escaped)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad key escape: " + err.Error()})
+		return
+	}
+	if len(key) > event.MaxKeyBytes {
+		writeJSON(w, http.StatusBadRequest, api.Error{Error: "key longer than " + strconv.Itoa(event.MaxKeyBytes) + " bytes"})
 		return
 	}
 	st, err := s.backend.Get(r.Context(), key)
@@ -241,7 +380,7 @@ func (s *Server) getActor(w http.ResponseWriter, r *http.Request, escaped string
 	case errors.Is(err, actors.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, api.Error{Error: "key " + strconv.Quote(key) + " has no live actor"})
 	case err != nil:
-		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: err.Error()})
+		unavailable(w, api.Error{Error: err.Error()})
 	default:
 		writeJSON(w, http.StatusOK, st)
 	}
@@ -265,7 +404,7 @@ func (s *Server) listActors(w http.ResponseWriter, r *http.Request) {
 	}
 	kl, err := s.backend.List(r.Context(), q.Get("prefix"), limit, cl)
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: err.Error()})
+		unavailable(w, api.Error{Error: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, kl)
@@ -291,7 +430,7 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := s.backend.Alerts(r.Context(), cl)
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: err.Error()})
+		unavailable(w, api.Error{Error: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
@@ -300,18 +439,40 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
 	c, err := s.backend.Cluster(r.Context())
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: err.Error()})
+		unavailable(w, api.Error{Error: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, c)
 }
 
-func (s *Server) getBuf() *bytes.Buffer {
-	if b, ok := s.bufs.Get().(*bytes.Buffer); ok {
+// heldBuf is a pooled body buffer and the bytes it counts in
+// Server.buffered.
+type heldBuf struct {
+	bytes.Buffer
+	held int64
+}
+
+func (s *Server) getBuf() *heldBuf {
+	if b, ok := s.bufs.Get().(*heldBuf); ok {
 		b.Reset()
 		return b
 	}
-	return new(bytes.Buffer)
+	return new(heldBuf)
+}
+
+// hold counts n more bytes of b as held; it reports false when the bytes
+// held now pass MaxBufferedBytes.
+func (s *Server) hold(b *heldBuf, n int) bool {
+	b.held += int64(n)
+	total := s.buffered.Add(int64(n))
+	return s.cfg.MaxBufferedBytes <= 0 || total <= s.cfg.MaxBufferedBytes
+}
+
+// putBuf releases b's held bytes and pools it.
+func (s *Server) putBuf(b *heldBuf) {
+	s.buffered.Add(-b.held)
+	b.held = 0
+	s.bufs.Put(b)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

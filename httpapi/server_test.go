@@ -183,15 +183,42 @@ func TestStatusCodes(t *testing.T) {
 		{"healthz", "GET", "/healthz", "", "", 200},
 		{"readyz", "GET", "/readyz", "", "", 200},
 		{"metrics", "GET", "/metrics", "", "", 200},
-		{"pprof", "GET", "/debug/pprof/", "", "", 200},
+		{"pprof off", "GET", "/debug/pprof/", "", "", 404},
+		{"pprof cmdline off", "GET", "/debug/pprof/cmdline", "", "", 404},
 		{"wrong method", "GET", "/v1/events", "", "", 405},
+		{"wrong method on metrics", "POST", "/metrics", "", "", 405},
 		{"actor wrong method", "DELETE", "/debug/actors/x", "", "", 405},
 		{"unknown path", "GET", "/nope", "", "", 404},
+		{"key at the limit", "GET", "/debug/actors/" + strings.Repeat("k", 256), "", "", 404},
+		{"key over the limit", "GET", "/debug/actors/" + strings.Repeat("k", 257), "", "", 400},
+		{"escaped key over the limit", "GET", "/debug/actors/" + strings.Repeat("%C3%BC", 129), "", "", 400},
+		{"unsupported encoding", "POST", "/v1/events", "", `{"key":"a","value":1}`, 415},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if code, b, _ := f.do(t, c.method, c.path, c.ct, c.body); code != c.want {
+			var hdr []string
+			if c.name == "unsupported encoding" {
+				hdr = []string{"Content-Encoding", "br"}
+			}
+			code, b, h := f.do(t, c.method, c.path, c.ct, c.body, hdr...)
+			if code != c.want {
 				t.Fatalf("%s %s = %d %s, want %d", c.method, c.path, code, b, c.want)
+			}
+			if code < 400 {
+				return
+			}
+			// Every error is JSON with a message, the mux's own included.
+			if ct := h.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q, body %q", ct, b)
+			}
+			if e := decode[api.Error](t, b); e.Error == "" && !strings.Contains(string(b), `"rejected":[{`) {
+				t.Errorf("no error message: %s", b)
+			}
+			if code == 405 && h.Get("Allow") == "" {
+				t.Errorf("405 without Allow")
+			}
+			if strings.Contains(string(b), strings.Repeat("k", 257)) {
+				t.Errorf("the long key is echoed: %s", b)
 			}
 		})
 	}
@@ -238,7 +265,7 @@ func TestStatusCodes(t *testing.T) {
 
 func TestAuthToken(t *testing.T) {
 	f := newFixture(t, func(h *httpapi.Config, _ *actors.Config) { h.AuthToken = "s3cret" })
-	for _, p := range []string{"/debug/actors", "/metrics", "/debug/cluster", "/readyz", "/debug/pprof/", "/debug/actors/x"} {
+	for _, p := range []string{"/debug/actors", "/metrics", "/debug/cluster", "/debug/actors/x"} {
 		if code, _, hdr := f.do(t, "GET", p, "", ""); code != 401 || hdr.Get("WWW-Authenticate") == "" {
 			t.Errorf("GET %s without token = %d", p, code)
 		}
@@ -249,11 +276,44 @@ func TestAuthToken(t *testing.T) {
 	if code, _, _ := f.do(t, "POST", "/v1/events", "", `{"key":"a","value":1}`); code != 401 {
 		t.Errorf("POST without token = %d", code)
 	}
-	if code, _, _ := f.do(t, "GET", "/healthz", "", ""); code != 200 {
-		t.Errorf("healthz without token = %d", code)
+	// Probes send no token.
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, b, _ := f.do(t, "GET", p, "", ""); code != 200 {
+			t.Errorf("%s without token = %d %s", p, code, b)
+		}
 	}
-	if code, b, _ := f.do(t, "POST", "/v1/events", "", `{"key":"a","value":1}`, "Authorization", "Bearer s3cret"); code != 202 {
-		t.Errorf("POST with token = %d %s", code, b)
+	f.api.SetReady(false)
+	if code, b, _ := f.do(t, "GET", "/readyz", "", ""); code != 503 || !strings.Contains(string(b), "not ready") {
+		t.Errorf("/readyz not ready without token = %d %s", code, b)
+	}
+	f.api.SetReady(true)
+	// The scheme is case-insensitive (RFC 7235); the token is not.
+	for _, auth := range []string{"Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR  s3cret"} {
+		if code, b, _ := f.do(t, "POST", "/v1/events", "", `{"key":"a","value":1}`, "Authorization", auth); code != 202 {
+			t.Errorf("POST with %q = %d %s", auth, code, b)
+		}
+	}
+	for _, auth := range []string{"Bearer S3CRET", "Basic s3cret", "Bearers3cret", "s3cret", "Bearer"} {
+		if code, _, _ := f.do(t, "POST", "/v1/events", "", `{"key":"a","value":1}`, "Authorization", auth); code != 401 {
+			t.Errorf("POST with %q = %d", auth, code)
+		}
+	}
+}
+
+// pprof is served only with Pprof, and then behind the token.
+func TestPprof(t *testing.T) {
+	f := newFixture(t, func(h *httpapi.Config, _ *actors.Config) { h.AuthToken = "s3cret"; h.Pprof = true })
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/cmdline"} {
+		if code, _, _ := f.do(t, "GET", p, "", ""); code != 401 {
+			t.Errorf("GET %s without token = %d", p, code)
+		}
+		if code, _, _ := f.do(t, "GET", p, "", "", "Authorization", "Bearer s3cret"); code != 200 {
+			t.Errorf("GET %s with token = %d", p, code)
+		}
+	}
+	off := newFixture(t, func(h *httpapi.Config, _ *actors.Config) { h.AuthToken = "s3cret" })
+	if code, b, _ := off.do(t, "GET", "/debug/pprof/cmdline", "", "", "Authorization", "Bearer s3cret"); code != 404 {
+		t.Errorf("pprof off: GET cmdline = %d %s", code, b)
 	}
 }
 

@@ -4,6 +4,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,6 +23,19 @@ const (
 )
 
 var sources = []string{SourceHTTP, SourceNATS}
+
+// ErrBadBody is matched (errors.Is) by the errors of Ingest and
+// IngestAsync that are the sender's fault: the body as a whole could not be
+// decoded (malformed, empty, unknown framing). Every other error of theirs
+// is the server's (the engine closed, no reachable owner, the log
+// unavailable) or the caller's context ending, and worth a retry.
+var ErrBadBody = errors.New("ingest: unusable body")
+
+// bodyError marks a decoder's error as ErrBadBody and keeps its message.
+type bodyError struct{ err error }
+
+func (e bodyError) Error() string   { return e.err.Error() }
+func (e bodyError) Unwrap() []error { return []error{ErrBadBody, e.err} }
 
 // Submitter applies events to key actors; *actors.Engine is one.
 type Submitter interface {
@@ -148,7 +162,8 @@ func (in *Ingester) CountBodyError(source, reason string) {
 
 // Ingest decodes body (format from contentType, see event.FormatFromContentType)
 // and applies its valid events, returning once they are applied. err is
-// non-nil when the body as a whole is unusable (nothing applied), or when
+// non-nil when the body as a whole is unusable (it matches ErrBadBody;
+// nothing applied), or when
 // ctx ended while waiting (for room, for an owner, for the log).
 //
 // When the Submitter fails otherwise (engine closed, no owner reachable,
@@ -210,7 +225,7 @@ func (in *Ingester) decode(source string, body []byte, contentType string) (*scr
 	if err != nil {
 		in.pool.Put(sc)
 		m.body.WithLabelValues("malformed").Inc()
-		return nil, err
+		return nil, bodyError{err}
 	}
 	for _, r := range sc.rej {
 		reason := r.Field

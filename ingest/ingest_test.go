@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -245,5 +246,26 @@ func TestWithMaxFuture(t *testing.T) {
 		if err != nil || res.Response.Accepted != c.accepted {
 			t.Errorf("max future %s, ts %d: %+v %v", c.d, c.ts, res.Response, err)
 		}
+	}
+}
+
+// Only an undecodable body is the sender's fault: it alone matches
+// ErrBadBody. A closed engine is the server's: no error, every event
+// failed and marked for retry.
+func TestErrBadBody(t *testing.T) {
+	in, e, _ := newIngester(t, nil)
+	for _, body := range []string{`[{"key":`, ``, `[{"key":"a","value":1}`} {
+		_, err := in.Ingest(context.Background(), ingest.SourceHTTP, []byte(body), "")
+		if !errors.Is(err, ingest.ErrBadBody) {
+			t.Errorf("body %q: err %v, want ErrBadBody", body, err)
+		}
+		if err != nil && strings.Contains(err.Error(), ingest.ErrBadBody.Error()) {
+			t.Errorf("body %q: message %q repeats the sentinel's", body, err)
+		}
+	}
+	e.Close()
+	res, err := in.Ingest(context.Background(), ingest.SourceHTTP, []byte(`{"key":"a","value":1}`), "")
+	if err != nil || res.Failed != 1 || len(res.Response.Rejected) != 1 || !res.Response.Rejected[0].Retry {
+		t.Fatalf("closed engine: %+v %v, want one failed event marked retry", res, err)
 	}
 }

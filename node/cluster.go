@@ -25,14 +25,19 @@ var (
 	ErrNoOwner = errors.New("node: no reachable owner for the partition")
 	// ErrNotOwner refuses a handoff for a partition this node does not own.
 	ErrNotOwner = errors.New("node: not the partition's owner")
+	// ErrNotJoined is returned at once, without waiting for an owner, when
+	// this node is not a member of the cluster: it has no ZooKeeper
+	// session, or has not joined on it, and has no assignment.
+	ErrNotJoined = errors.New("node: not joined to the cluster")
 )
 
 // routes is the routing table: the owner of each partition and where to
 // reach each member. Replaced whole, read without locks.
 type routes struct {
-	gen    int64 // generation of the assignment the owners come from
-	owners []string
-	addrs  map[string]string // member id → remote address
+	gen      int64 // generation of the assignment the owners come from
+	assigned bool  // owners come from an assignment applied on the current session
+	owners   []string
+	addrs    map[string]string // member id → remote address
 }
 
 // clustered is the part of a node that exists with --zk.
@@ -61,7 +66,7 @@ func (c *clustered) Apply(a *cluster.Assignment) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.route.Load()
-	c.route.Store(&routes{gen: a.Generation, owners: a.Owners, addrs: old.addrs})
+	c.route.Store(&routes{gen: a.Generation, assigned: true, owners: a.Owners, addrs: old.addrs})
 	c.assigned = a
 	c.lc.assign(a, c.self(), c.members)
 	mine := 0
@@ -95,7 +100,7 @@ func (c *clustered) MembersChanged(members map[string]cluster.Member) {
 	c.mu.Lock()
 	c.members = members
 	old := c.route.Load()
-	c.route.Store(&routes{gen: old.gen, owners: old.owners, addrs: addrs})
+	c.route.Store(&routes{gen: old.gen, assigned: old.assigned, owners: old.owners, addrs: addrs})
 	c.mu.Unlock()
 }
 
@@ -130,8 +135,23 @@ func (c *clustered) routeDeadline() time.Duration {
 	return 2*c.n.cfg.ZKSessionTimeout + 5*time.Second
 }
 
+// notJoined returns ErrNotJoined, with the coordinator's reason, when rt
+// comes from no assignment and this node holds no lease: it is not a
+// member, so no owner will appear for it soon. A member waiting for an
+// assignment, or whose partitions move, holds a lease.
+func (c *clustered) notJoined(rt *routes) error {
+	if rt.assigned || c.coord.LeaseValid(time.Now()) {
+		return nil
+	}
+	_, why := c.coord.Status()
+	return fmt.Errorf("%w: %s", ErrNotJoined, why)
+}
+
 // Submit implements ingest.Submitter: events go to their partitions'
-// owners, local ones to the engine, others batched per peer.
+// owners, local ones to the engine, others batched per peer. It fails at
+// once with ErrNotJoined while the node is not a member, and with
+// ErrNoOwner when a partition has no reachable owner within the routing
+// deadline (a member's partitions moving).
 func (c *clustered) Submit(ctx context.Context, evs []event.Event, out []actors.Result) error {
 	pending := make([]int32, len(evs))
 	for i := range pending {
@@ -151,6 +171,9 @@ func (c *clustered) Submit(ctx context.Context, evs []event.Event, out []actors.
 			}
 		}
 		rt := c.route.Load()
+		if err := c.notJoined(rt); err != nil {
+			return err
+		}
 		groups := map[string][]int32{}
 		for _, i := range pending {
 			owner := rt.owners[cluster.Partition(evs[i].Key, c.n.cfg.Partitions)]
@@ -244,7 +267,12 @@ func (c *clustered) get(ctx context.Context, key string) (*api.KeyState, error) 
 			err = errNotServing
 		case owner == c.self():
 			st, err = c.n.engine.Get(ctx, key)
-		case owner == "" || rt.addrs[owner] == "":
+		case owner == "":
+			if err = c.notJoined(rt); err != nil {
+				return nil, err
+			}
+			err = ErrNoOwner
+		case rt.addrs[owner] == "":
 			err = ErrNoOwner
 		default:
 			st, err = c.tr.KeyState(ctx, rt.addrs[owner], key)

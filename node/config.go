@@ -155,7 +155,7 @@ type Config struct {
 	// for Kafka. 0: no limit (up to year 9999). Default 5m.
 	MaxFuture time.Duration
 	// AuthToken is the bearer token required on every HTTP endpoint but
-	// /healthz, and by the embedded NATS server unless NATSToken,
+	// /healthz and /readyz, and by the embedded NATS server unless NATSToken,
 	// NATSUser or NATSNKey is set. Default empty: none.
 	AuthToken string
 	// AuthTokenFile names a file holding the bearer token (read by Load).
@@ -166,6 +166,9 @@ type Config struct {
 	// --zk-digest-file. Load reads the file, trims trailing white space,
 	// and refuses an empty file or both forms set.
 	AuthTokenFile string
+	// Pprof serves /debug/pprof/* on the HTTP address, behind AuthToken
+	// when one is set. Default false.
+	Pprof bool
 	// ShutdownTimeout bounds the graceful shutdown. Default 8s.
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error. Default info.
@@ -562,7 +565,8 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.IntVar(&c.MaxKeys, "max-keys", c.MaxKeys, "live key actors per node; beyond it new keys are shed")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest HTTP request body (413 beyond)")
 	fs.DurationVar(&c.MaxFuture, "max-future", c.MaxFuture, "reject events stamped further ahead of their arrival (0: no limit)")
-	secretVar(fs, sec["auth-token"], "bearer token required by every HTTP endpoint but /healthz, and by the embedded NATS server")
+	secretVar(fs, sec["auth-token"], "bearer token required by every HTTP endpoint but /healthz and /readyz, and by the embedded NATS server")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/* (behind the token when one is set)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on graceful shutdown")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	return configFile

@@ -163,3 +163,20 @@ func TestNATSAuthValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestPprofOption(t *testing.T) {
+	if cfg, err := Load(nil, env(nil), io.Discard); err != nil || cfg.Pprof {
+		t.Fatalf("default pprof %v err %v", cfg.Pprof, err)
+	}
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"--pprof"}, nil},
+		{nil, map[string]string{"SQUALL_PPROF": "true"}},
+	} {
+		if cfg, err := Load(c.args, env(c.env), io.Discard); err != nil || !cfg.Pprof {
+			t.Errorf("Load(%v, %v): pprof %v err %v", c.args, c.env, cfg.Pprof, err)
+		}
+	}
+}

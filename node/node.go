@@ -135,6 +135,8 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	hc := httpapi.DefaultConfig()
 	hc.AuthToken = cfg.AuthToken
 	hc.MaxBodyBytes = cfg.MaxBodyBytes
+	hc.Pprof = cfg.Pprof
+	httpapi.WarnExposed(log, hc, n.ln.Addr())
 	n.api = httpapi.New(hc, n, n.in, n.reg, log)
 	n.srv = httpapi.NewHTTPServer(hc, n.api.Handler(), log)
 	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
