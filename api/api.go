@@ -71,7 +71,7 @@ const (
 	ReasonNotStored = "not stored: the log is unavailable, retry later"
 )
 
-// KeyState is the key-state document of GET /debug/actors/{key} (SPEC §7b).
+// KeyState is the key-state document of GET /debug/actors/{key}.
 type KeyState struct {
 	Key               string                       `json:"key"`
 	Node              string                       `json:"node"`
@@ -108,7 +108,8 @@ type RuleState struct {
 type FiringAlert struct {
 	// Node serves the key.
 	Node string `json:"node"`
-	// Alert is the SPEC §5a document of the alert's transition to firing.
+	// Alert is the alert document (docs/rules.md) of the alert's
+	// transition to firing.
 	Alert json.RawMessage `json:"alert"`
 }
 

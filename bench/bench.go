@@ -1,5 +1,5 @@
 // Package bench is Squall's benchmark harness (make bench,
-// cmd/squall-bench): it runs each scenario of SPEC §8 against real servers
+// cmd/squall-bench): it runs each performance scenario against real servers
 // started for the run — Kafka → applied on one node (kfake and a real
 // broker, with a hand-written franz-go baseline on the same data), HTTP and
 // NATS ingest, latency at a fixed offered load, routing between three

@@ -21,7 +21,7 @@
 // (BenchmarkDecodeNDJSON and friends).
 package event
 
-// Limits of SPEC §2.
+// Limits of an event.
 const (
 	// MaxKeyBytes is the longest key accepted, in bytes.
 	MaxKeyBytes = 256

@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of SPEC §2 beyond those in event.go.
+// Limits of an event beyond those in event.go.
 const (
 	// MaxTagKeyBytes is the longest tag key accepted, in bytes.
 	MaxTagKeyBytes = 256

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,6 +80,10 @@ type Config struct {
 	// Pprof serves /debug/pprof/* (behind AuthToken when it is set).
 	// Default false: 404.
 	Pprof bool
+	// Redact, when set, rewrites the command line that
+	// /debug/pprof/cmdline shows, so that secrets given as flags are not
+	// served. Default nil: the command line as it is.
+	Redact func(args []string) []string
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -128,7 +133,7 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 	s.mux.HandleFunc("GET "+api.PathReadyz, s.readyz)
 	if cfg.Pprof {
 		s.mux.HandleFunc(api.PathPprof, pprof.Index)
-		s.mux.HandleFunc(api.PathPprof+"cmdline", pprof.Cmdline)
+		s.mux.HandleFunc(api.PathPprof+"cmdline", s.cmdline)
 		s.mux.HandleFunc(api.PathPprof+"profile", pprof.Profile)
 		s.mux.HandleFunc(api.PathPprof+"symbol", pprof.Symbol)
 		s.mux.HandleFunc(api.PathPprof+"trace", pprof.Trace)
@@ -294,6 +299,17 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusAccepted, res.Response)
 	}
+}
+
+// cmdline is pprof.Cmdline with every argument passed through Redact.
+func (s *Server) cmdline(w http.ResponseWriter, _ *http.Request) {
+	args := append([]string(nil), os.Args...)
+	if s.cfg.Redact != nil {
+		args = s.cfg.Redact(args)
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, strings.Join(args, "\x00")) // the client may be gone
 }
 
 // errBusy: the bodies held would pass Config.MaxBufferedBytes.

@@ -24,7 +24,7 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Event is one keyed measurement (SPEC §2).
+// Event is one keyed measurement.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key is the non-empty UTF-8 key, at most 256 bytes. When empty, the

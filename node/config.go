@@ -24,7 +24,7 @@ import (
 // Version is the node's version, shown in /debug/cluster.
 const Version = "0.1.0"
 
-// Config is a node's whole configuration (SPEC §7a). Flags, SQUALL_*
+// Config is a node's whole configuration. Flags, SQUALL_*
 // environment variables and the YAML file all fill it, by the same names:
 // flag --http-addr, environment SQUALL_HTTP_ADDR, YAML key http-addr.
 type Config struct {
@@ -118,7 +118,7 @@ type Config struct {
 	KafkaMaxRecordBytes int
 	// KafkaTimeout bounds Kafka metadata requests at start. Default 15s.
 	KafkaTimeout time.Duration
-	// Rules names the alert rules file (YAML, SPEC §5a); SIGHUP reloads
+	// Rules names the alert rules file (YAML, docs/rules.md); SIGHUP reloads
 	// it. Default empty: no rules.
 	Rules string
 	// AlertsSubject prefixes the NATS subject of alert transitions:

@@ -183,6 +183,51 @@ func (c *Config) scrub(s string) string {
 	return s
 }
 
+// redactArgs returns a copy of a command line with the value of every
+// secret flag (-flag V, --flag V, --flag=V) replaced, whatever it is, and
+// every secret of c scrubbed from the other arguments (a NATS URL's
+// password).
+func (c *Config) redactArgs(args []string) []string {
+	secret := map[string]bool{}
+	for _, s := range c.secrets() {
+		secret[s.flag] = true
+	}
+	out := make([]string, len(args))
+	next := false // the previous argument was a secret flag without =value
+	for i, a := range args {
+		if next {
+			out[i], next = redacted, false
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case !strings.HasPrefix(a, "-") || !secret[name]:
+			out[i] = redactUserinfo(c.scrub(a))
+		case hasValue:
+			out[i] = a[:len(a)-len(value)] + redacted
+		default:
+			out[i], next = a, true
+		}
+	}
+	return out
+}
+
+// redactUserinfo replaces the user information (user:password@, or a
+// token@) of every URL in a comma-separated list.
+func redactUserinfo(a string) string {
+	urls := strings.Split(a, ",")
+	for i, u := range urls {
+		scheme, rest, ok := strings.Cut(u, "://")
+		if !ok {
+			continue
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			urls[i] = scheme + "://" + redacted + rest[at:]
+		}
+	}
+	return strings.Join(urls, ",")
+}
+
 // scrubbedError is an error whose message has the node's secrets
 // replaced; it unwraps to the original.
 type scrubbedError struct {

@@ -136,6 +136,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	hc.AuthToken = cfg.AuthToken
 	hc.MaxBodyBytes = cfg.MaxBodyBytes
 	hc.Pprof = cfg.Pprof
+	hc.Redact = n.cfg.redactArgs
 	httpapi.WarnExposed(log, hc, n.ln.Addr())
 	n.api = httpapi.New(hc, n, n.in, n.reg, log)
 	n.srv = httpapi.NewHTTPServer(hc, n.api.Handler(), log)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +91,12 @@ func TestNoSecretPrinted(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.HTTPAddr, cfg.NATSAddr, cfg.Partitions, cfg.AuthToken = "127.0.0.1:0", "127.0.0.1:0", 4, httpTok
 			cfg.Rules = writeRules(t)
+			cfg.Pprof = true // /debug/pprof/cmdline shows the command line: secrets given as flags
 			c.mod(&cfg)
+			args := os.Args
+			t.Cleanup(func() { os.Args = args })
+			os.Args = append(append([]string(nil), args...), "--auth-token", httpTok, "--nats-password="+natsPW,
+				"--nats-token", natsTok, "--nats-url", extURL, "--kafka-sasl-password", kafkaPW, "--zk-digest", "squall:"+zkPW)
 			n, err := New(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 			if err != nil {
 				t.Fatal(err)
@@ -108,7 +114,11 @@ func TestNoSecretPrinted(t *testing.T) {
 			if _, err := n.in.Ingest(context.Background(), "http", []byte(`{"key":"k","value":99}`), ""); err != nil {
 				t.Fatal(err)
 			}
-			for p, body := range getAll(t, n, httpTok) {
+			all := getAll(t, n, httpTok)
+			if !strings.HasPrefix(all[api.PathPprof+"cmdline"], "200") || !strings.Contains(all[api.PathPprof+"cmdline"], "--kafka-sasl-password") {
+				t.Fatalf("/debug/pprof/cmdline: %q", all[api.PathPprof+"cmdline"])
+			}
+			for p, body := range all {
 				assertNoSecret(t, p, body, httpTok, natsPW, natsTok, urlPW, kafkaPW, zkPW)
 			}
 			if err := n.Close(); err != nil {

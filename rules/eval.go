@@ -15,7 +15,7 @@ const (
 )
 
 // Transition is a rule's move to firing or to resolved for one key: the
-// alert document of SPEC §5a.
+// alert document (docs/rules.md).
 type Transition struct {
 	Rule      string            `json:"rule"`
 	Key       string            `json:"key"`
@@ -41,7 +41,7 @@ func (t *Transition) ID() string {
 	return t.Rule + "/" + t.Key + "/" + strconv.FormatInt(t.At, 10) + "/" + t.State
 }
 
-// MarshalJSON encodes the SPEC §5a alert document, id first. A non-finite
+// MarshalJSON encodes the alert document (docs/rules.md), id first. A non-finite
 // Value is encoded as null.
 func (t Transition) MarshalJSON() ([]byte, error) {
 	type doc struct {

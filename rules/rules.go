@@ -1,4 +1,4 @@
-// Package rules is the pure core of Squall's alert rules (SPEC §5a): it
+// Package rules is the pure core of Squall's alert rules (docs/rules.md): it
 // parses and validates a rules file, matches rules to keys, and evaluates
 // threshold rules in event time and absent (deadman) rules against wall
 // times passed in by the caller. It does no I/O besides Load, reads no
@@ -61,7 +61,7 @@ func (e *Error) Unwrap() error { return ErrInvalid }
 // Aggregate names the window aggregate a threshold rule compares.
 type Aggregate uint8
 
-// Aggregates a threshold rule may use (SPEC §5a, §7b).
+// Aggregates a threshold rule may use: those of the key-state document.
 const (
 	AggNone Aggregate = iota // absent rules have no aggregate
 	AggCount
@@ -245,7 +245,7 @@ func Load(path string) (*Set, error) {
 	return Parse(filepath.Clean(path), data)
 }
 
-// Parse parses and validates a rules file (SPEC §5a). name is used in error
+// Parse parses and validates a rules file (docs/rules.md). name is used in error
 // messages. It reports every problem at once, joined with errors.Join, each
 // an *Error naming the file and line. An empty file or an empty rules list
 // is a valid empty Set.

@@ -255,7 +255,7 @@ func TestEvalEdges(t *testing.T) {
 	if !ok || tr.State != Resolved || tr.At != 3000 || st.Phase() != Inactive || st.Since() != 0 {
 		t.Fatalf("resolve %+v %v, state %+v", tr, ok, st)
 	}
-	// The JSON document of SPEC §5a.
+	// The alert document of docs/rules.md.
 	tr = Transition{Rule: "high-cpu", Key: "web-1.cpu", State: Firing, Value: 93.2, Threshold: 90, Severity: "critical",
 		Labels: map[string]string{"team": "infra"}, StartedAt: 1764064980000, At: 1764065100000}
 	got, err := json.Marshal(tr)

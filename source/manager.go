@@ -1,4 +1,4 @@
-// Package source feeds Squall from Kafka (SPEC §6): the source actors
+// Package source feeds Squall from Kafka: the source actors
 // that consume the partitions a node owns and apply their events through a
 // Sink, and the Producer that writes HTTP and NATS input to the topic first
 // (Kafka-first ingest).

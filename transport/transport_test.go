@@ -699,7 +699,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 
 // TestWireBytesPerEvent measures the bytes on the wire (TCP payload, both
 // ways: requests, responses, gRPC and protoactor framing) per forwarded
-// event against the event's JSON size (SPEC §8: at most 1.1×).
+// event against the event's JSON size (the target: at most 1.1×).
 func TestWireBytesPerEvent(t *testing.T) {
 	d := &countingDialer{}
 	dial := func(c *Config) { c.dial = d.dial }

@@ -16,7 +16,8 @@ type Point struct {
 	Value float64 `json:"value"`
 }
 
-// Aggregates summarise the events of a window or sub-window (SPEC §7b).
+// Aggregates summarise the events of a window or sub-window, as the
+// key-state document shows them.
 // All fields are zero for a window that has never applied an event.
 type Aggregates struct {
 	// FromTS and ToTS are the start times (epoch ms) of the first and last

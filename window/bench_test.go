@@ -215,7 +215,7 @@ func BenchmarkMemory(b *testing.B) {
 	}
 }
 
-// TestMemoryBudget keeps the per-key memory within SPEC §8's budget
+// TestMemoryBudget keeps the per-key memory within the memory budget
 // (1M keys × 10 samples ≤ 2 GiB with everything else) and checks that
 // MemSize is a fair estimate.
 func TestMemoryBudget(t *testing.T) {

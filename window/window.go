@@ -1,7 +1,7 @@
 // Package window holds the state of one key: a sliding window over event
 // time, cut into buckets of Shape.Resolution, with exact count, sum, min,
 // max, mean and last, approximate quantiles (≤ 1% relative error), id-based
-// deduplication and the last few events for inspection (SPEC §3, §7b).
+// deduplication and the last few events for inspection.
 //
 // The package is pure and deterministic: no clock, no goroutines, no I/O.
 // Time is the events' own time. A Window is not safe for concurrent use;
@@ -454,7 +454,7 @@ func (w *Window) Counts() (applied, late, duplicates uint64) {
 }
 
 // NewestBucket returns the newest bucket ever applied, floor(ts/Resolution)
-// of the newest event (SPEC's newest_bucket). Its start time is
+// of the newest event. Its start time is
 // NewestBucket()·Resolution. It is 0 when the window is Empty.
 func (w *Window) NewestBucket() int64 {
 	if w.applied == 0 {

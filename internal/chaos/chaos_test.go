@@ -9,7 +9,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestChaos is the fault-injection suite (SPEC §9): ZooKeeper, Kafka and
+// TestChaos is the fault-injection suite: ZooKeeper, Kafka and
 // three nodes under HTTP and NATS writers while a seeded nemesis kills,
 // pauses and restarts them; then every key is read through every node and
 // compared with what was acknowledged. CHAOS_SEED replays a schedule;

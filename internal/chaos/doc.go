@@ -1,4 +1,4 @@
-// Package chaos is Squall's fault-injection suite (make chaos; SPEC §9), in
+// Package chaos is Squall's fault-injection suite (make chaos), in
 // the spirit of Jepsen and of Kafka's OffsetValidationTest: a real
 // ZooKeeper, a real Kafka broker and three squall-node processes on
 // loopback, writers over HTTP and NATS that book every event as

@@ -13,7 +13,7 @@ import (
 // FaultKind names a kind of fault.
 type FaultKind string
 
-// Fault kinds (SPEC §9).
+// Fault kinds.
 const (
 	// KillOne: kill -9 of a node, restarted with the same id after Hold[0].
 	KillOne FaultKind = "kill-1"

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Partition lifecycle and source states of /debug/cluster (SPEC §7b).
+// Partition lifecycle and source states of /debug/cluster.
 const (
 	StateServing = "serving"
 	SourceLive   = "live"
@@ -81,7 +81,7 @@ type Obs struct {
 	Self, Leader      string
 	Epoch, Generation int64
 	// Exact is true when the node reports per-partition states and tokens
-	// (the "partitions" list of SPEC §7b); false: Serves is derived from
+	// (the "partitions" list of /debug/cluster); false: Serves is derived from
 	// "serving", the assignment and the document's generation.
 	Exact  bool
 	Serves []Serve
@@ -106,7 +106,7 @@ func (o *Obs) ActingLeader() bool { return o.Err == "" && o.Self != "" && o.Lead
 
 // clusterDoc is the part of /debug/cluster the suite reads. Partitions is
 // raw: it is the partition count in older nodes and the list of
-// per-partition states in newer ones (SPEC §7b).
+// per-partition states in newer ones.
 type clusterDoc struct {
 	Self       string            `json:"self"`
 	Leader     string            `json:"leader"`
