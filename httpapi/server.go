@@ -260,7 +260,7 @@ func unavailable(w http.ResponseWriter, body any) {
 
 // ingestUnavailable is unavailable for POST /v1/events.
 func ingestUnavailable(w http.ResponseWriter, msg string) {
-	unavailable(w, api.IngestResponse{Error: msg, Rejected: []event.Rejection{}})
+	unavailable(w, bodyError(msg))
 }
 
 func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
@@ -283,7 +283,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	res, err := s.in.Ingest(r.Context(), ingest.SourceHTTP, buf.Bytes(), r.Header.Get("Content-Type"))
 	switch {
 	case errors.Is(err, ingest.ErrBadBody):
-		writeJSON(w, http.StatusBadRequest, api.IngestResponse{Error: err.Error(), Rejected: []event.Rejection{}})
+		writeJSON(w, http.StatusBadRequest, bodyError(err.Error()))
 	case err != nil:
 		// The server's (engine closed, not joined, no reachable owner, log
 		// unavailable), or the client went away; nothing was applied.
@@ -312,6 +312,12 @@ func (s *Server) cmdline(w http.ResponseWriter, _ *http.Request) {
 	_, _ = io.WriteString(w, strings.Join(args, "\x00")) // the client may be gone
 }
 
+// bodyError is the answer to a body refused as a whole: nothing taken,
+// nothing listed.
+func bodyError(msg string) api.IngestResponse {
+	return api.IngestResponse{Error: msg, Rejected: []event.Rejection{}}
+}
+
 // errBusy: the bodies held would pass Config.MaxBufferedBytes.
 var errBusy = errors.New("too many request bytes held")
 
@@ -322,8 +328,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (_ *heldBuf, o
 	limit := s.cfg.MaxBodyBytes
 	tooLarge := func() {
 		s.in.CountBodyError(ingest.SourceHTTP, "too_large")
-		writeJSON(w, http.StatusRequestEntityTooLarge, api.IngestResponse{
-			Error: "body larger than " + strconv.FormatInt(limit, 10) + " bytes"})
+		writeJSON(w, http.StatusRequestEntityTooLarge, bodyError("body larger than "+strconv.FormatInt(limit, 10)+" bytes"))
 	}
 	if r.ContentLength > limit {
 		tooLarge()
@@ -339,14 +344,14 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (_ *heldBuf, o
 				tooLarge()
 				return nil, false
 			}
-			writeJSON(w, http.StatusBadRequest, api.IngestResponse{Error: "body is not gzip: " + err.Error()})
+			writeJSON(w, http.StatusBadRequest, bodyError("body is not gzip: "+err.Error()))
 			return nil, false
 		}
 		src = io.LimitReader(zr, limit+1) // decompressed, the same limit
 	default:
 		s.in.CountBodyError(ingest.SourceHTTP, "unsupported_encoding")
-		writeJSON(w, http.StatusUnsupportedMediaType, api.IngestResponse{
-			Error: "Content-Encoding " + strconv.Quote(enc[:min(len(enc), 32)]) + " not supported (gzip or none)"})
+		writeJSON(w, http.StatusUnsupportedMediaType, bodyError(
+			"Content-Encoding "+strconv.Quote(enc[:min(len(enc), 32)])+" not supported (gzip or none)"))
 		return nil, false
 	}
 	buf := s.getBuf()
@@ -358,7 +363,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (_ *heldBuf, o
 		s.in.CountBodyError(ingest.SourceHTTP, "busy")
 		ingestUnavailable(w, "server busy: "+errBusy.Error())
 	case err != nil:
-		writeJSON(w, http.StatusBadRequest, api.IngestResponse{Error: "reading body: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, bodyError("reading body: "+err.Error()))
 	default:
 		return buf, true
 	}

@@ -404,3 +404,28 @@ func BenchmarkIngestNDJSON(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)*batch/b.Elapsed().Seconds(), "events/s")
 }
+
+// Every answer of POST /v1/events is the ingest document with a list of
+// rejections, never null, whatever refused the body.
+func TestIngestErrorsListRejections(t *testing.T) {
+	f := newFixture(t, func(h *httpapi.Config, _ *actors.Config) { h.MaxBodyBytes = 4096 })
+	for _, c := range []struct {
+		name, ct, body string
+		hdr            []string
+		code           int
+	}{
+		{"malformed", "", `[{"key":`, nil, 400},
+		{"too large", "", strings.Repeat(" ", 5000), nil, 413},
+		{"not gzip", "", `{"key":"a","value":1}`, []string{"Content-Encoding", "gzip"}, 400},
+		{"unknown encoding", "", `{}`, []string{"Content-Encoding", "br"}, 415},
+	} {
+		code, b, _ := f.do(t, "POST", "/v1/events", c.ct, c.body, c.hdr...)
+		if code != c.code {
+			t.Errorf("%s: %d %s, want %d", c.name, code, b, c.code)
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(b, &m); err != nil || string(m["rejected"]) != "[]" || len(m["error"]) == 0 {
+			t.Errorf("%s: answer %s, want an error and \"rejected\":[]", c.name, b)
+		}
+	}
+}
