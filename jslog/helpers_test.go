@@ -106,7 +106,7 @@ type jsEnv struct {
 	nc  *nats.Conn
 }
 
-func newEnv(t *testing.T) *jsEnv {
+func newEnv(t testing.TB) *jsEnv {
 	t.Helper()
 	s := natstest.StartJS(t, 0)
 	return &jsEnv{srv: s, nc: natstest.Connect(t, s)}

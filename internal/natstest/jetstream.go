@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -24,16 +25,27 @@ func StartJS(t testing.TB, maxStore int64) *server.Server {
 
 // StartJSCluster starts n NATS servers with JetStream forming one cluster
 // ("squall-test") on random loopback ports, each with its file store in a
-// t.TempDir(), and returns them once JetStream has a meta leader. The
-// first server is the seed the others route to; routes are then gossiped,
-// so shutting any one down leaves the others connected. Every server is
-// shut down when the test ends.
+// t.TempDir() and routes to all the others, and returns them once
+// JetStream has a meta leader. Shutting any one down leaves the others
+// connected. Every server is shut down when the test ends.
 func StartJSCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
 	if n < 1 {
 		t.Fatal("natstest: cluster of no server")
 	}
-	var seed *url.URL
+	// Cluster ports are picked ahead (each server routes to all), from
+	// listeners closed just before the servers bind them.
+	routes := make([]*url.URL, n)
+	ports := make([]int, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+	}
 	servers := make([]*server.Server, 0, n)
 	for i := range n {
 		o := &server.Options{
@@ -43,21 +55,23 @@ func StartJSCluster(t testing.TB, n int) []*server.Server {
 			Cluster: server.ClusterOpts{
 				Name: "squall-test",
 				Host: "127.0.0.1",
-				Port: server.RANDOM_PORT,
+				Port: ports[i],
 			},
+			Routes: routes,
 		}
-		if seed != nil {
-			o.Routes = []*url.URL{seed}
+		o.Host, o.NoSigs, o.NoLog, o.Port = "127.0.0.1", true, true, server.RANDOM_PORT
+		s, err := server.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
 		}
-		s := StartWith(t, o)
-		if seed == nil {
-			addr := s.ClusterAddr()
-			if addr == nil {
-				t.Fatal("natstest: seed server has no cluster listener")
-			}
-			seed = &url.URL{Scheme: "nats-route", Host: addr.String()}
-		}
+		s.Start() // not ready for clients before its cluster has formed
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("natstest: server %s did not start", s.Name())
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
