@@ -182,10 +182,12 @@ func scenarios(o *Options) []scenario {
 	}
 	out = append(out,
 		scenario{"ingest/http/batch-1000", httpThroughput(1000)},
+		scenario{"ingest/http-durable/batch-1000", httpDurable(1000)},
 		scenario{"ingest/http/batch-100", httpThroughput(100)},
 		scenario{"ingest/nats/batch-1000", natsThroughput(1000)},
 		scenario{"ingest/nats-publish/batch-1000", natsPublish(1000)},
 		scenario{"ingest/http/latency", httpLatency},
+		scenario{"ingest/http-durable/latency", httpLatencyDurable},
 		scenario{"ingest/nats/latency", natsLatency},
 		scenario{"memory/" + count(sc.memoryKeys) + "-keys", memory},
 	)

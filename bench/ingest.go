@@ -19,6 +19,7 @@ import (
 	"github.com/squallhq/squall/actors"
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/node"
 )
 
 const ingestKeys = 100_000
@@ -105,26 +106,65 @@ func warm(cl *http.Client, url string) error {
 func httpThroughput(batch int) func(r *run) ([]Result, error) {
 	return func(r *run) ([]Result, error) {
 		n := r.startNode(nil, 0, "", nil)
-		url := "http://" + n.HTTPAddr() + api.PathEvents
-		cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-		defer cl.CloseIdleConnections()
-		r.status("warming up")
-		if err := warm(cl, url); err != nil {
-			return nil, err
-		}
-		const clients = 4
-		bs, size := bodies(64, batch, uint64(batch))
-		r.status("posting batches of %d", batch)
-		var m0 runtime.MemStats
-		runtime.ReadMemStats(&m0)
-		total, el, err := workers(clients, r.sc.ingestFor, func(w, i int) (int, error) {
-			return postBody(cl, url, bs[(w*16+i)%len(bs)])
-		})
-		if err != nil {
-			return nil, err
-		}
-		return r.ingestRow(size, batch, total, el, &m0, fmt.Sprintf("%d HTTP/1.1 keep-alive, same machine", clients)), nil
+		return r.httpIngest(n, batch, nil)
 	}
+}
+
+// httpDurable: httpThroughput on a node with a data directory (the
+// embedded JetStream log): a 202 means stored in the log, and the
+// measurement ends once the key actors have applied every event posted.
+func httpDurable(batch int) func(r *run) ([]Result, error) {
+	return func(r *run) ([]Result, error) {
+		var applied atomic.Int64
+		n := r.startNodeWith(nil, 0, "", func(evs []event.Event) { applied.Add(int64(len(evs))) },
+			func(c *node.Config) { c.DataDir = r.tb.TempDir() })
+		return r.httpIngest(n, batch, &applied)
+	}
+}
+
+// httpIngest posts batches to n from 4 clients for ingestFor. With
+// applied (the node's applied-event count), the time runs until every
+// event posted is applied.
+func (r *run) httpIngest(n *node.Node, batch int, applied *atomic.Int64) ([]Result, error) {
+	url := "http://" + n.HTTPAddr() + api.PathEvents
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	defer cl.CloseIdleConnections()
+	r.status("warming up")
+	if err := warm(cl, url); err != nil {
+		return nil, err
+	}
+	if applied != nil {
+		// The warm-up is applied before the measurement starts.
+		for deadline := time.Now().Add(time.Minute); applied.Load() < ingestKeys; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("warm-up: %d of %d events applied after a minute", applied.Load(), ingestKeys)
+			}
+		}
+	}
+	const clients = 4
+	bs, size := bodies(64, batch, uint64(batch))
+	r.status("posting batches of %d", batch)
+	var m0 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	start := time.Now()
+	total, el, err := workers(clients, r.sc.ingestFor, func(w, i int) (int, error) {
+		return postBody(cl, url, bs[(w*16+i)%len(bs)])
+	})
+	if err != nil {
+		return nil, err
+	}
+	how := fmt.Sprintf("%d HTTP/1.1 keep-alive, same machine", clients)
+	if applied != nil {
+		for applied.Load()-ingestKeys < int64(total) {
+			if time.Since(start) > r.sc.ingestFor+time.Minute {
+				return nil, fmt.Errorf("%d of %d events applied a minute after the last 202", applied.Load()-ingestKeys, total)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		el = time.Since(start)
+		how += "; 202 once stored in the log, timed until applied"
+	}
+	return r.ingestRow(size, batch, total, el, &m0, how), nil
 }
 
 // ingestRow is the row of an ingest throughput scenario: total events of
@@ -289,19 +329,35 @@ func latencyAt(rate int, d time.Duration, send func(body []byte) error) (*offere
 // generator's garbage is not the node's), in-process otherwise. It returns
 // its HTTP address, NATS URL, and how it runs.
 func (r *run) latencyNode() (httpAddr, natsURL, where string, err error) {
+	return r.latencyNodeIn("")
+}
+
+// latencyNodeIn is latencyNode with the data directory dir ("": memory
+// only).
+func (r *run) latencyNodeIn(dir string) (httpAddr, natsURL, where string, err error) {
 	if r.NodeBinary != "" {
-		p, err := r.startProc("--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0", "--node-id", "bench")
+		p, err := r.startProc("--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0", "--node-id", "bench", "--data-dir", dir)
 		if err != nil {
 			return "", "", "", err
 		}
 		return p.httpAddr, p.natsURL, "node process of its own, client in the harness, same 2 cores", nil
 	}
-	n := r.startNode(nil, 0, "", nil)
+	n := r.startNodeWith(nil, 0, "", nil, func(c *node.Config) { c.DataDir = dir })
 	return n.HTTPAddr(), n.NATSURL(), "node in the harness's process", nil
 }
 
 func httpLatency(r *run) ([]Result, error) {
-	addr, _, where, err := r.latencyNode()
+	return httpLatencyIn(r, "", "POST sent → 202 (events applied)")
+}
+
+// httpLatencyDurable: httpLatency on a node with a data directory: the
+// 202 comes once the batch is stored in the log.
+func httpLatencyDurable(r *run) ([]Result, error) {
+	return httpLatencyIn(r, r.tb.TempDir(), "POST sent → 202 (batch stored in the embedded JetStream log)")
+}
+
+func httpLatencyIn(r *run, dir, measured string) ([]Result, error) {
+	addr, _, where, err := r.latencyNodeIn(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +367,7 @@ func httpLatency(r *run) ([]Result, error) {
 	if err := warm(cl, url); err != nil {
 		return nil, err
 	}
-	res, err := r.latency("HTTP", "POST sent → 202 (events applied)", where, func(b []byte) error {
+	res, err := r.latency("HTTP", measured, where, func(b []byte) error {
 		_, err := postBody(cl, url, b)
 		return err
 	})

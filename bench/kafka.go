@@ -174,6 +174,7 @@ func (r *run) startNodeWith(b *broker, rules int, group string, after func([]eve
 	cfg := node.DefaultConfig()
 	cfg.HTTPAddr, cfg.NATSAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.NodeID = "bench"
+	cfg.DataDir = "" // memory only unless the scenario says otherwise
 	if b != nil {
 		cfg.KafkaBrokers, cfg.KafkaTopic, cfg.KafkaGroup = b.addr, benchTopic, group
 	}

@@ -21,6 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func startNode(t testing.TB, httpAddr string, mod func(*node.Config)) *node.Node {
 	t.Helper()
 	cfg := node.DefaultConfig()
+	cfg.DataDir = "" // memory only: answers once applied
 	cfg.HTTPAddr = httpAddr
 	cfg.NATSAddr = "127.0.0.1:0"
 	cfg.Partitions = 4

@@ -150,6 +150,24 @@ type Config struct {
 	MaxKeys int
 	// MaxBodyBytes is the largest HTTP body accepted (413 beyond). Default 8 MiB.
 	MaxBodyBytes int64
+	// DataDir holds a standalone node's durable log: the embedded NATS
+	// server runs JetStream with its file store there, HTTP and NATS
+	// input is appended to it before it is answered, and the key actors
+	// consume it, so a restart (kill -9 included) replays every window
+	// back. Used only by a standalone node on its embedded NATS server
+	// without Kafka (with Kafka, Kafka is the log; a cluster or an
+	// external NATS server without Kafka keeps no log). Empty:
+	// memory only. Default "squall-data" (relative to the working
+	// directory).
+	DataDir string
+	// LogMaxAge is how long the log keeps a batch: at least the
+	// retention plus the event-time lag a replay must cover. 0: twice
+	// Retention. Default 0.
+	LogMaxAge time.Duration
+	// LogMaxBytes bounds the log's size on disk; past it the oldest
+	// batches are dropped. Size it to hold LogMaxAge of input (see
+	// docs/operations.md). 0: no bound but the disk. Default 0.
+	LogMaxBytes int64
 	// MaxFuture rejects events stamped more than this ahead of their
 	// arrival: the node's clock for HTTP and NATS, the record's timestamp
 	// for Kafka. 0: no limit (up to year 9999). Default 5m.
@@ -204,6 +222,7 @@ func DefaultConfig() Config {
 		IdleTTL:             10 * time.Minute,
 		MaxKeys:             2_000_000,
 		MaxBodyBytes:        8 << 20,
+		DataDir:             "squall-data",
 		MaxFuture:           event.DefaultMaxFuture,
 		ShutdownTimeout:     8 * time.Second,
 		LogLevel:            "info",
@@ -214,6 +233,13 @@ func DefaultConfig() Config {
 func (c *Config) Shape() window.Shape {
 	return window.Shape{Retention: c.Retention, Resolution: c.Resolution,
 		Subwindows: c.Subwindows, Recent: c.RecentEvents}
+}
+
+// durable reports whether the node keeps a durable log of its own
+// (JetStream in DataDir): standalone, on its embedded NATS server, without
+// Kafka, with a data dir.
+func (c *Config) durable() bool {
+	return c.DataDir != "" && c.ZK == "" && c.KafkaBrokers == "" && c.NATSURL == ""
 }
 
 // Validate reports every invalid field, each named by its flag.
@@ -312,6 +338,14 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		bad("max-body-bytes", "%d must be at least 1024", c.MaxBodyBytes)
+	}
+	if c.LogMaxAge < 0 {
+		bad("log-max-age", "%s must not be negative", c.LogMaxAge)
+	} else if c.LogMaxAge > 0 && c.LogMaxAge < c.Retention {
+		bad("log-max-age", "%s is shorter than --retention %s: a replay could not rebuild the windows", c.LogMaxAge, c.Retention)
+	}
+	if c.LogMaxBytes < 0 {
+		bad("log-max-bytes", "%d must not be negative", c.LogMaxBytes)
 	}
 	if c.MaxFuture < 0 {
 		bad("max-future", "%s must not be negative (0: no limit)", c.MaxFuture)
@@ -564,6 +598,9 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.DurationVar(&c.IdleTTL, "idle-ttl", c.IdleTTL, "passivate a key actor after this long without events")
 	fs.IntVar(&c.MaxKeys, "max-keys", c.MaxKeys, "live key actors per node; beyond it new keys are shed")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest HTTP request body (413 beyond)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "durable log of a standalone node (embedded JetStream); empty: memory only")
+	fs.DurationVar(&c.LogMaxAge, "log-max-age", c.LogMaxAge, "how long the durable log keeps a batch (0: twice --retention)")
+	fs.Int64Var(&c.LogMaxBytes, "log-max-bytes", c.LogMaxBytes, "bound on the durable log's size on disk (0: none but the disk)")
 	fs.DurationVar(&c.MaxFuture, "max-future", c.MaxFuture, "reject events stamped further ahead of their arrival (0: no limit)")
 	secretVar(fs, sec["auth-token"], "bearer token required by every HTTP endpoint but /healthz and /readyz, and by the embedded NATS server")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/* (behind the token when one is set)")

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,18 +22,36 @@ import (
 	"github.com/squallhq/squall/source"
 )
 
-// kafkaSide is the part of a node that exists with --kafka-brokers: the
-// source actors of its partitions, and the producer HTTP and NATS input
-// goes through.
-type kafkaSide struct {
+// logSide is the part of a node that exists with a durable log (Kafka
+// with --kafka-brokers, or JetStream with --data-dir): the source actors
+// of its partitions, and the producer HTTP and NATS input goes through.
+type logSide struct {
 	n         *Node
-	src       *source.Manager
-	prod      *source.Producer
+	src       logSource
+	prod      logProducer
 	misrouted prometheus.Counter
+	closeLog  func()      // after src and prod: the log's own connection; nil: none
+	caughtUp  atomic.Bool // a standalone node has caught up with its log once
 
 	results sync.Pool // *[]actors.Result for Apply
 
 	ready chan struct{} // closed once n.engine is set
+}
+
+// logSource consumes the partitions a node serves from its log:
+// *source.Manager (Kafka) or *jslog.Manager (JetStream).
+type logSource interface {
+	Start(p int32, from source.StartFrom)
+	Stop(ctx context.Context, p int32) (committed int64, err error)
+	Close() error
+	Status() []api.SourceStatus
+}
+
+// logProducer writes HTTP and NATS input to the log first:
+// *source.Producer or *jslog.Producer.
+type logProducer interface {
+	ingest.Submitter
+	Close() error
 }
 
 func (n *Node) kafkaConfig() source.Config {
@@ -53,24 +72,33 @@ func (n *Node) kafkaConfig() source.Config {
 	return kc
 }
 
-// partitions reads the topic's partition count, which is the number
+// kafkaPartitions reads the topic's partition count, which is the number
 // of key partitions when Kafka feeds the node.
-func (k *kafkaSide) partitions() (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), k.n.cfg.KafkaTimeout)
+func (n *Node) kafkaPartitions(src *source.Manager) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.KafkaTimeout)
 	defer cancel()
-	count, err := k.src.PartitionCount(ctx)
+	count, err := src.PartitionCount(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("--kafka-topic %s: %w", k.n.cfg.KafkaTopic, err)
+		return 0, fmt.Errorf("--kafka-topic %s: %w", n.cfg.KafkaTopic, err)
 	}
 	return count, nil
 }
 
-func (n *Node) startKafka() error {
-	k := &kafkaSide{n: n, ready: make(chan struct{}),
+// newLogSide returns the log side of n, sources and producer to be set.
+func (n *Node) newLogSide() (*logSide, error) {
+	k := &logSide{n: n, ready: make(chan struct{}),
 		results: sync.Pool{New: func() any { return new([]actors.Result) }},
 		misrouted: prometheus.NewCounter(prometheus.CounterOpts{Name: "squall_kafka_misrouted_events_total",
 			Help: "Events read from a partition other than their key's (a producer not using murmur2), forwarded to the key's owner."})}
 	if err := n.reg.Register(k.misrouted); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (n *Node) startKafka() error {
+	k, err := n.newLogSide()
+	if err != nil {
 		return err
 	}
 	kc := n.kafkaConfig()
@@ -88,37 +116,47 @@ func (n *Node) startKafka() error {
 		// partition's lifecycle; sources are started by it too.
 		kc.Store, kc.OnLive = k, k.onLive
 	}
-	if k.src, err = source.New(kc, k); err != nil {
+	src, err := source.New(kc, k)
+	if err != nil {
 		return fmt.Errorf("--kafka-brokers %s: %w", n.cfg.KafkaBrokers, err)
 	}
+	k.src = src
 	pc := kc
 	pc.Registerer = nil
 	if k.prod, err = source.NewProducer(pc); err != nil {
-		k.src.Close()
+		src.Close()
 		return fmt.Errorf("--kafka-brokers %s: %w", n.cfg.KafkaBrokers, err)
 	}
-	n.kafka = k
+	n.logs = k
+	count, err := n.kafkaPartitions(src)
+	if err != nil {
+		return err
+	}
+	if count != n.cfg.Partitions {
+		n.log.Info("key partitions follow the Kafka topic", "topic", n.cfg.KafkaTopic, "partitions", count)
+	}
+	n.cfg.Partitions = count
 	return nil
 }
 
 // onServe starts the source of a partition a standalone engine serves, by
 // replay from the restore offset of the last commit.
-func (k *kafkaSide) onServe(p int32, _ bool) {
+func (k *logSide) onServe(p int32, _ bool) {
 	k.src.Start(p, source.StartFrom{Offset: -1})
 }
 
 // Commit implements source.Store for a clustered node: progress goes to
 // ZooKeeper, fenced by each partition's claim.
-func (k *kafkaSide) Commit(ctx context.Context, ps []source.Progress) []error {
+func (k *logSide) Commit(ctx context.Context, ps []source.Progress) []error {
 	return k.n.cl.lc.commit(ctx, ps)
 }
 
 // onLive tells a clustered node's partition lifecycle that p's source has
 // caught up.
-func (k *kafkaSide) onLive(p int32) { k.n.cl.lc.live(p) }
+func (k *logSide) onLive(p int32) { k.n.cl.lc.live(p) }
 
 // Apply implements source.Sink.
-func (k *kafkaSide) Apply(ctx context.Context, p int32, evs []event.Event, offsets []int64, replay bool) error {
+func (k *logSide) Apply(ctx context.Context, p int32, evs []event.Event, offsets []int64, replay bool) error {
 	select {
 	case <-k.ready:
 	case <-ctx.Done():
@@ -179,7 +217,7 @@ func (k *kafkaSide) Apply(ctx context.Context, p int32, evs []event.Event, offse
 }
 
 // RestoreOffset implements source.Sink.
-func (k *kafkaSide) RestoreOffset(ctx context.Context, p int32) (int64, error) {
+func (k *logSide) RestoreOffset(ctx context.Context, p int32) (int64, error) {
 	select {
 	case <-k.ready:
 	case <-ctx.Done():
@@ -193,15 +231,18 @@ func (k *kafkaSide) RestoreOffset(ctx context.Context, p int32) (int64, error) {
 }
 
 // status lists the source actors for /debug/cluster.
-func (k *kafkaSide) status() []api.SourceStatus {
+func (k *logSide) status() []api.SourceStatus {
 	out := k.src.Status()
 	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
 	return out
 }
 
-func (k *kafkaSide) close() {
+func (k *logSide) close() {
 	k.src.Close()
 	k.prod.Close()
+	if k.closeLog != nil {
+		k.closeLog()
+	}
 }
 
 // kafkaTLS returns the TLS config for Kafka, or nil without --kafka-tls.
@@ -223,9 +264,9 @@ func (n *Node) kafkaTLS() (*tls.Config, error) {
 	return c, nil
 }
 
-func (n *Node) kafkaStatus() []api.SourceStatus {
-	if n.kafka == nil {
+func (n *Node) logStatus() []api.SourceStatus {
+	if n.logs == nil {
 		return nil
 	}
-	return n.kafka.status()
+	return n.logs.status()
 }

@@ -405,7 +405,7 @@ func (p *part) stopTimer() {
 func (p *part) claim(st ownership.Status) *ownership.Input {
 	lc := p.lc
 	out := &ownership.Input{Kind: ownership.Claimed, Seq: st.Seq}
-	if lc.c.n.kafka == nil {
+	if lc.c.n.logs == nil {
 		// No log to rebuild from, and no progress to fence: a whole
 		// handoff is the state.
 		out.Valid = st.Held
@@ -446,7 +446,7 @@ func (p *part) serveHeld(st ownership.Status) {
 		lc.log.Error("restore handed-over state", "partition", p.id, "err", err)
 	}
 	lc.m.handoffs.WithLabelValues(handoffKind(keys, cover, true), "applied").Inc()
-	if k := lc.c.n.kafka; k != nil {
+	if k := lc.c.n.logs; k != nil {
 		k.src.Start(p.id, source.StartFrom{Handoff: true, Progress: &source.Progress{Partition: p.id, Offset: cover.Offset}})
 	}
 	lc.log.Info("partition serves its handed-over state", "partition", p.id, "token", st.Tok.String(), "from", from,
@@ -461,7 +461,7 @@ func (p *part) serveReplay(st ownership.Status) *ownership.Input {
 	if _, err := lc.c.n.engine.Acquire(p.id, false); err != nil {
 		lc.log.Error("acquire partition", "partition", p.id, "err", err)
 	}
-	k := lc.c.n.kafka
+	k := lc.c.n.logs
 	if k == nil {
 		return &ownership.Input{Kind: ownership.Live, Seq: st.Seq}
 	}
@@ -490,7 +490,7 @@ func (p *part) release(st ownership.Status, wasServing bool) *ownership.Input {
 	defer cancel()
 	out := &ownership.Input{Kind: ownership.Released, Seq: st.Seq}
 	var cover *transport.Cover
-	if k := lc.c.n.kafka; k != nil {
+	if k := lc.c.n.logs; k != nil {
 		committed, err := k.src.Stop(ctx, p.id)
 		p.mu.Lock()
 		ver, offset := p.ver, p.offset
@@ -547,7 +547,7 @@ func (p *part) send(ctx context.Context, keys []actors.KeySnapshot, cover *trans
 			err = c.tr.Handoff(ctx, to, rt.addrs[to], p.id, rt.gen, cover, keys)
 		}
 		if err == nil {
-			lc.m.handoffs.WithLabelValues(handoffKind(keys, cover, cover != nil || c.n.kafka == nil), "sent").Inc()
+			lc.m.handoffs.WithLabelValues(handoffKind(keys, cover, cover != nil || c.n.logs == nil), "sent").Inc()
 			lc.log.Info("handed partition over", "partition", p.id, "to", to, "keys", len(keys), "covered", coverString(cover), "why", why)
 			return false
 		}
@@ -571,7 +571,7 @@ func (p *part) drop(st ownership.Status) {
 	p.mu.Lock()
 	p.ver = -1
 	p.mu.Unlock()
-	if k := lc.c.n.kafka; k != nil {
+	if k := lc.c.n.logs; k != nil {
 		if _, err := k.src.Stop(ctx, p.id); err != nil && !errors.Is(err, source.ErrNotStarted) && !errors.Is(err, source.ErrFenced) {
 			lc.log.Info("source stopped with an error", "partition", p.id, "err", err)
 		}

@@ -171,6 +171,7 @@ func TestEmbeddedNATSOpenWarning(t *testing.T) {
 	} {
 		var logs testutil.LogBuffer
 		cfg := DefaultConfig()
+		cfg.DataDir = "" // memory only: answers once applied
 		cfg.HTTPAddr, cfg.NATSAddr, cfg.Partitions, cfg.AuthToken = "127.0.0.1:0", c.addr, 2, c.token
 		n, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
@@ -216,6 +217,7 @@ func TestExternalNATSTLSAndUser(t *testing.T) {
 		func(c *Config) { c.NATSUser, c.NATSPassword = "", "" },
 	} {
 		cfg := DefaultConfig()
+		cfg.DataDir = "" // memory only: answers once applied
 		cfg.HTTPAddr, cfg.Partitions, cfg.NATSURL = "127.0.0.1:0", 2, url
 		cfg.NATSTLSCA, cfg.NATSTLSCert, cfg.NATSTLSKey = certFile, certFile, keyFile
 		cfg.NATSUser, cfg.NATSPassword = "squall", "tls-pw"

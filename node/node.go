@@ -38,7 +38,8 @@ type Node struct {
 	nsrv    *server.Server // embedded NATS, nil with --nats-url
 	nc      *nats.Conn
 	cl      *clustered    // nil standalone
-	kafka   *kafkaSide    // nil without --kafka-brokers
+	logs    *logSide      // nil without a log (Kafka or JetStream)
+	data    *dataDir      // nil without a durable log of its own
 	alerts  *alertSide    // nil without --rules
 	ncDone  chan struct{} // closed when nc is closed
 	natsURL string
@@ -73,6 +74,11 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		host, _ := os.Hostname()
 		n.cfg.NodeID = host + ":" + strconv.Itoa(n.ln.Addr().(*net.TCPAddr).Port)
 	}
+	if cfg.durable() {
+		if n.data, err = openDataDir(cfg.DataDir, cfg.Cluster, cfg.Partitions); err != nil {
+			return nil, err
+		}
+	}
 	if err = n.startNATS(); err != nil {
 		return nil, err
 	}
@@ -86,20 +92,17 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		if err = n.startKafka(); err != nil {
 			return nil, err
 		}
-		count, err := n.kafka.partitions()
-		if err != nil {
+	}
+	if n.data != nil {
+		if err = n.startJetStream(); err != nil {
 			return nil, err
 		}
-		if count != n.cfg.Partitions {
-			log.Info("key partitions follow the Kafka topic", "topic", cfg.KafkaTopic, "partitions", count)
-		}
-		n.cfg.Partitions = count
 	}
 	ec := n.cfg.engineConfig()
 	ec.Logger = log
 	ec.Registerer = n.reg
-	if n.kafka != nil && cfg.ZK == "" {
-		ec.OnServe = n.kafka.onServe
+	if n.logs != nil && cfg.ZK == "" {
+		ec.OnServe = n.logs.onServe
 	}
 	if cfg.ZK != "" {
 		ec.AwaitHandoff = 0 // each partition's lifecycle ends its wait
@@ -110,8 +113,8 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if n.engine, err = actors.New(ec); err != nil {
 		return nil, err
 	}
-	if n.kafka != nil {
-		close(n.kafka.ready)
+	if n.logs != nil {
+		close(n.logs.ready)
 	}
 	var sub ingest.Submitter = n.engine
 	if cfg.ZK != "" {
@@ -120,8 +123,8 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		}
 		sub = n.cl
 	}
-	if n.kafka != nil {
-		sub = n.kafka.prod // Kafka first: answered once the broker has it
+	if n.logs != nil {
+		sub = n.logs.prod // Kafka first: answered once the broker has it
 	}
 	if n.in, err = ingest.New(sub, n.reg, nil, ingest.WithMaxFuture(cfg.MaxFuture)); err != nil {
 		return nil, err
@@ -143,6 +146,8 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
 	if n.cl != nil {
 		n.api.SetReadiness(n.cl.ready)
+	} else if n.logs != nil {
+		n.api.SetReadiness(n.logReady)
 	}
 	n.api.SetReady(true)
 	remote := ""
@@ -178,6 +183,9 @@ func (n *Node) startNATS() error {
 		so, err := n.cfg.embeddedNATSOptions(host, port)
 		if err != nil {
 			return err
+		}
+		if n.data != nil {
+			n.data.jetStreamOptions(so)
 		}
 		ns, err := server.NewServer(so)
 		if err != nil {
@@ -312,8 +320,8 @@ func (n *Node) teardown() {
 			n.cl.tr.Close()
 		}
 	}
-	if n.kafka != nil {
-		n.kafka.close() // commits what each partition applied
+	if n.logs != nil {
+		n.logs.close() // commits what each partition applied
 	}
 	if n.engine != nil {
 		_ = n.engine.Close()
@@ -327,6 +335,7 @@ func (n *Node) teardown() {
 		n.nsrv.Shutdown()
 		n.nsrv.WaitForShutdown()
 	}
+	n.data.close()
 }
 
 // Get implements httpapi.Backend.
@@ -350,8 +359,8 @@ func (n *Node) List(ctx context.Context, prefix string, limit int, cluster bool)
 func (n *Node) Cluster(context.Context) (*api.Cluster, error) {
 	if n.cl != nil {
 		doc := n.cl.describe()
-		if n.kafka != nil {
-			doc.Sources = n.kafka.status()
+		if n.logs != nil {
+			doc.Sources = n.logs.status()
 		}
 		return doc, nil
 	}
@@ -370,6 +379,6 @@ func (n *Node) Cluster(context.Context) (*api.Cluster, error) {
 			Partitions: parts}},
 		Assignment: assign,
 		Peers:      map[string]api.PeerStats{},
-		Sources:    n.kafkaStatus(),
+		Sources:    n.logStatus(),
 	}, nil
 }

@@ -26,6 +26,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func startNode(t testing.TB, mod func(*Config)) *Node {
 	t.Helper()
 	cfg := DefaultConfig()
+	cfg.DataDir = "" // memory only: answers once applied
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.NATSAddr = "127.0.0.1:0"
 	cfg.Partitions = 8
@@ -59,6 +60,7 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 		{func(c *Config) { c.HTTPAddr = "127.0.0.1:0"; c.NATSAddr = taken }, "--nats-addr"},
 	} {
 		cfg := DefaultConfig()
+		cfg.DataDir = "" // memory only: answers once applied
 		c.mod(&cfg)
 		_, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err == nil || !strings.Contains(err.Error(), c.flag) || !strings.Contains(err.Error(), "in use") {

@@ -25,6 +25,7 @@ func TestNotJoinedNodeAnswers503(t *testing.T) {
 
 	var logs testutil.LogBuffer
 	cfg := DefaultConfig()
+	cfg.DataDir = "" // memory only: answers once applied
 	cfg.HTTPAddr, cfg.NATSAddr, cfg.RemoteAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Partitions = 8
 	cfg.ZK = zk
@@ -96,6 +97,7 @@ func TestPprofFlagAndExposureWarning(t *testing.T) {
 	}
 
 	cfg := DefaultConfig()
+	cfg.DataDir = "" // memory only: answers once applied
 	cfg.HTTPAddr, cfg.NATSAddr, cfg.Partitions, cfg.Pprof = "0.0.0.0:0", "127.0.0.1:0", 8, true
 	n, err := New(cfg, log)
 	if err != nil {

@@ -89,6 +89,7 @@ func TestNoSecretPrinted(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var logs testutil.LogBuffer
 			cfg := DefaultConfig()
+			cfg.DataDir = "" // memory only: answers once applied
 			cfg.HTTPAddr, cfg.NATSAddr, cfg.Partitions, cfg.AuthToken = "127.0.0.1:0", "127.0.0.1:0", 4, httpTok
 			cfg.Rules = writeRules(t)
 			cfg.Pprof = true // /debug/pprof/cmdline shows the command line: secrets given as flags
@@ -142,6 +143,7 @@ func TestNoSecretInErrors(t *testing.T) {
 		"nats://127.0.0.1:1,nats://squall:SECRET-pw-4@127.0.0.1:1",
 	} {
 		cfg := DefaultConfig()
+		cfg.DataDir = "" // memory only: answers once applied
 		cfg.HTTPAddr, cfg.NATSURL, cfg.Partitions = "127.0.0.1:0", url, 2
 		n, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err == nil {

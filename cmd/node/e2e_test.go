@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -68,6 +69,11 @@ var startedRE = regexp.MustCompile(`squall node started.*http=(\S+) nats=(\S+)`)
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
+	if !slices.Contains(args, "--data-dir") {
+		// Memory only (answered once applied), unless the test says
+		// otherwise: never the default ./squall-data.
+		args = append(args, "--data-dir", "")
+	}
 	p := &proc{cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {

@@ -1,0 +1,193 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/squallhq/squall/jslog"
+	"github.com/squallhq/squall/source"
+)
+
+// dataFormat is the layout version of a data directory: the identity
+// file, the stream and its subjects, the encoding of batches and of
+// progress. A node refuses a directory of another format.
+const dataFormat = 1
+
+// identityFile names the file saying whose a data directory is.
+const identityFile = "squall.json"
+
+// identity is the content of identityFile.
+type identity struct {
+	Format     int    `json:"format"`
+	Cluster    string `json:"cluster"`
+	Partitions int    `json:"partitions"`
+}
+
+// dataDir is an open data directory, locked against a second process.
+type dataDir struct {
+	path string
+	lock *os.File
+}
+
+// openDataDir creates or opens dir for cluster and partitions: a new or
+// empty directory gets an identity file; one with an identity file must
+// match it (cluster name, format, partition count: keys would map to
+// other partitions); one with other files and none is refused. The
+// directory is locked (flock) until close.
+func openDataDir(dir, cluster string, partitions int) (_ *dataDir, err error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("--data-dir %s: %w", dir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--data-dir %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("--data-dir %s is in use by another process (%w)", dir, err)
+	}
+	want := identity{Format: dataFormat, Cluster: cluster, Partitions: partitions}
+	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("--data-dir %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			if e.Name() != "LOCK" {
+				return nil, fmt.Errorf("--data-dir %s holds files but no %s: not a Squall data directory", dir, identityFile)
+			}
+		}
+		if err := writeIdentity(dir, want); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("--data-dir %s: %w", dir, err)
+	default:
+		var got identity
+		if err := json.Unmarshal(b, &got); err != nil {
+			return nil, fmt.Errorf("--data-dir %s: %s unreadable: %w", dir, identityFile, err)
+		}
+		switch {
+		case got.Format != dataFormat:
+			return nil, fmt.Errorf("--data-dir %s has data format %d; this version of Squall reads format %d", dir, got.Format, dataFormat)
+		case got.Cluster != cluster:
+			return nil, fmt.Errorf("--data-dir %s belongs to cluster %q, not %q (--cluster)", dir, got.Cluster, cluster)
+		case got.Partitions != partitions:
+			return nil, fmt.Errorf("--data-dir %s was written with %d partitions, not %d (--partitions): keys would move", dir, got.Partitions, partitions)
+		}
+	}
+	return &dataDir{path: dir, lock: lock}, nil
+}
+
+func writeIdentity(dir string, id identity) error {
+	b, _ := json.MarshalIndent(id, "", "  ") // plain struct: cannot fail
+	tmp := filepath.Join(dir, identityFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o640); err != nil {
+		return fmt.Errorf("--data-dir %s: %w", dir, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, identityFile)); err != nil {
+		return fmt.Errorf("--data-dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (d *dataDir) close() {
+	if d != nil {
+		d.lock.Close() // releases the flock
+	}
+}
+
+// jetStreamOptions turns JetStream on in the embedded server's options,
+// with its file store in the data directory.
+func (d *dataDir) jetStreamOptions(o *server.Options) {
+	o.JetStream = true
+	o.StoreDir = filepath.Join(d.path, "jetstream")
+}
+
+// startJetStream makes the embedded JetStream the node's log: HTTP and
+// NATS input is stored in the stream before it is answered, and each
+// partition's source actor consumes it from its restore point.
+func (n *Node) startJetStream() error {
+	k, err := n.newLogSide()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(n.natsURL, n.natsOptions("log")...)
+	if err != nil {
+		return fmt.Errorf("--data-dir %s: connecting to the embedded JetStream: %w", n.cfg.DataDir, err)
+	}
+	jc := jslog.Config{
+		Conn:       nc,
+		Partitions: n.cfg.Partitions,
+		Retention:  n.cfg.Retention,
+		MaxAge:     n.cfg.LogMaxAge,
+		MaxBytes:   n.cfg.LogMaxBytes,
+		Logger:     n.log,
+		Registerer: n.reg,
+	}
+	if jc.MaxBytes == 0 {
+		jc.MaxBytes = -1
+	}
+	if n.alerts != nil {
+		jc.CommitHold = n.alerts.out.Hold // undelivered alerts are replayed
+	}
+	src, err := jslog.New(jc, k)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("--data-dir %s: %w", n.cfg.DataDir, err)
+	}
+	pc := jc
+	pc.Registerer = nil
+	prod, err := jslog.NewProducer(pc)
+	if err != nil {
+		src.Close()
+		nc.Close()
+		return fmt.Errorf("--data-dir %s: %w", n.cfg.DataDir, err)
+	}
+	k.src, k.prod, k.closeLog = src, prod, nc.Close
+	n.logs = k
+	return nil
+}
+
+// logReady is the readiness of a standalone node with a log: every
+// partition's source has replayed its restore range, is live, and has
+// caught up with the log as its source last saw it. Once ready, the node
+// stays ready: under load the log's end moves on, and being a little
+// behind it is not being unready.
+func (n *Node) logReady() (bool, string) {
+	if n.logs.caughtUp.Load() {
+		return true, ""
+	}
+	live, behind := 0, 0
+	for _, s := range n.logs.src.Status() {
+		if s.State != source.StateLive {
+			continue
+		}
+		live++
+		if s.HighWatermark > 0 && s.Applied < s.HighWatermark {
+			behind++
+		}
+	}
+	switch {
+	case live < n.cfg.Partitions:
+		return false, fmt.Sprintf("replaying the log: %d of %d partitions live", live, n.cfg.Partitions)
+	case behind > 0:
+		return false, fmt.Sprintf("catching up with the log: %d of %d partitions behind", behind, n.cfg.Partitions)
+	}
+	n.logs.caughtUp.Store(true)
+	return true, ""
+}
