@@ -54,8 +54,11 @@ type scale struct {
 	latencyFor  time.Duration
 	latencyRate int // offered events/s
 	memoryKeys  int
-	routeFor    time.Duration
-	cluster     bool // three nodes on ZooKeeper, failover
+	// durableEvents are stored, then replayed after kill -9, by the
+	// durable scenario (full mode only: it needs the node binary).
+	durableEvents int
+	routeFor      time.Duration
+	cluster       bool // three nodes on ZooKeeper, failover
 }
 
 func (o *Options) scale() scale {
@@ -68,7 +71,8 @@ func (o *Options) scale() scale {
 			latencyFor: 3 * time.Second, latencyRate: 100_000, memoryKeys: 100_000}
 	}
 	return scale{kafkaKeys: []int{10_000, 100_000, 1_000_000}, kafkaEvents: 3_000_000, ingestFor: 5 * time.Second,
-		latencyFor: 10 * time.Second, latencyRate: 100_000, memoryKeys: 1_000_000, routeFor: 5 * time.Second, cluster: true}
+		latencyFor: 10 * time.Second, latencyRate: 100_000, memoryKeys: 1_000_000, routeFor: 5 * time.Second, cluster: true,
+		durableEvents: 6_000_000}
 }
 
 // scenario is one row, or several sharing a setup.
@@ -195,6 +199,7 @@ func scenarios(o *Options) []scenario {
 		out = append(out,
 			scenario{"cluster/routing", routing},
 			scenario{"failover/kill-9", failover},
+			scenario{"durable/kill-9-replay", durableReplay(sc.durableEvents)},
 		)
 	}
 	return out
