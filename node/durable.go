@@ -130,9 +130,13 @@ func (n *Node) startJetStream() error {
 	if err != nil {
 		return fmt.Errorf("--data-dir %s: connecting to the embedded JetStream: %w", n.cfg.DataDir, err)
 	}
+	// One log partition for all key partitions: the node owns them all,
+	// so one message per accepted batch and one consumer do (per key
+	// partition, a batch over many keys would be as many small messages).
+	k.single = true
 	jc := jslog.Config{
 		Conn:       nc,
-		Partitions: n.cfg.Partitions,
+		Partitions: 1,
 		Retention:  n.cfg.Retention,
 		MaxAge:     n.cfg.LogMaxAge,
 		MaxBytes:   n.cfg.LogMaxBytes,
@@ -182,11 +186,11 @@ func (n *Node) logReady() (bool, string) {
 			behind++
 		}
 	}
-	switch {
-	case live < n.cfg.Partitions:
-		return false, fmt.Sprintf("replaying the log: %d of %d partitions live", live, n.cfg.Partitions)
+	switch parts := n.logs.logPartitions(); {
+	case live < parts:
+		return false, fmt.Sprintf("replaying the log: %d of %d partitions live", live, parts)
 	case behind > 0:
-		return false, fmt.Sprintf("catching up with the log: %d of %d partitions behind", behind, n.cfg.Partitions)
+		return false, fmt.Sprintf("catching up with the log: %d of %d partitions behind", behind, parts)
 	}
 	n.logs.caughtUp.Store(true)
 	return true, ""

@@ -32,6 +32,11 @@ type logSide struct {
 	misrouted prometheus.Counter
 	closeLog  func()      // after src and prod: the log's own connection; nil: none
 	caughtUp  atomic.Bool // a standalone node has caught up with its log once
+	// single: one log partition (0) carries the events of every key
+	// partition (a standalone node's own log: one message per batch, one
+	// consumer), instead of one log partition per key partition.
+	single    bool
+	startOnce sync.Once
 
 	results sync.Pool // *[]actors.Result for Apply
 
@@ -142,7 +147,19 @@ func (n *Node) startKafka() error {
 // onServe starts the source of a partition a standalone engine serves, by
 // replay from the restore offset of the last commit.
 func (k *logSide) onServe(p int32, _ bool) {
+	if k.single {
+		k.startOnce.Do(func() { k.src.Start(0, source.StartFrom{Offset: -1}) })
+		return
+	}
 	k.src.Start(p, source.StartFrom{Offset: -1})
+}
+
+// logPartitions is the number of partitions of the log.
+func (k *logSide) logPartitions() int {
+	if k.single {
+		return 1
+	}
+	return k.n.cfg.Partitions
 }
 
 // Commit implements source.Store for a clustered node: progress goes to
@@ -164,9 +181,10 @@ func (k *logSide) Apply(ctx context.Context, p int32, evs []event.Event, offsets
 	}
 	n := k.n
 	// Usually every event is p's (producers use Kafka's partitioner): then
-	// evs and offsets go to the engine as they are, with no copy.
+	// evs and offsets go to the engine as they are, with no copy. A single
+	// log carries every key partition's.
 	mine := 0
-	for mine < len(evs) && cluster.Partition(evs[mine].Key, n.cfg.Partitions) == p {
+	for mine < len(evs) && (k.single || cluster.Partition(evs[mine].Key, n.cfg.Partitions) == p) {
 		mine++
 	}
 	own, ownOffs := evs, offsets
@@ -222,6 +240,21 @@ func (k *logSide) RestoreOffset(ctx context.Context, p int32) (int64, error) {
 	case <-k.ready:
 	case <-ctx.Done():
 		return -1, ctx.Err()
+	}
+	if k.single {
+		// The oldest of every key partition's: a replay from there
+		// rebuilds them all.
+		oldest := int64(-1)
+		for kp := range int32(k.n.cfg.Partitions) {
+			o, err := k.n.engine.RestoreOffset(ctx, kp)
+			if err != nil {
+				return -1, err
+			}
+			if o >= 0 && (oldest < 0 || o < oldest) {
+				oldest = o
+			}
+		}
+		return oldest, nil
 	}
 	o, err := k.n.engine.RestoreOffset(ctx, p)
 	if errors.Is(err, actors.ErrNotOwned) {
