@@ -4,7 +4,7 @@ BIN       := bin/squall-node
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short chaos bench bench-quick bench-micro lint proto fuzz zk kafka cluster clean
+.PHONY: all build run test test-short chaos chaos-jetstream bench bench-quick bench-micro lint proto fuzz zk kafka cluster clean
 
 all: build
 
@@ -22,15 +22,18 @@ PROCPKGS  := ./cmd/node/ ./internal/chaos/
 test: ## vet, then every test (with the race detector but for the process-driving suites; what CI runs)
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 12m $$($(GO) list $(PKGS) | grep -v -e '/cmd/node$$' -e '/internal/chaos$$')
-	$(GO) test -count=1 -timeout 14m $(PROCPKGS)
+	CHAOS_LOG=kafka $(GO) test -count=1 -timeout 14m $(PROCPKGS) # the short chaos form, Kafka only (make chaos-jetstream for the other)
 	$(GO) test -count=1 -run 'Memory' ./window/ ./alerts/ # heap measurements, skipped under -race
 
 test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 $(PKGS)
 
 CHAOS_DURATION ?= 10m
-chaos: ## the fault-injection suite, 10 minutes (CHAOS_SEED, CHAOS_DURATION)
+chaos: ## the fault-injection suite, 10 minutes (CHAOS_SEED, CHAOS_DURATION; CHAOS_LOG=kafka|jetstream, default kafka)
 	CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -run TestChaos -count=1 -timeout 30m ./internal/chaos/ -v
+
+chaos-jetstream: ## the fault-injection suite with a 3-server JetStream cluster as the log instead of Kafka
+	CHAOS_LOG=jetstream $(MAKE) chaos
 
 bench: build ## the benchmark harness, full (~5 min; real Kafka and ZooKeeper): table, docs/bench/{results.json,chart.svg,results.md}
 	$(GO) run ./cmd/squall-bench -mode full -node-binary $(BIN) -commit "$$(git rev-parse --short HEAD 2>/dev/null)" \

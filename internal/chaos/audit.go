@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// LogCount is what the topic holds for one key: every record, and the
+// LogCount is what the log holds for one key: every record, and the
 // events a key's state should count (each id once; every event without
 // one).
 type LogCount struct {
@@ -17,19 +17,71 @@ type LogCount struct {
 	ExpSum   int64 `json:"expected_sum"`
 }
 
-// AuditLog reads the whole topic, up to the end offsets of the moment, and
-// counts per key what a key's state built from it should hold. It is a
-// diagnostic beside the ledger: an acknowledged event missing from the log
-// was acknowledged before it was durable; a key whose state differs from
-// its log count was applied wrongly. Keys not in keys are ignored.
+// AuditLog reads the whole log (the Kafka topic, or the JetStream stream),
+// up to the end offsets of the moment, and counts per key what a key's
+// state built from it should hold. It is a diagnostic beside the ledger:
+// an acknowledged event missing from the log was acknowledged before it
+// was durable; a key whose state differs from its log count was applied
+// wrongly. Keys not in keys are ignored.
 func AuditLog(ctx context.Context, c *Cluster, keys []string) (map[string]*LogCount, error) {
-	ends, err := c.EndOffsets(ctx)
+	acc := newLogCounter(keys)
+	var err error
+	if c.Log == LogJetStream {
+		err = c.jsAuditLog(ctx, acc)
+	} else {
+		err = c.kafkaAuditLog(ctx, acc)
+	}
 	if err != nil {
 		return nil, err
 	}
-	want := map[string]bool{}
+	return acc.out, nil
+}
+
+// logCounter counts the events of the log per key: every record, and each
+// id once.
+type logCounter struct {
+	want map[string]bool
+	seen map[string]map[string]bool
+	out  map[string]*LogCount
+}
+
+func newLogCounter(keys []string) *logCounter {
+	acc := &logCounter{want: map[string]bool{}, seen: map[string]map[string]bool{}, out: map[string]*LogCount{}}
 	for _, k := range keys {
-		want[k] = true
+		acc.want[k] = true
+	}
+	return acc
+}
+
+// add counts one event of the log.
+func (acc *logCounter) add(key, id string, value float64) {
+	if !acc.want[key] {
+		return
+	}
+	lc := acc.out[key]
+	if lc == nil {
+		lc = &LogCount{}
+		acc.out[key] = lc
+	}
+	lc.Records++
+	if id != "" {
+		if acc.seen[key] == nil {
+			acc.seen[key] = map[string]bool{}
+		}
+		if acc.seen[key][id] {
+			return
+		}
+		acc.seen[key][id] = true
+	}
+	lc.Expected++
+	lc.ExpSum += int64(value)
+}
+
+// kafkaAuditLog is AuditLog for the Kafka topic.
+func (c *Cluster) kafkaAuditLog(ctx context.Context, acc *logCounter) error {
+	ends, err := c.kafkaEndOffsets(ctx)
+	if err != nil {
+		return err
 	}
 	from := map[string]map[int32]kgo.Offset{c.Topic: {}}
 	left := 0
@@ -39,26 +91,24 @@ func AuditLog(ctx context.Context, c *Cluster, keys []string) (map[string]*LogCo
 			left++
 		}
 	}
-	out := map[string]*LogCount{}
 	if left == 0 {
-		return out, nil
+		return nil
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Kafka.Addr()), kgo.ConsumePartitions(from), kgo.FetchMaxBytes(16<<20))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer cl.Close()
-	seen := map[string]map[string]bool{}
 	done := map[int32]bool{}
 	for len(done) < left {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("chaos: reading the topic: %w (%d of %d partitions read)", err, len(done), left)
+			return fmt.Errorf("chaos: reading the topic: %w (%d of %d partitions read)", err, len(done), left)
 		}
 		var ferr error
 		fs.EachError(func(_ string, p int32, err error) { ferr = fmt.Errorf("partition %d: %w", p, err) })
 		if ferr != nil {
-			return nil, ferr
+			return ferr
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if r.Offset+1 >= ends[r.Partition] {
@@ -78,27 +128,8 @@ func AuditLog(ctx context.Context, c *Cluster, keys []string) (map[string]*LogCo
 			if ev.Key == "" {
 				ev.Key = string(r.Key)
 			}
-			if !want[ev.Key] {
-				return
-			}
-			lc := out[ev.Key]
-			if lc == nil {
-				lc = &LogCount{}
-				out[ev.Key] = lc
-			}
-			lc.Records++
-			if ev.ID != "" {
-				if seen[ev.Key] == nil {
-					seen[ev.Key] = map[string]bool{}
-				}
-				if seen[ev.Key][ev.ID] {
-					return
-				}
-				seen[ev.Key][ev.ID] = true
-			}
-			lc.Expected++
-			lc.ExpSum += int64(ev.Value)
+			acc.add(ev.Key, ev.ID, ev.Value)
 		})
 	}
-	return out, nil
+	return nil
 }

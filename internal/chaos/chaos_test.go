@@ -9,15 +9,17 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestChaos is the fault-injection suite: ZooKeeper, Kafka and
-// three nodes under HTTP and NATS writers while a seeded nemesis kills,
-// pauses and restarts them; then every key is read through every node and
-// compared with what was acknowledged. CHAOS_SEED replays a schedule;
+// TestChaos is the fault-injection suite: ZooKeeper, the log (Kafka, or
+// with CHAOS_LOG=jetstream a 3-server JetStream cluster) and three nodes
+// under HTTP and NATS writers while a seeded nemesis kills, pauses and
+// restarts them; then every key is read through every node and compared
+// with what was acknowledged. CHAOS_SEED replays a schedule;
 // CHAOS_DURATION (make chaos: 10m) selects the long form, else the short
-// one runs faults for two minutes, at least one of each kind (about 3-4 minutes).
+// one runs faults for two minutes, at least one of each kind (about 3-4
+// minutes).
 func TestChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts ZooKeeper, Kafka and three nodes for minutes")
+		t.Skip("starts ZooKeeper, the log and three nodes for minutes")
 	}
 	cfg, err := ConfigFromEnv()
 	if err != nil {

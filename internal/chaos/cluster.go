@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/squallhq/squall/internal/kafkatest"
+	"github.com/squallhq/squall/internal/natstest"
 	"github.com/squallhq/squall/internal/testproc"
 	"github.com/squallhq/squall/internal/zktest"
 )
@@ -33,7 +35,8 @@ var (
 )
 
 // nodeStartTimeout bounds a node's start until it logs "squall node
-// started" (it reads the topic's metadata and joins ZooKeeper first).
+// started" (it reads the topic's metadata, or makes sure of the stream,
+// and joins ZooKeeper first).
 const nodeStartTimeout = 60 * time.Second
 
 // NodeState is what the harness did to a node last.
@@ -50,14 +53,20 @@ func (s NodeState) String() string {
 	return [...]string{"down", "up", "paused"}[s]
 }
 
-// Cluster is ZooKeeper, a Kafka broker with the input topic, and the
+// Cluster is ZooKeeper, the log (a Kafka broker with the input topic, or
+// a JetStream cluster of NATS servers in the test process) and the
 // squall-node processes of a chaos run. Its fields are set by StartCluster
 // and read only afterwards.
 type Cluster struct {
-	ZK    *zktest.Server
+	ZK  *zktest.Server
+	Log LogMode
+	// Kafka is the broker in LogKafka mode (nil otherwise).
 	Kafka *kafkatest.Broker
+	// NATS is the JetStream cluster in LogJetStream mode (nil otherwise):
+	// the nodes' --nats-url, their log and their NATS input.
+	NATS  *natstest.JSCluster
 	Name  string // cluster name, Kafka group; the topic is Name+"-events"
-	Topic string
+	Topic string // LogKafka only
 	Nodes []*Node
 	// Timeline records every node state change, for the recovery times.
 	Timeline *Timeline
@@ -65,31 +74,35 @@ type Cluster struct {
 	partitions int32
 }
 
-// StartCluster starts ZooKeeper, Kafka (the topic with cfg.Partitions
-// partitions) and cfg.Nodes nodes n1..nN from the binary bin, each on
+// StartCluster starts ZooKeeper, the log of cfg.Log — Kafka with the topic
+// of cfg.Partitions partitions, or cfg.NATSServers NATS servers with
+// JetStream — and cfg.Nodes nodes n1..nN from the binary bin, each on
 // fixed HTTP and remote addresses it keeps across restarts, and waits
 // until they have all logged their start (not until they settle). Their
 // logs go to logDir/nN.log. Everything is stopped by t.Cleanup.
 func StartCluster(t testing.TB, cfg Config, bin, logDir string) *Cluster {
 	t.Helper()
-	c := &Cluster{ZK: zktest.Start(t), Kafka: kafkatest.Start(t), Name: "chaos", Timeline: &Timeline{},
-		partitions: cfg.Partitions}
-	c.Topic = c.Name + "-events"
-	c.Kafka.CreateTopic(t, c.Topic, cfg.Partitions)
+	c := &Cluster{ZK: zktest.Start(t), Log: cfg.Log, Name: "chaos", Timeline: &Timeline{}, partitions: cfg.Partitions}
+	var logArgs []string
+	switch cfg.Log {
+	case LogJetStream:
+		c.NATS = natstest.NewJSCluster(t, cfg.NATSServers)
+		// The nodes create the stream: no topic to create.
+		logArgs = []string{"--nats-url", c.NATS.ClientURLs(), "--jetstream-replicas", strconv.Itoa(jsReplicas),
+			"--data-dir", "", "--partitions", strconv.Itoa(int(cfg.Partitions))}
+	default:
+		c.Kafka = kafkatest.Start(t)
+		c.Topic = c.Name + "-events"
+		c.Kafka.CreateTopic(t, c.Topic, cfg.Partitions)
+		logArgs = []string{"--nats-addr", "127.0.0.1:0",
+			"--kafka-brokers", c.Kafka.Addr(), "--kafka-topic", c.Topic, "--kafka-group", c.Name}
+	}
 	for i := range cfg.Nodes {
 		id := fmt.Sprintf("n%d", i+1)
 		n := &Node{ID: id, HTTPAddr: testproc.FreeAddr(t), RemoteAddr: testproc.FreeAddr(t),
 			bin: bin, logPath: filepath.Join(logDir, id+".log"), tl: c.Timeline,
 			proc: testproc.Proc{Kind: testproc.Kind{Pkg: "chaos", Name: "squall-node " + id}}}
-		n.args = []string{"--zk", c.ZK.Addr(), "--cluster", c.Name, "--node-id", id,
-			"--http-addr", n.HTTPAddr, "--remote-addr", n.RemoteAddr, "--nats-addr", "127.0.0.1:0",
-			"--zk-session-timeout", cfg.SessionTimeout.String(),
-			"--kafka-brokers", c.Kafka.Addr(), "--kafka-topic", c.Topic, "--kafka-group", c.Name,
-			"--retention", cfg.Retention.String(),
-			// No key goes idle for this long in a run: a passivated key
-			// would read as lost.
-			"--idle-ttl", (2 * cfg.Retention).String(),
-		}
+		n.args = append(nodeArgs(c, cfg, n), logArgs...)
 		c.Nodes = append(c.Nodes, n)
 	}
 	t.Cleanup(func() {
@@ -103,6 +116,18 @@ func StartCluster(t testing.TB, cfg Config, bin, logDir string) *Cluster {
 		}
 	}
 	return c
+}
+
+// nodeArgs returns n's flags but those of the log.
+func nodeArgs(c *Cluster, cfg Config, n *Node) []string {
+	return []string{"--zk", c.ZK.Addr(), "--cluster", c.Name, "--node-id", n.ID,
+		"--http-addr", n.HTTPAddr, "--remote-addr", n.RemoteAddr,
+		"--zk-session-timeout", cfg.SessionTimeout.String(),
+		"--retention", cfg.Retention.String(),
+		// No key goes idle for this long in a run: a passivated key
+		// would read as lost.
+		"--idle-ttl", (2 * cfg.Retention).String(),
+	}
 }
 
 // Node returns the node with id, or nil.
@@ -126,8 +151,18 @@ func (c *Cluster) InState(s NodeState) []*Node {
 	return out
 }
 
-// EndOffsets returns the end offset of each partition of the topic.
+// EndOffsets returns, per partition, the offset its source's applied
+// offset reaches once it has consumed the log to its end: the topic's end
+// offset, or, in LogJetStream mode, one past the stream sequence of the
+// partition's last message (0: none). Nothing in it comes from the nodes.
 func (c *Cluster) EndOffsets(ctx context.Context) (map[int32]int64, error) {
+	if c.Log == LogJetStream {
+		return c.jsEndOffsets(ctx)
+	}
+	return c.kafkaEndOffsets(ctx)
+}
+
+func (c *Cluster) kafkaEndOffsets(ctx context.Context) (map[int32]int64, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Kafka.Addr()))
 	if err != nil {
 		return nil, err
@@ -181,8 +216,9 @@ func (n *Node) State() NodeState {
 	return n.state
 }
 
-// NATSURL returns the URL of the node's embedded NATS server, as its
-// current run logged it ("" when down).
+// NATSURL returns the URL of the node's NATS, as its current run logged
+// it ("" when down): its embedded server in LogKafka mode; in LogJetStream
+// mode the NATS cluster's URLs, comma-separated, which every node shares.
 func (n *Node) NATSURL() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()

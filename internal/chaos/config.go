@@ -15,12 +15,27 @@ const (
 	// EnvDuration sets Config.Duration (a Go duration, e.g. 10m); unset:
 	// the short form.
 	EnvDuration = "CHAOS_DURATION"
-	// EnvReport names the file the JSON report is written to; unset: a
-	// file in the test's temporary directory.
+	// EnvReport names the file the JSON report is written to; unset:
+	// chaos-report-<seed>.json (Kafka) or chaos-report-jetstream-<seed>.json
+	// in the system's temporary directory.
 	EnvReport = "CHAOS_REPORT"
+	// EnvLog sets Config.Log: "kafka" or "jetstream"; unset: kafka.
+	EnvLog = "CHAOS_LOG"
 	// EnvLogs names a directory that keeps the nodes' logs (nN.log); unset:
 	// the test's temporary directory, removed at the end.
 	EnvLogs = "CHAOS_LOGS"
+)
+
+// LogMode is what the cluster's nodes use as their log.
+type LogMode string
+
+// Log modes.
+const (
+	// LogKafka: a Kafka broker, one topic (the nodes' --kafka-brokers).
+	LogKafka LogMode = "kafka"
+	// LogJetStream: a replicated JetStream stream on a cluster of NATS
+	// servers (the nodes' --nats-url and --jetstream-replicas).
+	LogJetStream LogMode = "jetstream"
 )
 
 // Config describes a chaos run. Start from DefaultConfig.
@@ -34,10 +49,17 @@ type Config struct {
 	Duration time.Duration
 	// ShortFor is the least time the short form injects faults. Default 2m.
 	ShortFor time.Duration
+	// Log is the nodes' log: LogKafka (ZooKeeper, a Kafka broker) or
+	// LogJetStream (ZooKeeper, NATSServers NATS servers with JetStream, in
+	// the test process). Default LogKafka.
+	Log LogMode
+	// NATSServers is the size of the NATS cluster in LogJetStream mode;
+	// the stream has 3 replicas whatever it is. Default 3.
+	NATSServers int
 	// Nodes is the number of squall-node processes. Default 3.
 	Nodes int
-	// Partitions is the topic's (and so the cluster's) partition count.
-	// Default 12.
+	// Partitions is the topic's (and so the cluster's) partition count;
+	// in LogJetStream mode the nodes' --partitions. Default 12.
 	Partitions int32
 	// Keys is the number of keys written; the first KeysWithIDs carry a
 	// unique id per event (and may be retried), the others carry none
@@ -63,7 +85,7 @@ type Config struct {
 	// fault's heal. Default 90s.
 	SettleTimeout time.Duration
 	// CatchUpTimeout bounds the final wait for every source to have
-	// applied the topic to its end. Default 3m.
+	// applied the log to its end. Default 3m.
 	CatchUpTimeout time.Duration
 }
 
@@ -73,7 +95,8 @@ func DefaultConfig() Config {
 	return Config{
 		Seed:     time.Now().UnixNano() % 1_000_000_000,
 		ShortFor: 2 * time.Minute,
-		Nodes:    3, Partitions: 12,
+		Log:      LogKafka,
+		Nodes:    3, Partitions: 12, NATSServers: 3,
 		Keys: 300, KeysWithIDs: 240,
 		Rate: 1000, HTTPWriters: 4, NATSWriters: 2,
 		BatchMin: 20, BatchMax: 50,
@@ -85,8 +108,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// ConfigFromEnv returns DefaultConfig with CHAOS_SEED and CHAOS_DURATION
-// applied.
+// ConfigFromEnv returns DefaultConfig with CHAOS_SEED, CHAOS_DURATION and
+// CHAOS_LOG applied.
 func ConfigFromEnv() (Config, error) {
 	cfg := DefaultConfig()
 	if v := os.Getenv(EnvSeed); v != "" {
@@ -103,12 +126,24 @@ func ConfigFromEnv() (Config, error) {
 		}
 		cfg.Duration = d
 	}
+	if v := os.Getenv(EnvLog); v != "" {
+		cfg.Log = LogMode(v)
+	}
 	return cfg, cfg.Validate()
 }
 
 // Validate reports what is wrong with c.
 func (c Config) Validate() error {
 	var errs []error
+	switch c.Log {
+	case LogKafka:
+	case LogJetStream:
+		if c.NATSServers < jsReplicas {
+			errs = append(errs, fmt.Errorf("chaos: NATSServers must be at least %d (the stream's replicas)", jsReplicas))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("chaos: Log %q is neither %q nor %q (%s)", c.Log, LogKafka, LogJetStream, EnvLog))
+	}
 	if c.Nodes < 3 {
 		errs = append(errs, errors.New("chaos: Nodes must be at least 3 (a double kill leaves one)"))
 	}

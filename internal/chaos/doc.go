@@ -7,10 +7,21 @@
 // node's /debug/cluster, and a checker that reads every key through every
 // node at the end.
 //
+// In JetStream mode (CHAOS_LOG=jetstream, make chaos-jetstream) a
+// 3-server JetStream cluster in the test process takes Kafka's place: the
+// nodes run with --nats-url to it and --jetstream-replicas 3, their log is
+// a stream with a subject per partition (squall.log.<p>), and the NATS
+// writers reach the nodes through it. The nemesis kills and restarts a
+// NATS server instead of the broker; the catch-up wait and the log audit
+// read the stream (last sequence per subject) as they read the topic in
+// Kafka mode. The rest — the writers, the observers, the checker and the
+// report — is the same.
+//
 // The pieces:
 //
 //   - Cluster, Node: the processes, started as an operator would, with
-//     stable ids and addresses across restarts (cluster.go).
+//     stable ids and addresses across restarts (cluster.go); the
+//     JetStream mode's reads of the log (jetstream.go).
 //   - Ledger, Writers: the acknowledged-set bookkeeping and the writers
 //     that fill it (ledger.go, writer.go).
 //   - Observer: polls /debug/cluster; each Obs keeps when its request was

@@ -29,15 +29,35 @@ const (
 	// PauseZKLong: SIGSTOP of ZooKeeper longer than the session timeout.
 	PauseZKLong FaultKind = "pause-zk-long"
 	// RestartBroker: kill -9 of the Kafka broker and a restart at once.
+	// LogKafka only.
 	RestartBroker FaultKind = "restart-broker"
+	// KillNATS: a NATS server of the JetStream cluster shut down at once
+	// (its process dying: connections cut, no lame-duck period), restarted
+	// on its ports and store after Hold[0]. LogJetStream only.
+	KillNATS FaultKind = "kill-nats"
 	// LeaveJoin: SIGTERM of a node (a graceful leave), waited for, then a
 	// start after Hold[0] (a join).
 	LeaveJoin FaultKind = "leave-join"
 )
 
-// AllKinds lists every fault kind; a schedule goes through all of them, in
-// a seeded order, before it repeats one.
-var AllKinds = []FaultKind{KillOne, KillTwo, PauseNode, PauseLeader, PauseZKShort, PauseZKLong, RestartBroker, LeaveJoin}
+// AllKinds lists every fault kind, of either mode.
+var AllKinds = []FaultKind{KillOne, KillTwo, PauseNode, PauseLeader, PauseZKShort, PauseZKLong, RestartBroker, KillNATS, LeaveJoin}
+
+// Kinds returns the fault kinds of a mode; a schedule goes through all of
+// them, in a seeded order, before it repeats one. Both modes have the
+// faults of the nodes and of ZooKeeper; LogKafka adds RestartBroker,
+// LogJetStream KillNATS.
+func Kinds(mode LogMode) []FaultKind {
+	var out []FaultKind
+	for _, k := range AllKinds {
+		switch {
+		case k == RestartBroker && mode != LogKafka, k == KillNATS && mode != LogJetStream:
+		default:
+			out = append(out, k)
+		}
+	}
+	return out
+}
 
 // healsAtEnd reports whether a kind's recovery is timed from its heal
 // (the SIGCONT) rather than its injection.
@@ -48,8 +68,9 @@ func (k FaultKind) healsAtEnd() bool {
 // Fault is one planned fault.
 type Fault struct {
 	Kind FaultKind
-	// Victims are node indexes (kills, pauses of a node, leaves); a leader
-	// pause uses Victims[0] only when no leader can be found.
+	// Victims are node indexes (kills, pauses of a node, leaves), or the
+	// NATS server's index (KillNATS); a leader pause uses Victims[0] only
+	// when no leader can be found.
 	Victims []int
 	// Hold is, per victim (or for ZooKeeper), how long the fault lasts:
 	// down time before the restart, pause length, time before the join.
@@ -61,25 +82,42 @@ type Fault struct {
 // Plan is the seeded fault schedule: the same seed and form give the same
 // faults (kinds, victims, durations, waits). Not safe for concurrent use.
 type Plan struct {
-	rng   *rand.Rand
-	short bool
-	nodes int
-	cycle []FaultKind
+	rng *rand.Rand
+	// natsRng draws the NATS kills' server and hold, so that rng draws
+	// the same in both modes: a seed's JetStream schedule is its Kafka
+	// schedule with each broker restart replaced by a NATS kill.
+	natsRng *rand.Rand
+	short   bool
+	nodes   int
+	servers int
+	kinds   []FaultKind
+	cycle   []FaultKind
 }
 
-// NewPlan returns the schedule of seed for the short or the long form.
-func NewPlan(seed int64, short bool, nodes int) *Plan {
-	return &Plan{rng: rand.New(rand.NewPCG(uint64(seed), 0x6e656d65)), short: short, nodes: nodes}
+// NewPlan returns the schedule of cfg: its seed, form, nodes and the fault
+// kinds of its mode (Kinds). A LogKafka schedule is the same as before
+// the JetStream mode existed.
+func NewPlan(cfg Config) *Plan {
+	return &Plan{rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6e656d65)),
+		natsRng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6e617473)),
+		short:   cfg.Short(), nodes: cfg.Nodes, servers: cfg.NATSServers, kinds: Kinds(cfg.Log)}
 }
+
+// Kinds returns the fault kinds the plan goes through.
+func (p *Plan) Kinds() []FaultKind { return p.kinds }
 
 func (p *Plan) between(lo, hi time.Duration) time.Duration {
-	return lo + time.Duration(p.rng.Int64N(int64(hi-lo)+1)).Round(100*time.Millisecond)
+	return between(p.rng, lo, hi)
+}
+
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)+1)).Round(100*time.Millisecond)
 }
 
 // Next returns the next fault.
 func (p *Plan) Next() Fault {
 	if len(p.cycle) == 0 {
-		p.cycle = append([]FaultKind(nil), AllKinds...)
+		p.cycle = append([]FaultKind(nil), p.kinds...)
 		p.rng.Shuffle(len(p.cycle), func(i, j int) { p.cycle[i], p.cycle[j] = p.cycle[j], p.cycle[i] })
 	}
 	f := Fault{Kind: p.cycle[0]}
@@ -104,6 +142,9 @@ func (p *Plan) Next() Fault {
 	case PauseZKLong:
 		f.Hold = []time.Duration{p.between(5500*time.Millisecond, 7*time.Second)}
 	case RestartBroker:
+	case KillNATS:
+		f.Victims = []int{p.natsRng.IntN(p.servers)}
+		f.Hold = []time.Duration{between(p.natsRng, time.Second, down)}
 	case LeaveJoin:
 		f.Victims, f.Hold = []int{victim}, []time.Duration{p.between(time.Second, rejoin)}
 	}
@@ -146,7 +187,8 @@ func (r *FaultRecord) ref() time.Time {
 // Nemesis injects the faults of a Plan into a Cluster, one at a time, and
 // heals the cluster and waits for it to settle after each. Run it on the
 // test goroutine: ZooKeeper and Kafka faults fail the test when their
-// process cannot be signalled or restarted.
+// process cannot be signalled or restarted (a NATS server that does not
+// come back in time is noted in the fault's record).
 type Nemesis struct {
 	c      *Cluster
 	cfg    Config
@@ -159,7 +201,7 @@ type Nemesis struct {
 // NewNemesis returns a nemesis for c with cfg's seed and form, logging
 // each step through logf.
 func NewNemesis(c *Cluster, cfg Config, logf func(format string, args ...any)) *Nemesis {
-	return &Nemesis{c: c, cfg: cfg, plan: NewPlan(cfg.Seed, cfg.Short(), len(c.Nodes)), logf: logf,
+	return &Nemesis{c: c, cfg: cfg, plan: NewPlan(cfg), logf: logf,
 		hc: &http.Client{Timeout: time.Second}}
 }
 
@@ -167,7 +209,7 @@ func NewNemesis(c *Cluster, cfg Config, logf func(format string, args ...any)) *
 const minQuiet = 2 * time.Second
 
 // Run injects faults until the form is done (the short form: one of each
-// kind and ShortFor; the long form: Duration, from the first), and returns
+// kind of the mode and ShortFor; the long form: Duration, from the first), and returns
 // their records. The cluster is healed after each fault.
 func (nm *Nemesis) Run(t testing.TB, ctx context.Context) []FaultRecord {
 	t.Helper()
@@ -175,7 +217,7 @@ func (nm *Nemesis) Run(t testing.TB, ctx context.Context) []FaultRecord {
 	start := time.Now()
 	last := start
 	for i := 0; ; i++ {
-		if nm.cfg.Short() && i >= len(AllKinds) && time.Since(start) >= nm.cfg.ShortFor {
+		if nm.cfg.Short() && i >= len(nm.plan.Kinds()) && time.Since(start) >= nm.cfg.ShortFor {
 			break
 		}
 		if !nm.cfg.Short() && time.Since(start) >= nm.cfg.Duration {
@@ -340,6 +382,15 @@ func (nm *Nemesis) inject(t testing.TB, ctx context.Context, n int, f Fault) Fau
 		rec.Victims = []string{"kafka"}
 		rec.Injected = time.Now()
 		nm.c.Kafka.Restart(t)
+	case KillNATS:
+		i := f.Victims[0]
+		rec.Victims = []string{"nats-" + nm.c.NATS.Name(i)}
+		rec.Injected = time.Now()
+		nm.c.NATS.Kill(i)
+		sleepUntil(ctx, rec.Injected.Add(f.Hold[0]))
+		if err := nm.c.NATS.Restart(i); err != nil {
+			rec.note("%v", err)
+		}
 	case LeaveJoin:
 		v := nm.victim(f.Victims[0])
 		if v == nil {
@@ -380,11 +431,21 @@ func (nm *Nemesis) start(rec *FaultRecord, v *Node) {
 	rec.note("restart of %s: %v", v.ID, err)
 }
 
-// heal undoes whatever is left of a fault: ZooKeeper resumed, paused
-// nodes resumed, nodes that are down (killed, or crashed: noted) started.
+// heal undoes whatever is left of a fault: ZooKeeper resumed, NATS
+// servers that are down restarted, paused nodes resumed, nodes that are
+// down (killed, or crashed: noted) started.
 func (nm *Nemesis) heal(t testing.TB, rec *FaultRecord) {
 	t.Helper()
 	nm.c.ZK.Resume(t)
+	if nm.c.NATS != nil {
+		for i := range nm.c.NATS.Len() {
+			if !nm.c.NATS.Up(i) {
+				if err := nm.c.NATS.Restart(i); err != nil {
+					rec.note("%v", err)
+				}
+			}
+		}
+	}
 	for _, n := range nm.c.Nodes {
 		if exited, err := n.Exited(); exited {
 			rec.note("%s exited on its own: %v", n.ID, err)

@@ -18,6 +18,7 @@ const maxListed = 30
 type Report struct {
 	Seed     int64     `json:"seed"`
 	Form     string    `json:"form"` // "short" or "long <duration>"
+	Log      LogMode   `json:"log"`  // the nodes' log: "kafka" or "jetstream"
 	Started  time.Time `json:"started"`
 	Elapsed  string    `json:"elapsed"`
 	Nodes    int       `json:"nodes"`
@@ -147,7 +148,7 @@ func (r *Report) judge() {
 		r.fail("%d owner violations", r.OwnerViolations)
 	}
 	if !r.CaughtUp {
-		r.fail("the cluster did not settle and catch up with the topic before the final read: %s", r.CaughtUpErr)
+		r.fail("the cluster did not settle and catch up with the log before the final read: %s", r.CaughtUpErr)
 	}
 }
 
@@ -171,7 +172,8 @@ func (r *Report) String() string {
 	if !r.Passed() {
 		verdict = "FAIL"
 	}
-	p("chaos report: %s — seed %d (replay: CHAOS_SEED=%d), %s form, %s, %d nodes", verdict, r.Seed, r.Seed, r.Form, r.Elapsed, r.Nodes)
+	p("chaos report: %s — %s log, seed %d (replay: CHAOS_LOG=%s CHAOS_SEED=%d), %s form, %s, %d nodes",
+		verdict, r.Log, r.Seed, r.Log, r.Seed, r.Form, r.Elapsed, r.Nodes)
 	p("faults: %d %s", len(r.Faults), kindCounts(r.FaultsByKind))
 	for _, f := range r.Faults {
 		rec := "not seen"
@@ -218,7 +220,7 @@ func (r *Report) String() string {
 	case r.AuditErr != "":
 		p("log audit failed: %s", r.AuditErr)
 	case r.Audited:
-		p("log audit (diagnostic): %d keys with fewer events in the topic than acked (%d events); %d keys whose state is not what their log holds (%d events below, %d above), %d of them within the ledger's bounds",
+		p("log audit (diagnostic): %d keys with fewer events in the log than acked (%d events); %d keys whose state is not what their log holds (%d events below, %d above), %d of them within the ledger's bounds",
 			r.LogShort, r.LogShortEvents, r.LogDiffKeys, r.BelowLog, r.AboveLog, len(r.LogDiffs))
 		listKeys(p, r.LogDiffs, "keys off their log")
 	}

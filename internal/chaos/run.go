@@ -33,8 +33,8 @@ func Run(t testing.TB, cfg Config) *Report {
 	if !cfg.Short() {
 		form = "long " + cfg.Duration.String()
 	}
-	rep := &Report{Seed: cfg.Seed, Form: form, Nodes: cfg.Nodes, Keys: cfg.Keys, KeysIDs: cfg.KeysWithIDs}
-	t.Logf("chaos: seed %d (replay with CHAOS_SEED=%d), %s form", cfg.Seed, cfg.Seed, form)
+	rep := &Report{Seed: cfg.Seed, Form: form, Log: cfg.Log, Nodes: cfg.Nodes, Keys: cfg.Keys, KeysIDs: cfg.KeysWithIDs}
+	t.Logf("chaos: %s log, seed %d (replay with CHAOS_LOG=%s CHAOS_SEED=%d), %s form", cfg.Log, cfg.Seed, cfg.Log, cfg.Seed, form)
 
 	ctx := context.Background()
 	if dl, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
@@ -78,7 +78,7 @@ func Run(t testing.TB, cfg Config) *Report {
 		rep.Acked, rep.Failed, rep.Indeterminate)
 
 	// The final read, once the cluster has settled and applied the whole
-	// topic, and again if it changed meanwhile.
+	// log, and again if it changed meanwhile.
 	var v Verification
 	for round := 1; ; round++ {
 		st, err := WaitSettled(ctx, c, cfg.CatchUpTimeout, true)
@@ -145,12 +145,17 @@ func Run(t testing.TB, cfg Config) *Report {
 	return rep
 }
 
-// WriteReport writes rep as JSON to $CHAOS_REPORT, or into dir when unset,
+// WriteReport writes rep as JSON to $CHAOS_REPORT, or, when unset, to
+// dir/chaos-report-<seed>.json (Kafka) or dir/chaos-report-jetstream-<seed>.json,
 // and returns the path.
 func WriteReport(rep *Report, dir string) (string, error) {
 	path := os.Getenv(EnvReport)
 	if path == "" {
-		path = fmt.Sprintf("%s/chaos-report-%d.json", dir, rep.Seed)
+		mode := ""
+		if rep.Log == LogJetStream {
+			mode = "jetstream-"
+		}
+		path = fmt.Sprintf("%s/chaos-report-%s%d.json", dir, mode, rep.Seed)
 	}
 	return path, rep.WriteJSON(path)
 }

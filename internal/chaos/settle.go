@@ -22,7 +22,7 @@ type Settled struct {
 
 // WaitSettled polls until every node of c is up and the nodes agree (see
 // settledErr), and, with caughtUp, every partition's source has applied the
-// topic up to its end offset; twice in a row with the same generation (and
+// log up to its end offset; twice in a row with the same generation (and
 // end offsets), so that a cluster passing through a settled-looking moment
 // is not taken for settled. It returns when it was first seen so, or the
 // last reason it was not after timeout. A node that exited on its own ends
@@ -88,7 +88,7 @@ func settledNow(ctx context.Context, c *Cluster, hc *http.Client) (map[string]*O
 	return views, gen, err
 }
 
-// Partitions returns the topic's partition count.
+// Partitions returns the cluster's partition count.
 func (c *Cluster) Partitions() int32 { return c.partitions }
 
 // settledErr reports why views, one per node, are not those of a settled
@@ -164,8 +164,11 @@ func settledErr(views map[string]*Obs, partitions int32) (int64, error) {
 	return gen, nil
 }
 
-// caughtUpErr reports a partition whose owner has not applied the topic up
-// to ends.
+// caughtUpErr reports a partition whose owner has not applied the log up
+// to ends. The ends are read from the log itself (Cluster.EndOffsets: the
+// topic's end offsets, or the stream's last sequence per subject), not
+// taken from the high watermark the nodes report: a node that
+// under-reported its log's end would otherwise pass as caught up.
 func caughtUpErr(views map[string]*Obs, ends map[int32]int64) error {
 	var errs []error
 	for _, o := range views {

@@ -136,7 +136,7 @@ type KeyResult struct {
 	Disagree bool `json:"disagree"`
 	// Unreadable is true when a node gave no usable answer.
 	Unreadable bool `json:"unreadable"`
-	// Log is what the topic holds for the key (nil: not audited);
+	// Log is what the log holds for the key (nil: not audited);
 	// LogDiff is true when a reading differs from it, count or sum.
 	Log     *LogCount `json:"log,omitempty"`
 	LogDiff bool      `json:"log_diff"`
@@ -172,7 +172,7 @@ type Verification struct {
 // Verify compares each key's readings with its book: every reading's
 // count must lie in [acked, acked + indeterminate] and its sum likewise
 // (a 404 reads as 0), and all readings of a key must be equal. logs, when
-// not nil, is the topic's audit (AuditLog), compared for diagnostics only.
+// not nil, is the log's audit (AuditLog), compared for diagnostics only.
 func Verify(keys []string, withIDs int, partitions int32, books []KeyBook, readings [][]KeyReading, logs map[string]*LogCount) Verification {
 	v := Verification{LostByPartition: map[int32]int64{}}
 	for k, key := range keys {

@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // StartJS starts a NATS server with JetStream on 127.0.0.1 (a free port),
@@ -27,8 +31,34 @@ func StartJS(t testing.TB, maxStore int64) *server.Server {
 // ("squall-test") on random loopback ports, each with its file store in a
 // t.TempDir() and routes to all the others, and returns them once
 // JetStream has a meta leader. Shutting any one down leaves the others
-// connected. Every server is shut down when the test ends.
+// connected. Every server is shut down when the test ends. For a cluster
+// whose servers can be killed and restarted, use NewJSCluster.
 func StartJSCluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	return NewJSCluster(t, n).Servers()
+}
+
+// jsClusterTimeout bounds a JetStream cluster's forming, at the start and
+// after a restart.
+const jsClusterTimeout = 30 * time.Second
+
+// JSCluster is a JetStream cluster of in-process NATS servers, each of
+// which can be killed (Kill) and restarted (Restart) on the ports and
+// store directory it had, as a server process would be. Its methods are
+// safe for concurrent use, but Kill and Restart of one server are meant
+// to come from one goroutine.
+type JSCluster struct {
+	mu      sync.Mutex
+	opts    []*server.Options // per server, with its client port fixed after its first start
+	servers []*server.Server  // nil while down
+}
+
+// NewJSCluster starts n NATS servers with JetStream forming one cluster
+// ("squall-test"), s1..sn, on loopback ports picked at random and kept
+// across restarts, each with its file store in a t.TempDir() and routes
+// to all the others, and returns once JetStream has a meta leader. Every
+// server still up is shut down when the test ends.
+func NewJSCluster(t testing.TB, n int) *JSCluster {
 	t.Helper()
 	if n < 1 {
 		t.Fatal("natstest: cluster of no server")
@@ -46,7 +76,7 @@ func StartJSCluster(t testing.TB, n int) []*server.Server {
 		l.Close()
 		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
 	}
-	servers := make([]*server.Server, 0, n)
+	c := &JSCluster{servers: make([]*server.Server, n)}
 	for i := range n {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("s%d", i+1),
@@ -60,40 +90,146 @@ func StartJSCluster(t testing.TB, n int) []*server.Server {
 			Routes: routes,
 		}
 		o.Host, o.NoSigs, o.NoLog, o.Port = "127.0.0.1", true, true, server.RANDOM_PORT
-		s, err := server.NewServer(o)
+		c.opts = append(c.opts, o)
+	}
+	// After the t.TempDir calls: the servers stop before their stores go.
+	t.Cleanup(func() {
+		for i := range n {
+			c.Kill(i)
+		}
+	})
+	for i, o := range c.opts {
+		s, err := server.NewServer(o.Clone())
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.Start() // not ready for clients before its cluster has formed
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		servers = append(servers, s)
+		c.servers[i] = s
 	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(30 * time.Second) {
+	for i, s := range c.servers {
+		if !s.ReadyForConnections(jsClusterTimeout) {
 			t.Fatalf("natstest: server %s did not start", s.Name())
 		}
+		c.opts[i].Port = s.Addr().(*net.TCPAddr).Port // a restart takes the same
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	if err := c.WaitFormed(jsClusterTimeout); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Len returns the number of servers, up or down.
+func (c *JSCluster) Len() int { return len(c.opts) }
+
+// Servers returns the servers that are up, in order.
+func (c *JSCluster) Servers() []*server.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*server.Server
+	for _, s := range c.servers {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Up reports whether server i (0-based) is up.
+func (c *JSCluster) Up(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.servers[i] != nil
+}
+
+// Name returns server i's name, s1..sn.
+func (c *JSCluster) Name(i int) string { return c.opts[i].ServerName }
+
+// ClientURLs returns the client URLs of every server, up or down,
+// comma-separated: they stay valid across restarts.
+func (c *JSCluster) ClientURLs() string {
+	urls := make([]string, len(c.opts))
+	for i, o := range c.opts {
+		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", o.Port)
+	}
+	return strings.Join(urls, ",")
+}
+
+// JetStream returns a JetStream context on a connection to the cluster
+// that fails over between its servers and reconnects without limit,
+// closed when the test ends.
+func (c *JSCluster) JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(c.ClientURLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// Kill shuts server i down at once, as if its process died: client and
+// route connections are closed, no lame-duck period, and it returns once
+// the server has stopped. Killing a server that is down does nothing.
+func (c *JSCluster) Kill(i int) {
+	c.mu.Lock()
+	s := c.servers[i]
+	c.servers[i] = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+}
+
+// Restart starts server i again, on its ports and with its store
+// directory, and waits, at most 30s, until it accepts clients and the
+// cluster has formed again (WaitFormed). The server must be down.
+func (c *JSCluster) Restart(i int) error {
+	c.mu.Lock()
+	if c.servers[i] != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("natstest: restart of %s: it is up", c.opts[i].ServerName)
+	}
+	s, err := server.NewServer(c.opts[i].Clone())
+	if err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("natstest: restart of %s: %w", c.opts[i].ServerName, err)
+	}
+	s.Start()
+	c.servers[i] = s
+	c.mu.Unlock()
+	if !s.ReadyForConnections(jsClusterTimeout) {
+		return fmt.Errorf("natstest: %s not ready for clients %s after its restart", s.Name(), jsClusterTimeout)
+	}
+	return c.WaitFormed(jsClusterTimeout)
+}
+
+// WaitFormed waits, at most timeout, until every server that is up has
+// routes to all the others that are up, JetStream clustered and current,
+// and one of them is the meta leader.
+func (c *JSCluster) WaitFormed(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		ready := 0
-		for _, s := range servers {
-			if s.JetStreamIsClustered() && s.JetStreamIsCurrent() && s.NumRoutes() >= n-1 {
+		up := c.Servers()
+		ready, leader := 0, false
+		for _, s := range up {
+			if s.JetStreamIsClustered() && s.JetStreamIsCurrent() && s.NumRoutes() >= len(up)-1 {
 				ready++
 			}
+			leader = leader || s.JetStreamIsLeader()
 		}
-		if ready == n {
-			leader := false
-			for _, s := range servers {
-				leader = leader || s.JetStreamIsLeader()
-			}
-			if leader {
-				return servers
-			}
+		if ready == len(up) && leader {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("natstest: JetStream cluster formed no meta leader within 30s")
+			return fmt.Errorf("natstest: JetStream cluster of %d servers up not formed within %s (%d current, meta leader %v)",
+				len(up), timeout, ready, leader)
 		}
-		time.Sleep(20 * time.Millisecond) // polling the server's state
+		time.Sleep(20 * time.Millisecond) // polling the servers' state
 	}
 }
 

@@ -1,0 +1,149 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/jslog"
+)
+
+// The JetStream mode's log, as the nodes keep it (package jslog's
+// defaults): partition p's messages go to "squall.log.<p>", one stream
+// holds them all, with jsReplicas replicas.
+const (
+	jsSubject  = jslog.DefaultSubject
+	jsReplicas = 3
+	// jsFetchWait bounds one fetch of the log audit.
+	jsFetchWait = 2 * time.Second
+)
+
+// jsSubjectOf returns partition p's subject.
+func jsSubjectOf(p int32) string { return jsSubject + "." + strconv.Itoa(int(p)) }
+
+// jsPartitionOf returns the partition of a log subject, or false.
+func jsPartitionOf(subject string) (int32, bool) {
+	s, ok := strings.CutPrefix(subject, jsSubject+".")
+	if !ok {
+		return 0, false
+	}
+	p, err := strconv.ParseInt(s, 10, 32)
+	return int32(p), err == nil
+}
+
+// jsConnect connects to the NATS cluster and finds the stream that holds
+// the log (by its subjects, so that whatever name the nodes give it).
+// Close the connection.
+func (c *Cluster) jsConnect(ctx context.Context) (*nats.Conn, jetstream.Stream, error) {
+	nc, err := nats.Connect(c.NATS.ClientURLs(), nats.Name("chaos-checker"), nats.Timeout(2*time.Second),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return nil, nil, fmt.Errorf("chaos: connecting to NATS: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		var name string
+		if name, err = js.StreamNameBySubject(ctx, jsSubjectOf(0)); err == nil {
+			var st jetstream.Stream
+			if st, err = js.Stream(ctx, name); err == nil {
+				return nc, st, nil
+			}
+		}
+	}
+	nc.Close()
+	return nil, nil, fmt.Errorf("chaos: the stream of %s.*: %w", jsSubject, err)
+}
+
+// jsEndOffsets returns, per partition, one past the stream sequence of its
+// subject's last message (0: none): the high watermark the nodes' sources
+// report, and what their applied offset reaches once they have consumed
+// the partition to its end.
+func (c *Cluster) jsEndOffsets(ctx context.Context) (map[int32]int64, error) {
+	nc, st, err := c.jsConnect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	out := make(map[int32]int64, c.partitions)
+	for p := range c.partitions {
+		msg, err := st.GetLastMsgForSubject(ctx, jsSubjectOf(p))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			out[p] = 0
+		case err != nil:
+			return nil, fmt.Errorf("chaos: last message of partition %d: %w", p, err)
+		default:
+			out[p] = int64(msg.Sequence) + 1
+		}
+	}
+	return out, nil
+}
+
+// jsAuditLog is AuditLog for the JetStream log: an ordered consumer reads
+// the stream from its start up to the end offsets of the moment, and every
+// message is decoded as the nodes decode it.
+func (c *Cluster) jsAuditLog(ctx context.Context, acc *logCounter) error {
+	ends, err := c.jsEndOffsets(ctx)
+	if err != nil {
+		return err
+	}
+	var last int64 // one past the last sequence to read
+	for _, end := range ends {
+		last = max(last, end)
+	}
+	if last == 0 {
+		return nil
+	}
+	nc, st, err := c.jsConnect(ctx)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{jsSubject + ".*"}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return fmt.Errorf("chaos: reading the stream: %w", err)
+	}
+	var dec event.Decoder
+	var evs []event.Event
+	var rej []event.Rejection
+	for seq := int64(0); seq+1 < last; {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("chaos: reading the stream: %w (at sequence %d of %d)", err, seq, last-1)
+		}
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(jsFetchWait))
+		if err != nil {
+			return fmt.Errorf("chaos: reading the stream: %w", err)
+		}
+		for msg := range batch.Messages() {
+			md, err := msg.Metadata()
+			if err != nil {
+				return fmt.Errorf("chaos: reading the stream: %w", err)
+			}
+			seq = int64(md.Sequence.Stream)
+			p, ok := jsPartitionOf(msg.Subject())
+			if !ok || seq >= ends[p] || msg.Headers().Get(jslog.FormatHeader) != jslog.FormatProto {
+				continue
+			}
+			dec.Ensure(len(msg.Data()))
+			evs, rej, err = dec.Decode(msg.Data(), event.FormatProto, event.Options{}, evs[:0], rej[:0])
+			if err != nil {
+				continue // the nodes skip it too
+			}
+			for _, ev := range evs {
+				acc.add(ev.Key, ev.ID, ev.Value)
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("chaos: reading the stream: %w", err)
+		}
+	}
+	return nil
+}
