@@ -27,7 +27,11 @@ func TestJSClusterKillRestart(t *testing.T) {
 		for i := from; i < to; i++ {
 			// Retried: the stream may be electing a leader after a kill.
 			for {
-				_, err := js.Publish(ctx, "t.x", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint(i)))
+				// Each attempt on its own deadline: a request sent to the
+				// server being killed is never answered.
+				actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := js.Publish(actx, "t.x", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint(i)))
+				acancel()
 				if err == nil {
 					break
 				}
