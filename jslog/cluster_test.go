@@ -2,6 +2,8 @@ package jslog
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,4 +85,36 @@ func TestClusterLeaderLoss(t *testing.T) {
 		return true
 	}, "acknowledged events missing after the leader %s stopped", leader)
 	checkOrder(t, sink, 3)
+}
+
+// TestClusterConcurrentCreate: nodes starting together create the
+// replicated stream at once, and every one of them gets it.
+func TestClusterConcurrentCreate(t *testing.T) {
+	servers := natstest.StartJSCluster(t, 3)
+	for round := range 4 { // the server answers none of them about one round in two
+		cfg := Config{Partitions: 64, Replicas: 3,
+			Stream: fmt.Sprintf("LOG%d", round), Subject: fmt.Sprintf("log%d", round)}
+		var wg sync.WaitGroup
+		for _, s := range servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				nc, err := nats.Connect(s.ClientURL())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer nc.Close()
+				c := cfg
+				c.Conn = nc
+				p, err := NewProducer(c)
+				if err != nil {
+					t.Errorf("round %d, via %s: %v", round, s.Name(), err)
+					return
+				}
+				p.Close()
+			}()
+		}
+		wg.Wait()
+	}
 }

@@ -90,6 +90,8 @@ const (
 	consumerInactive = time.Minute
 	// apiTimeout bounds one JetStream API call (stream, consumer, KV).
 	apiTimeout = 10 * time.Second
+	// streamAttempt bounds one attempt to create or update the stream.
+	streamAttempt = 2 * time.Second
 	// closeTimeout bounds Close's drain of in-flight messages.
 	closeTimeout = 10 * time.Second
 	// finalCommitTimeout bounds the commit of Stop and Close.
@@ -170,9 +172,14 @@ func New(cfg Config, sink source.Sink) (*Manager, error) {
 	return m, nil
 }
 
-// ensureStream creates the log stream or updates its configuration.
+// ensureStream creates the log stream or updates its configuration, in
+// attempts of at most streamAttempt until ctx ends: when several nodes
+// create a replicated stream at once, the server can leave every request
+// unanswered although the stream is created (nats-server 2.15, fresh
+// 3-server cluster, about one start in two); the next attempt finds it
+// and updates it.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg *Config) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	sc := jetstream.StreamConfig{
 		Name:      cfg.Stream,
 		Subjects:  []string{cfg.Subject + ".*"},
 		Storage:   jetstream.FileStorage,
@@ -181,11 +188,18 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg *Config) erro
 		MaxBytes:  cfg.MaxBytes,
 		Discard:   jetstream.DiscardNew,
 		Retention: jetstream.LimitsPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("jslog: stream %q: %w", cfg.Stream, err)
 	}
-	return nil
+	for {
+		actx, cancel := context.WithTimeout(ctx, streamAttempt)
+		_, err := js.CreateOrUpdateStream(actx, sc)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("jslog: stream %q: %w", cfg.Stream, err)
+		}
+	}
 }
 
 // Start begins consuming partition p in the background; it does nothing

@@ -131,7 +131,8 @@ type Config struct {
 	// key actors (and so intake) block. Default 10,000.
 	AlertsBuffer int
 	// Partitions is the number of key partitions. Default 64; with Kafka,
-	// the topic's partition count.
+	// the topic's partition count. Every node of a cluster must give the
+	// same number.
 	Partitions int
 	// Retention is the window length over event time. Default 10m.
 	Retention time.Duration
@@ -155,18 +156,29 @@ type Config struct {
 	// input is appended to it before it is answered, and the key actors
 	// consume it, so a restart (kill -9 included) replays every window
 	// back. Used only by a standalone node on its embedded NATS server
-	// without Kafka (with Kafka, Kafka is the log; a cluster or an
-	// external NATS server without Kafka keeps no log). Empty:
+	// without Kafka (with Kafka, Kafka is the log; a cluster's log is
+	// Kafka or, with JetStreamReplicas, JetStream on NATSURL; a cluster or
+	// an external NATS server with neither keeps no log). Empty:
 	// memory only. Default "squall-data" (relative to the working
 	// directory).
 	DataDir string
-	// LogMaxAge is how long the log keeps a batch: at least the
-	// retention plus the event-time lag a replay must cover. 0: twice
-	// Retention. Default 0.
+	// JetStreamReplicas, above 0, makes a JetStream stream with that many
+	// replicas (1 to 5) on NATSURL the log of a cluster (ZK) without Kafka:
+	// every node stores HTTP and NATS input in it before answering, and
+	// each partition's owner consumes the partition's subject, its
+	// progress committed to ZooKeeper and fenced there, as with Kafka.
+	// Needs ZK and NATSURL (a NATS server or cluster with JetStream), and
+	// no KafkaBrokers; every node must give the same Partitions. 0: no
+	// JetStream log in a cluster. Default 0.
+	JetStreamReplicas int
+	// LogMaxAge is how long the JetStream log (DataDir or
+	// JetStreamReplicas) keeps a batch: at least the retention plus the
+	// event-time lag a replay must cover. 0: twice Retention. Default 0.
 	LogMaxAge time.Duration
-	// LogMaxBytes bounds the log's size on disk; past it the oldest
-	// batches are dropped. Size it to hold LogMaxAge of input (see
-	// docs/operations.md). 0: no bound but the disk. Default 0.
+	// LogMaxBytes bounds the JetStream log's size on disk; once it is
+	// reached new batches are refused (ingest answers 503). Size it to
+	// hold LogMaxAge of input (see docs/operations.md). 0: no bound but
+	// the disk. Default 0.
 	LogMaxBytes int64
 	// MaxFuture rejects events stamped more than this ahead of their
 	// arrival: the node's clock for HTTP and NATS, the record's timestamp
@@ -338,6 +350,20 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		bad("max-body-bytes", "%d must be at least 1024", c.MaxBodyBytes)
+	}
+	if c.JetStreamReplicas != 0 {
+		if c.JetStreamReplicas < 1 || c.JetStreamReplicas > 5 {
+			bad("jetstream-replicas", "%d must be in 1..5 (0: no JetStream log)", c.JetStreamReplicas)
+		}
+		if c.ZK == "" {
+			bad("jetstream-replicas", "needs --zk: it makes JetStream a cluster's log (a standalone node's log is its --data-dir)")
+		}
+		if c.NATSURL == "" {
+			bad("jetstream-replicas", "needs --nats-url: a NATS server or cluster with JetStream, shared by every node")
+		}
+		if c.KafkaBrokers != "" {
+			bad("jetstream-replicas", "excludes --kafka-brokers: a cluster's log is Kafka or JetStream, not both")
+		}
 	}
 	if c.LogMaxAge < 0 {
 		bad("log-max-age", "%s must not be negative", c.LogMaxAge)
@@ -599,8 +625,9 @@ func bind(fs *flag.FlagSet, c *Config) *string {
 	fs.IntVar(&c.MaxKeys, "max-keys", c.MaxKeys, "live key actors per node; beyond it new keys are shed")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest HTTP request body (413 beyond)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "durable log of a standalone node (embedded JetStream); empty: memory only")
-	fs.DurationVar(&c.LogMaxAge, "log-max-age", c.LogMaxAge, "how long the durable log keeps a batch (0: twice --retention)")
-	fs.Int64Var(&c.LogMaxBytes, "log-max-bytes", c.LogMaxBytes, "bound on the durable log's size on disk (0: none but the disk)")
+	fs.IntVar(&c.JetStreamReplicas, "jetstream-replicas", c.JetStreamReplicas, "with --zk and --nats-url: a JetStream stream of this many replicas (1..5) is the cluster's log (0: none)")
+	fs.DurationVar(&c.LogMaxAge, "log-max-age", c.LogMaxAge, "how long the JetStream log keeps a batch (0: twice --retention)")
+	fs.Int64Var(&c.LogMaxBytes, "log-max-bytes", c.LogMaxBytes, "bound on the JetStream log's size on disk; past it ingest answers 503 (0: none but the disk)")
 	fs.DurationVar(&c.MaxFuture, "max-future", c.MaxFuture, "reject events stamped further ahead of their arrival (0: no limit)")
 	secretVar(fs, sec["auth-token"], "bearer token required by every HTTP endpoint but /healthz and /readyz, and by the embedded NATS server")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/* (behind the token when one is set)")

@@ -49,6 +49,12 @@ func TestLoadPrecedence(t *testing.T) {
 	if len(cfg.Subwindows) != 2 || cfg.Subwindows[0] != 30*time.Second || cfg.IdleTTL != time.Hour {
 		t.Errorf("subwindows %v idle %s", cfg.Subwindows, cfg.IdleTTL)
 	}
+	// --jetstream-replicas, like every option, from the file too.
+	os.WriteFile(file, []byte("zk: 127.0.0.1:2181\nnats-url: nats://127.0.0.1:4222\njetstream-replicas: 3\n"), 0o600)
+	if cfg, err = Load([]string{"--config", file}, env(nil), io.Discard); err != nil || cfg.JetStreamReplicas != 3 {
+		t.Fatalf("jetstream-replicas from YAML: %d %v", cfg.JetStreamReplicas, err)
+	}
+	os.WriteFile(file, []byte("http-addr: 127.0.0.1:9001\npartitions: 12\nmax-keys: 5\nsubwindows: [30s, 2m]\nidle-ttl: 1h\n"), 0o600)
 	// SQUALL_CONFIG names the file too.
 	cfg, err = Load(nil, env(map[string]string{"SQUALL_CONFIG": file}), io.Discard)
 	if err != nil || cfg.Partitions != 12 {
@@ -81,6 +87,12 @@ func TestLoadErrors(t *testing.T) {
 		{[]string{"--config", filepath.Join(dir, "missing.yaml")}, nil, "--config"},
 		{[]string{"--auth-token-file", filepath.Join(dir, "missing-token")}, nil, "--auth-token-file"},
 		{[]string{"stray"}, nil, "unexpected argument"},
+		{[]string{"--jetstream-replicas", "3", "--nats-url", "nats://127.0.0.1:4222"}, nil, "--jetstream-replicas: needs --zk"},
+		{[]string{"--jetstream-replicas", "3", "--zk", "127.0.0.1:2181"}, nil, "--jetstream-replicas: needs --nats-url"},
+		{[]string{"--jetstream-replicas", "3", "--zk", "127.0.0.1:2181", "--nats-url", "nats://127.0.0.1:4222",
+			"--kafka-brokers", "127.0.0.1:9092"}, nil, "--jetstream-replicas: excludes --kafka-brokers"},
+		{[]string{"--jetstream-replicas", "6", "--zk", "127.0.0.1:2181", "--nats-url", "nats://127.0.0.1:4222"}, nil, "--jetstream-replicas: 6 must be in 1..5"},
+		{nil, map[string]string{"SQUALL_JETSTREAM_REPLICAS": "-1", "SQUALL_ZK": "127.0.0.1:2181", "SQUALL_NATS_URL": "nats://127.0.0.1:4222"}, "--jetstream-replicas: -1 must be in 1..5"},
 	}
 	for _, c := range cases {
 		_, err := Load(c.args, env(c.env), io.Discard)

@@ -118,25 +118,42 @@ func (d *dataDir) jetStreamOptions(o *server.Options) {
 	o.StoreDir = filepath.Join(d.path, "jetstream")
 }
 
-// startJetStream makes the embedded JetStream the node's log: HTTP and
-// NATS input is stored in the stream before it is answered, and each
-// partition's source actor consumes it from its restore point.
+// startJetStream makes a JetStream stream the node's log: HTTP and NATS
+// input is stored in the stream before it is answered, and each
+// partition's source actor consumes it from its restore point. A
+// standalone node's stream is on its embedded server (--data-dir), with
+// its progress in a KV bucket there; a cluster's (--jetstream-replicas) is
+// on --nats-url with that many replicas, its progress committed to
+// ZooKeeper, fenced by each partition's lifecycle, which starts and stops
+// the sources, as with Kafka.
 func (n *Node) startJetStream() error {
+	where := "--data-dir " + n.cfg.DataDir
+	if n.cfg.JetStreamReplicas > 0 {
+		where = fmt.Sprintf("--jetstream-replicas %d on --nats-url %s", n.cfg.JetStreamReplicas, n.cfg.NATSURL)
+	}
 	k, err := n.newLogSide()
 	if err != nil {
 		return err
 	}
+	// A connection of its own: the log's acknowledgements do not queue
+	// behind ingest and alert traffic, and it is closed after the sources.
 	nc, err := nats.Connect(n.natsURL, n.natsOptions("log")...)
 	if err != nil {
-		return fmt.Errorf("--data-dir %s: connecting to the embedded JetStream: %w", n.cfg.DataDir, err)
+		return fmt.Errorf("%s: connecting to JetStream: %w", where, err)
 	}
-	// One log partition for all key partitions: the node owns them all,
-	// so one message per accepted batch and one consumer do (per key
-	// partition, a batch over many keys would be as many small messages).
-	k.single = true
+	// Standalone, one log partition for all key partitions: the node owns
+	// them all, so one message per accepted batch and one consumer do
+	// (per key partition, a batch over many keys would be as many small
+	// messages). A cluster's owners consume the key partitions they own.
+	k.single = n.cfg.ZK == ""
+	parts := n.cfg.Partitions
+	if k.single {
+		parts = 1
+	}
 	jc := jslog.Config{
 		Conn:       nc,
-		Partitions: 1,
+		Partitions: parts,
+		Replicas:   n.cfg.JetStreamReplicas, // 0 (standalone): jslog's default, 1
 		Retention:  n.cfg.Retention,
 		MaxAge:     n.cfg.LogMaxAge,
 		MaxBytes:   n.cfg.LogMaxBytes,
@@ -149,10 +166,15 @@ func (n *Node) startJetStream() error {
 	if n.alerts != nil {
 		jc.CommitHold = n.alerts.out.Hold // undelivered alerts are replayed
 	}
+	if n.cfg.ZK != "" {
+		// In a cluster, progress is committed to ZooKeeper, fenced by the
+		// partition's lifecycle; sources are started by it too.
+		jc.Store, jc.OnLive = k, k.onLive
+	}
 	src, err := jslog.New(jc, k)
 	if err != nil {
 		nc.Close()
-		return fmt.Errorf("--data-dir %s: %w", n.cfg.DataDir, err)
+		return fmt.Errorf("%s: %w", where, err)
 	}
 	pc := jc
 	pc.Registerer = nil
@@ -160,7 +182,7 @@ func (n *Node) startJetStream() error {
 	if err != nil {
 		src.Close()
 		nc.Close()
-		return fmt.Errorf("--data-dir %s: %w", n.cfg.DataDir, err)
+		return fmt.Errorf("%s: %w", where, err)
 	}
 	k.src, k.prod, k.closeLog = src, prod, nc.Close
 	n.logs = k

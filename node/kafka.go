@@ -23,8 +23,9 @@ import (
 )
 
 // logSide is the part of a node that exists with a durable log (Kafka
-// with --kafka-brokers, or JetStream with --data-dir): the source actors
-// of its partitions, and the producer HTTP and NATS input goes through.
+// with --kafka-brokers, or JetStream with --data-dir or
+// --jetstream-replicas): the source actors of its partitions, and the
+// producer HTTP and NATS input goes through.
 type logSide struct {
 	n         *Node
 	src       logSource

@@ -454,8 +454,8 @@ func (p *part) serveHeld(st ownership.Status) {
 }
 
 // serveReplay makes the engine serve the partition empty and starts the
-// source replaying from the claimed progress; without Kafka the partition
-// is live at once.
+// source replaying from the claimed progress; without a log (Kafka or
+// JetStream) the partition is live at once.
 func (p *part) serveReplay(st ownership.Status) *ownership.Input {
 	lc := p.lc
 	if _, err := lc.c.n.engine.Acquire(p.id, false); err != nil {
@@ -670,7 +670,7 @@ func newLifecycleMetrics() *lifecycleMetrics {
 			Help: "Stale ownership messages refused: handoff chunks for a partition not acquiring here, commits fenced by a newer owner."},
 			[]string{"what"}),
 		replays: prometheus.NewCounter(prometheus.CounterOpts{Name: "squall_partition_replays_total",
-			Help: "Partitions rebuilt by replaying the log (the records replayed are squall_kafka_replay_records_total)."}),
+			Help: "Partitions rebuilt by replaying the log (the records replayed are squall_kafka_replay_records_total, or squall_log_replay_messages_total with JetStream)."}),
 		replaySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "squall_partition_replay_seconds",
 			Help:    "How long a partition's replay took, from its claim until its source was live.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),

@@ -93,7 +93,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	if n.data != nil {
+	if n.data != nil || cfg.JetStreamReplicas > 0 {
 		if err = n.startJetStream(); err != nil {
 			return nil, err
 		}
@@ -124,7 +124,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		sub = n.cl
 	}
 	if n.logs != nil {
-		sub = n.logs.prod // Kafka first: answered once the broker has it
+		sub = n.logs.prod // log first: answered once Kafka or JetStream has it
 	}
 	if n.in, err = ingest.New(sub, n.reg, nil, ingest.WithMaxFuture(cfg.MaxFuture)); err != nil {
 		return nil, err
@@ -155,7 +155,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		remote = n.cl.tr.Addr()
 	}
 	log.Info("squall node started", "node", n.cfg.NodeID, "http", n.HTTPAddr(), "nats", cfg.scrub(n.natsURL),
-		"remote", remote, "zk", cfg.ZK, "kafka", cfg.KafkaBrokers, "embedded_nats", n.nsrv != nil,
+		"remote", remote, "zk", cfg.ZK, "kafka", cfg.KafkaBrokers, "jetstream_replicas", cfg.JetStreamReplicas, "embedded_nats", n.nsrv != nil,
 		"partitions", n.cfg.Partitions, "version", Version)
 	return n, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,10 +50,11 @@ func (kc *kafkaCluster) node(t *testing.T, id, httpAddr, remoteAddr string, extr
 
 // produced tracks what a test wrote to Kafka, per key.
 type produced struct {
-	mu    sync.Mutex
-	count map[string]int
-	sum   map[string]int64
-	n     int
+	mu      sync.Mutex
+	count   map[string]int
+	sum     map[string]int64
+	n       int
+	retries atomic.Int64 // batches post sent again
 }
 
 // sent returns how many events produce has handed to the producer so far.
@@ -259,7 +261,14 @@ func TestKafkaRollingRestart(t *testing.T) {
 	}
 	<-done
 	pr.verify(t, nodes, 60*time.Second)
-	// Planned moves hand the state over: it is used, not rebuilt.
+	applied := handoffsUsed(t, nodes)
+	t.Logf("%d events over %d keys: every count and sum exact; %.0f handoffs used as they were", pr.n, len(pr.count), applied)
+}
+
+// handoffsUsed returns how many complete handoffs nodes used, failing t
+// when none was: planned moves hand the state over, used, not rebuilt.
+func handoffsUsed(t *testing.T, nodes []*cnode) float64 {
+	t.Helper()
 	applied := 0.0
 	for _, n := range nodes {
 		applied += metricValue(t, n.httpAddr, `squall_partition_handoffs_total{kind="complete",result="applied"}`)
@@ -267,7 +276,7 @@ func TestKafkaRollingRestart(t *testing.T) {
 	if applied == 0 {
 		t.Fatal("no handed-over partition state was used: every planned move replayed")
 	}
-	t.Logf("%d events over %d keys: every count and sum exact; %.0f handoffs used as they were", pr.n, len(pr.count), applied)
+	return applied
 }
 
 // Malformed and oversized records go to the DLQ with a reason, are

@@ -48,17 +48,50 @@ func (c *Cluster) jsConnect(ctx context.Context) (*nats.Conn, jetstream.Stream, 
 		return nil, nil, fmt.Errorf("chaos: connecting to NATS: %w", err)
 	}
 	js, err := jetstream.New(nc)
+	var st jetstream.Stream
 	if err == nil {
-		var name string
-		if name, err = js.StreamNameBySubject(ctx, jsSubjectOf(0)); err == nil {
-			var st jetstream.Stream
-			if st, err = js.Stream(ctx, name); err == nil {
-				return nc, st, nil
+		err = jsRetry(ctx, func(ctx context.Context) error {
+			name, err := js.StreamNameBySubject(ctx, jsSubjectOf(0))
+			if err == nil {
+				st, err = js.Stream(ctx, name)
 			}
-		}
+			return err
+		})
+	}
+	if err == nil {
+		return nc, st, nil
 	}
 	nc.Close()
 	return nil, nil, fmt.Errorf("chaos: the stream of %s.*: %w", jsSubject, err)
+}
+
+// jsAttempt bounds one JetStream request of the checker: a request sent
+// to a server that is being killed, or while the cluster elects a leader,
+// is never answered, and must not take the whole deadline.
+const jsAttempt = 2 * time.Second
+
+// backoffStop ends jsRetry with its error: an answer, not a failure.
+type backoffStop struct{ err error }
+
+func (b backoffStop) Error() string { return b.err.Error() }
+
+// jsRetry runs f, each attempt with its own jsAttempt deadline, until it
+// succeeds, returns a backoffStop, or ctx is done.
+func jsRetry(ctx context.Context, f func(ctx context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, jsAttempt)
+		err := f(actx)
+		cancel()
+		var stop backoffStop
+		if err == nil || errors.As(err, &stop) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // jsEndOffsets returns, per partition, one past the stream sequence of its
@@ -73,7 +106,19 @@ func (c *Cluster) jsEndOffsets(ctx context.Context) (map[int32]int64, error) {
 	defer nc.Close()
 	out := make(map[int32]int64, c.partitions)
 	for p := range c.partitions {
-		msg, err := st.GetLastMsgForSubject(ctx, jsSubjectOf(p))
+		var msg *jetstream.RawStreamMsg
+		err := jsRetry(ctx, func(ctx context.Context) error {
+			var err error
+			msg, err = st.GetLastMsgForSubject(ctx, jsSubjectOf(p))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return backoffStop{err}
+			}
+			return err
+		})
+		var stop backoffStop
+		if errors.As(err, &stop) {
+			err = stop.err
+		}
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			out[p] = 0
@@ -106,8 +151,13 @@ func (c *Cluster) jsAuditLog(ctx context.Context, acc *logCounter) error {
 		return err
 	}
 	defer nc.Close()
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jsSubject + ".*"}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	var cons jetstream.Consumer
+	err = jsRetry(ctx, func(ctx context.Context) error {
+		var err error
+		cons, err = st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{jsSubject + ".*"}, DeliverPolicy: jetstream.DeliverAllPolicy})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("chaos: reading the stream: %w", err)
 	}

@@ -32,12 +32,11 @@ func TestJetStreamLogReads(t *testing.T) {
 		t.Helper()
 		msg := &nats.Msg{Subject: jsSubjectOf(p), Data: event.AppendProto(nil, evs), Header: nats.Header{}}
 		msg.Header.Set(jslog.FormatHeader, jslog.FormatProto)
-		for {
-			if _, err := js.PublishMsg(ctx, msg); err == nil {
-				return
-			} else if ctx.Err() != nil {
-				t.Fatalf("publish to %s: %v", msg.Subject, err)
-			}
+		// Retried, each attempt on its own deadline: the stream may be
+		// electing a leader after a kill. The id makes a resend harmless.
+		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", msg.Subject, len(msg.Data)))
+		if err := jsRetry(ctx, func(ctx context.Context) error { _, err := js.PublishMsg(ctx, msg); return err }); err != nil {
+			t.Fatalf("publish to %s: %v", msg.Subject, err)
 		}
 	}
 	ev := func(key, id string, v float64) event.Event {
@@ -48,7 +47,8 @@ func TestJetStreamLogReads(t *testing.T) {
 	c.NATS.Kill(0)
 	publish(0, []event.Event{ev("b", "", 4), ev("zz", "", 1)}) // seq 3; "zz" is not a key of the run
 	bad := &nats.Msg{Subject: jsSubjectOf(2), Data: []byte("not proto"), Header: nats.Header{}}
-	if _, err := js.PublishMsg(ctx, bad); err != nil { // seq 4: no format header, skipped
+	bad.Header.Set(jetstream.MsgIDHeader, "bad")
+	if err := jsRetry(ctx, func(ctx context.Context) error { _, err := js.PublishMsg(ctx, bad); return err }); err != nil { // seq 4: no format header, skipped
 		t.Fatal(err)
 	}
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,9 @@ func StartJS(t testing.TB, maxStore int64) *server.Server {
 		JetStreamMaxStore: maxStore,
 	})
 }
+
+// clusterName names the cluster of StartJSCluster.
+const clusterName = "squall-test"
 
 // StartJSCluster starts n NATS servers with JetStream forming one cluster
 // ("squall-test") on random loopback ports, each with its file store in a
@@ -83,7 +87,7 @@ func NewJSCluster(t testing.TB, n int) *JSCluster {
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
 			Cluster: server.ClusterOpts{
-				Name: "squall-test",
+				Name: clusterName,
 				Host: "127.0.0.1",
 				Port: ports[i],
 			},
@@ -242,6 +246,55 @@ func ClientURLs(servers []*server.Server) string {
 			s += ","
 		}
 		s += srv.ClientURL()
+	}
+	return s
+}
+
+// StoppedJS is a server of StartJSCluster shut down by StopJS, to be
+// started again by Start.
+type StoppedJS struct {
+	o *server.Options
+}
+
+// StopJS shuts s, a server of StartJSCluster, down and returns what starts
+// it again: same name, file store, client port and cluster port, routed to
+// the servers of cluster still running. The servers' clients reconnect to
+// the others meanwhile, and to it once it is back.
+func StopJS(t testing.TB, s *server.Server, cluster []*server.Server) *StoppedJS {
+	t.Helper()
+	o := &server.Options{
+		ServerName: s.Name(),
+		JetStream:  true,
+		StoreDir:   filepath.Dir(s.StoreDir()), // the server appends "jetstream"
+		Cluster: server.ClusterOpts{
+			Name: clusterName,
+			Host: "127.0.0.1",
+			Port: s.ClusterAddr().Port,
+		},
+	}
+	for _, peer := range cluster {
+		if a := peer.ClusterAddr(); a != nil {
+			o.Routes = append(o.Routes, &url.URL{Scheme: "nats-route", Host: a.String()})
+		}
+	}
+	o.Host, o.NoSigs, o.NoLog, o.Port = "127.0.0.1", true, true, s.Addr().(*net.TCPAddr).Port
+	s.Shutdown()
+	s.WaitForShutdown()
+	return &StoppedJS{o: o}
+}
+
+// Start starts the stopped server again and returns it once it accepts
+// clients; it is shut down when the test ends.
+func (st *StoppedJS) Start(t testing.TB) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(st.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatalf("natstest: server %s did not start again", st.o.ServerName)
 	}
 	return s
 }
