@@ -164,13 +164,18 @@ func (c *Cluster) jsAuditLog(ctx context.Context, acc *logCounter) error {
 	var dec event.Decoder
 	var evs []event.Event
 	var rej []event.Rejection
+	var lastErr error
 	for seq := int64(0); seq+1 < last; {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("chaos: reading the stream: %w (at sequence %d of %d)", err, seq, last-1)
+			return fmt.Errorf("chaos: reading the stream: %w (at sequence %d of %d; last error %v)", err, seq, last-1, lastErr)
 		}
 		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(jsFetchWait))
 		if err != nil {
-			return fmt.Errorf("chaos: reading the stream: %w", err)
+			// A server killed, a leader being elected: the ordered
+			// consumer resumes after the last message it delivered.
+			lastErr = err
+			time.Sleep(100 * time.Millisecond) // polling the stream again
+			continue
 		}
 		for msg := range batch.Messages() {
 			md, err := msg.Metadata()
@@ -192,7 +197,7 @@ func (c *Cluster) jsAuditLog(ctx context.Context, acc *logCounter) error {
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("chaos: reading the stream: %w", err)
+			lastErr = err // as above: fetched again from where it stopped
 		}
 	}
 	return nil
