@@ -55,7 +55,9 @@ type scale struct {
 	latencyRate int // offered events/s
 	memoryKeys  int
 	// durableEvents are stored, then replayed after kill -9, by the
-	// durable scenario (full mode only: it needs the node binary).
+	// durable scenario (full mode only: it needs the node binary). 60M
+	// over its 100K keys is 10 minutes of data at 100K events/s: one event
+	// a second per key, event times spanning the 10-minute retention.
 	durableEvents int
 	routeFor      time.Duration
 	cluster       bool // three nodes on ZooKeeper, failover
@@ -72,7 +74,7 @@ func (o *Options) scale() scale {
 	}
 	return scale{kafkaKeys: []int{10_000, 100_000, 1_000_000}, kafkaEvents: 3_000_000, ingestFor: 5 * time.Second,
 		latencyFor: 10 * time.Second, latencyRate: 100_000, memoryKeys: 1_000_000, routeFor: 5 * time.Second, cluster: true,
-		durableEvents: 6_000_000}
+		durableEvents: 60_000_000}
 }
 
 // scenario is one row, or several sharing a setup.
@@ -146,7 +148,24 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.Results = append(rep.Results, rs...)
 		runtime.GC()
 	}
+	relate(rep.Results)
 	return rep, nil
+}
+
+// relate adds to each row that names another row of the run to compare
+// with (Result.versus) the ratio of their throughputs.
+func relate(rs []Result) {
+	for i := range rs {
+		if rs[i].versus == "" || rs[i].EventsPerSec <= 0 {
+			continue
+		}
+		for j := range rs {
+			if rs[j].Scenario == rs[i].versus && rs[j].EventsPerSec > 0 {
+				rs[i].Figures = append(rs[i].Figures, Figure{"vs " + rs[j].Scenario,
+					fmt.Sprintf("%.2f× its throughput, same run", rs[i].EventsPerSec/rs[j].EventsPerSec)})
+			}
+		}
+	}
 }
 
 // execute runs s, its cleanups, and turns a Fatal of the server helpers
@@ -183,6 +202,13 @@ func scenarios(o *Options) []scenario {
 		for _, keys := range sc.kafkaKeys {
 			out = append(out, scenario{fmt.Sprintf("kafka/%s/%s-keys/latency", b, count(keys)), kafkaLatency(b, keys)})
 		}
+	}
+	if sc.cluster {
+		// The log of a cluster without Kafka, next to kafka/kafka/100K-keys.
+		mid := count(sc.kafkaKeys[len(sc.kafkaKeys)/2])
+		out = append(out,
+			scenario{"kafka/jetstream-1xR1/" + mid + "-keys", jetstreamThroughput(1, 1, sc.kafkaKeys[len(sc.kafkaKeys)/2])},
+			scenario{"kafka/jetstream-3xR3/" + mid + "-keys", jetstreamThroughput(3, 3, sc.kafkaKeys[len(sc.kafkaKeys)/2])})
 	}
 	out = append(out,
 		scenario{"ingest/http/batch-1000", httpThroughput(1000)},

@@ -68,3 +68,44 @@ func cpuFigure(from, to cpuSample, wall time.Duration, broker bool) Figure {
 	}
 	return Figure{"cpu", v}
 }
+
+// machineCPU is the machine's CPU time from /proc/stat's "cpu" line, in
+// clock ticks: all of it, and the part stolen by the hypervisor (time a
+// virtual CPU was ready to run but the host ran something else).
+type machineCPU struct{ total, steal int64 }
+
+// sampleMachine reads the machine's CPU times, or zeros.
+func sampleMachine() machineCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return machineCPU{}
+	}
+	var m machineCPU
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return machineCPU{}
+		}
+		m.total += n
+		if i == 7 {
+			m.steal = n
+		}
+	}
+	return m
+}
+
+// stealFigure is the share of the machine's CPU time stolen between two
+// samples: on a shared virtual machine, the tail of a latency measurement
+// follows it.
+func stealFigure(from, to machineCPU) Figure {
+	if to.total <= from.total {
+		return Figure{"steal", "unknown"}
+	}
+	return Figure{"steal", fmt.Sprintf("%.1f%% of the machine's CPU time taken by the hypervisor during the measurement",
+		100*float64(to.steal-from.steal)/float64(to.total-from.total))}
+}

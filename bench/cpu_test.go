@@ -42,3 +42,16 @@ func TestSampleCPU(t *testing.T) {
 		t.Errorf("cpuFigure: %q", f.Value)
 	}
 }
+
+func TestSampleMachine(t *testing.T) {
+	m0 := sampleMachine()
+	if m0.total <= 0 || m0.steal < 0 || m0.steal > m0.total {
+		t.Fatalf("sampleMachine = %+v", m0)
+	}
+	if f := stealFigure(machineCPU{total: 1000, steal: 10}, machineCPU{total: 3000, steal: 110}); f.Value[:4] != "5.0%" {
+		t.Errorf("stealFigure = %q, want 5.0%%…", f.Value)
+	}
+	if f := stealFigure(m0, m0); f.Value != "unknown" {
+		t.Errorf("stealFigure without time passing = %q", f.Value)
+	}
+}

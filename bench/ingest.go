@@ -419,15 +419,18 @@ func natsLatency(r *run) ([]Result, error) {
 // latency offers the scenario's fixed load through send and makes the row.
 func (r *run) latency(over, measured, where string, send func(body []byte) error) ([]Result, error) {
 	r.status("offering %s events/s over %s", count(r.sc.latencyRate), over)
+	m0 := sampleMachine()
 	o, err := latencyAt(r.sc.latencyRate, r.sc.latencyFor, send)
 	if err != nil {
 		return nil, err
 	}
+	m1 := sampleMachine()
 	return []Result{{Scenario: r.name, Group: "ingest",
 		Setup:   Setup{Keys: ingestKeys, EventBytes: o.size, Batch: 100, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: o.sent.Samples * 100},
 		Latency: o.sent, AllocsPerEvent: -1, Duration: r.sc.latencyFor,
 		Figures: []Figure{{"measured", measured}, {"node", where},
-			{"from due", o.due.String() + ", the generator's lateness (due → sent) " + o.late.String()}}}}, nil
+			{"from due", o.due.String() + ", the generator's lateness (due → sent) " + o.late.String()},
+			stealFigure(m0, m1)}}}, nil
 }
 
 // memory: keys live keys with 10 samples each, applied in-process; RSS of

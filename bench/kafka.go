@@ -277,17 +277,8 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 				close(done)
 			}
 		}, mod)
-		deadline := time.After(10 * time.Minute)
-	wait:
-		for {
-			select {
-			case <-done:
-				break wait
-			case <-deadline:
-				return nil, fmt.Errorf("%d of %d events applied after 10m", applied.Load(), n)
-			case <-time.After(500 * time.Millisecond):
-				r.status("squall: %s of %s events applied", count(int(applied.Load())), count(n))
-			}
+		if err := r.waitApplied(done, &applied, n); err != nil {
+			return nil, err
 		}
 		runtime.ReadMemStats(&m1)
 		el := time.Duration(last.Load() - first.Load())

@@ -418,3 +418,19 @@ func TestProgressStartNotTerminal(t *testing.T) {
 		}
 	}
 }
+
+func TestRelate(t *testing.T) {
+	rs := []Result{
+		{Scenario: "kafka/kafka/100K-keys", EventsPerSec: 800},
+		{Scenario: "kafka/jetstream-1xR1/100K-keys", EventsPerSec: 1000, versus: "kafka/kafka/100K-keys"},
+		{Scenario: "kafka/jetstream-3xR3/100K-keys", EventsPerSec: 900, versus: "kafka/kafka/1M-keys"}, // not in the run
+	}
+	relate(rs)
+	want := []Figure{{"vs kafka/kafka/100K-keys", "1.25× its throughput, same run"}}
+	if !reflect.DeepEqual(rs[1].Figures, want) {
+		t.Errorf("figures %+v, want %+v", rs[1].Figures, want)
+	}
+	if len(rs[0].Figures)+len(rs[2].Figures) != 0 {
+		t.Errorf("figures added to rows without a comparison: %+v, %+v", rs[0].Figures, rs[2].Figures)
+	}
+}

@@ -55,6 +55,10 @@ type Result struct {
 	Figures []Figure `json:"figures,omitempty"`
 	// Err is the error of a scenario that failed; the row shows it.
 	Err string `json:"error,omitempty"`
+
+	// versus names the row of the run this one is compared with (the
+	// ratio of their throughputs becomes a figure); not reported itself.
+	versus string
 }
 
 // Figure is one named, already formatted, scenario-specific figure.

@@ -138,6 +138,15 @@ func AppendProto(dst []byte, evs []Event) []byte {
 	return dst
 }
 
+// ProtoSize returns the number of bytes AppendProto appends for ev.
+func ProtoSize(ev *Event) int {
+	n := protoEventSize(ev, nil)
+	for k, v := range ev.Tags {
+		n += 1 + protowire.SizeBytes(mapEntrySize(k, v))
+	}
+	return 1 + protowire.SizeBytes(n)
+}
+
 // protoEventSize is the encoded size of ev as an Event message.
 func protoEventSize(ev *Event, keys []string) int {
 	n := 0

@@ -64,6 +64,16 @@ func TestAppendProtoMatchesMarshal(t *testing.T) {
 	}
 }
 
+func TestProtoSize(t *testing.T) {
+	evs := protoEvents()
+	evs = append(evs, Event{}, Event{Key: strings.Repeat("k", 200), Tags: map[string]string{strings.Repeat("t", 130): ""}})
+	for i := range evs {
+		if got, want := ProtoSize(&evs[i]), len(AppendProto(nil, evs[i:i+1])); got != want {
+			t.Errorf("event %d: ProtoSize %d, AppendProto appends %d", i, got, want)
+		}
+	}
+}
+
 func TestDecodeProto(t *testing.T) {
 	enc := func(ms ...*messages.Event) string {
 		b, err := proto.Marshal(&messages.EventBatch{Events: ms})

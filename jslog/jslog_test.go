@@ -366,3 +366,65 @@ func TestCloseIdempotent(t *testing.T) {
 		t.Fatalf("Submit after Close: %v", err)
 	}
 }
+
+// TestProducerBuffersReused: concurrent Submits of batches of different
+// sizes (some split over several messages, so message buffers of every
+// size are pooled and reused) store every event exactly as submitted: a
+// buffer reused while its message was still being published would show
+// as a changed or lost event.
+func TestProducerBuffersReused(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(3)
+	prod := newProducer(t, cfg)
+	prod.maxMsg = 2 << 10 // a batch of 200 events is several messages
+	sink := newSink()
+	m := newManager(t, cfg, sink)
+	startAll(m, 3)
+	const workers, batches = 4, 60
+	var wg sync.WaitGroup
+	want := 0
+	for w := range workers {
+		for b := range batches {
+			want += 1 + (b*37+w*11)%200
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				n := 1 + (b*37+w*11)%200
+				evs := events(n, 7+b%5, float64((w*batches+b)*1000))
+				for i := range evs {
+					evs[i].Key = fmt.Sprintf("%s-%0*d", evs[i].Key, 1+b%30, w) // keys of many lengths
+				}
+				out := make([]actors.Result, n)
+				if err := prod.Submit(context.Background(), evs, out); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, func() bool { return sink.count(false) == want }, "applied %d of %d", sink.count(false), want)
+	seen := map[float64]string{}
+	for p := range int32(3) {
+		for _, a := range sink.of(p) {
+			if k, dup := seen[a.value]; dup {
+				t.Fatalf("value %v applied twice (keys %q, %q)", a.value, k, a.key)
+			}
+			seen[a.value] = a.key
+		}
+	}
+	for w := range workers {
+		for b := range batches {
+			n := 1 + (b*37+w*11)%200
+			for i, ev := range events(n, 7+b%5, float64((w*batches+b)*1000)) {
+				key := fmt.Sprintf("%s-%0*d", ev.Key, 1+b%30, w)
+				if got, ok := seen[ev.Value]; !ok || got != key {
+					t.Fatalf("worker %d batch %d event %d: stored key %q (found %v), want %q", w, b, i, got, ok, key)
+				}
+			}
+		}
+	}
+	checkOrder(t, sink, 3)
+}

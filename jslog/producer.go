@@ -175,6 +175,11 @@ type pending struct {
 	fut jetstream.PubAckFuture
 	err error // the publish itself failed
 	evs []int
+	buf []byte // the message's data
+	// acked: the message is stored, and the library will not publish buf
+	// again (it may, for a retry, until the future has completed; a
+	// message that failed or was given up on keeps its buffer).
+	acked bool
 }
 
 func (p *Producer) getCall() *call {
@@ -191,6 +196,12 @@ func (p *Producer) putCall(c *call) {
 	}
 	if len(c.parts) > 4*p.cfg.Partitions {
 		clear(c.parts)
+	}
+	for i := range c.msgs {
+		if m := &c.msgs[i]; m.acked && cap(m.buf) <= maxMessageBytes {
+			b := m.buf
+			bufs.Put(&b)
+		}
 	}
 	clear(c.msgs)
 	c.out, c.order, c.msgs = nil, c.order[:0], c.msgs[:0]
@@ -218,27 +229,43 @@ func (p *Producer) publish(c *call, evs []event.Event) error {
 	for _, pt := range c.order {
 		idx := c.parts[pt]
 		subj := p.cfg.subject(pt)
-		var buf []byte
-		start := 0
+		// Messages of at most maxMsg bytes (one event more when a single
+		// event is larger), each encoded into a buffer of its exact size.
+		start, size := 0, 0
 		for j, i := range idx {
-			n := len(buf)
-			buf = event.AppendProto(buf, evs[i:i+1])
-			if len(buf) > p.maxMsg && j > start {
-				p.send(c, subj, buf[:n:n], idx[start:j])
-				buf = event.AppendProto(make([]byte, 0, min(len(buf)-n, p.maxMsg)), evs[i:i+1])
-				start = j
+			n := event.ProtoSize(&evs[i])
+			if size+n > p.maxMsg && j > start {
+				p.send(c, subj, evs, idx[start:j], size)
+				start, size = j, 0
 			}
+			size += n
 		}
-		p.send(c, subj, buf, idx[start:])
+		p.send(c, subj, evs, idx[start:], size)
 	}
 	return nil
 }
 
-// send publishes one message of the events at indexes evs.
-func (p *Producer) send(c *call, subj string, data []byte, evs []int) {
-	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{FormatHeader: []string{FormatProto}}}
+// send publishes one message of the events at indexes idx, size bytes
+// encoded.
+func (p *Producer) send(c *call, subj string, evs []event.Event, idx []int, size int) {
+	buf := getBuf(size)
+	for _, i := range idx {
+		buf = event.AppendProto(buf, evs[i:i+1])
+	}
+	msg := &nats.Msg{Subject: subj, Data: buf, Header: nats.Header{FormatHeader: []string{FormatProto}}}
 	fut, err := p.js.PublishMsgAsync(msg)
-	c.msgs = append(c.msgs, pending{fut: fut, err: err, evs: evs})
+	c.msgs = append(c.msgs, pending{fut: fut, err: err, evs: idx, buf: buf})
+}
+
+// bufs holds message buffers whose message was acknowledged.
+var bufs sync.Pool // *[]byte
+
+// getBuf returns an empty buffer of capacity at least n.
+func getBuf(n int) []byte {
+	if b, _ := bufs.Get().(*[]byte); b != nil && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
 }
 
 // wait waits for every message's acknowledgement (or ctx), marks the
@@ -252,6 +279,7 @@ func (c *call) wait(ctx context.Context, p *Producer) error {
 		if err == nil {
 			select {
 			case <-m.fut.Ok():
+				m.acked = true
 			case err = <-m.fut.Err():
 			case <-ctx.Done():
 				err = ctx.Err()
