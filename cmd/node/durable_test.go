@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -314,6 +315,62 @@ func TestDurableKill9UnderLoad(t *testing.T) {
 		st, _, _ := keyState(d.httpAddr, k)
 		if st.Window.Count != uint64(wantCount[k]) || st.Window.Sum != float64(wantCount[k]) {
 			t.Errorf("key %s: count %d sum %v, want %d", k, st.Window.Count, st.Window.Sum, wantCount[k])
+		}
+	}
+}
+
+// What `make run` starts, the node binary with its defaults (but for the
+// ports: free ones rather than 8080 and 4222), is durable: run in a
+// working directory, it keeps its log in ./squall-data there; killed with
+// kill -9 before it has committed what it applied and started again the
+// same way, it shows every key's state as before.
+func TestMakeRunDefaultsSurviveKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary twice")
+	}
+	bin, dir := buildNode(t), t.TempDir()
+	run := func() *proc {
+		cmd := exec.Command(bin, "--http-addr", freeAddr(t), "--nats-addr", freeAddr(t))
+		cmd.Dir = dir
+		p := launch(t, cmd)
+		waitReadyz(t, p.httpAddr)
+		return p
+	}
+	p := run()
+	batches, keys := durableBatches(time.Now().UnixMilli())
+	for i, b := range batches {
+		if code, r, err := post(p.httpAddr, b); code != http.StatusAccepted || err != nil {
+			t.Fatalf("batch %d: %d %+v %v", i, code, r, err)
+		}
+	}
+	testutil.Eventually(t, time.Minute, func() bool {
+		doc, err := clusterDoc(p.httpAddr)
+		if err != nil || len(doc.Sources) == 0 {
+			return false
+		}
+		for _, s := range doc.Sources {
+			if s.Applied != s.HighWatermark {
+				return false
+			}
+		}
+		return true
+	}, "the node never applied what it stored")
+	want := stateOf(t, p.httpAddr, keys)
+	if want[keys[0]].Window.Count == 0 {
+		t.Fatalf("no state to keep: %+v", want[keys[0]])
+	}
+	if st, err := os.Stat(filepath.Join(dir, "squall-data")); err != nil || !st.IsDir() {
+		t.Fatalf("no ./squall-data in the working directory: %v", err)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	p = run()
+	got := stateOf(t, p.httpAddr, keys)
+	for _, k := range keys {
+		if !reflect.DeepEqual(got[k], want[k]) {
+			t.Errorf("key %s after kill -9 and the same command again:\n got %+v\nwant %+v", k, got[k], want[k])
 		}
 	}
 }

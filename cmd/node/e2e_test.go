@@ -74,7 +74,13 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 		// otherwise: never the default ./squall-data.
 		args = append(args, "--data-dir", "")
 	}
-	p := &proc{cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
+	return launch(t, exec.Command(bin, args...))
+}
+
+// launch starts cmd, a node, and returns once it has logged its start.
+func launch(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, exited: make(chan error, 1)}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
