@@ -216,8 +216,10 @@ func scenarios(o *Options) []scenario {
 		scenario{"ingest/http/batch-100", httpThroughput(100)},
 		scenario{"ingest/nats/batch-1000", natsThroughput(1000)},
 		scenario{"ingest/nats-publish/batch-1000", natsPublish(1000)},
-		scenario{"ingest/http/latency", httpLatency},
-		scenario{"ingest/http-durable/latency", httpLatencyDurable},
+		scenario{"ingest/http/latency", httpLatency(100)},
+		scenario{"ingest/http-durable/latency", httpLatencyDurable(100)},
+		scenario{"ingest/http/latency/batch-1000", httpLatency(1000)},
+		scenario{"ingest/http-durable/latency/batch-1000", httpLatencyDurable(1000)},
 		scenario{"ingest/nats/latency", natsLatency},
 		scenario{"memory/" + count(sc.memoryKeys) + "-keys", memory},
 	)

@@ -274,7 +274,7 @@ type offered struct {
 	size int      // mean event size, bytes
 }
 
-// latencyAt offers rate events/s in batches of 100 through send, which
+// latencyAt offers rate events/s in batches of batch through send, which
 // returns once they are applied. It is open loop: each batch is sent on a
 // goroutine of its own at the time it is due, whether or not earlier ones
 // have been answered (up to 256 outstanding), so a slow answer does not
@@ -283,15 +283,14 @@ type offered struct {
 // recorded too, with the difference, the generator's own lateness: its
 // sleeps end on the runtime's timer, whose wake-ups on this VM land up to
 // ~1.2 ms after the due time, and that is not Squall's.
-func latencyAt(rate int, d time.Duration, send func(body []byte) error) (*offered, error) {
-	const batch = 100
+func latencyAt(rate, batch int, d time.Duration, send func(body []byte) error) (*offered, error) {
 	bs, size := bodies(256, batch, 99)
 	var sentH, dueH, lateH Histogram
 	sem := make(chan struct{}, 256)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	start := time.Now()
-	perBatch := time.Duration(float64(time.Second) * batch / float64(rate))
+	perBatch := time.Duration(float64(time.Second) * float64(batch) / float64(rate))
 	for i := 0; ; i++ {
 		due := start.Add(time.Duration(i) * perBatch)
 		if due.Sub(start) >= d {
@@ -346,17 +345,23 @@ func (r *run) latencyNodeIn(dir string) (httpAddr, natsURL, where string, err er
 	return n.HTTPAddr(), n.NATSURL(), "node in the harness's process", nil
 }
 
-func httpLatency(r *run) ([]Result, error) {
-	return httpLatencyIn(r, "", "POST sent → 202 (events applied)")
+// httpLatency: HTTP POST → 202 at the fixed offered load, in batches of
+// batch events, on a memory-only node (202 once applied).
+func httpLatency(batch int) func(r *run) ([]Result, error) {
+	return func(r *run) ([]Result, error) {
+		return httpLatencyIn(r, "", "POST sent → 202 (events applied)", batch)
+	}
 }
 
 // httpLatencyDurable: httpLatency on a node with a data directory: the
 // 202 comes once the batch is stored in the log.
-func httpLatencyDurable(r *run) ([]Result, error) {
-	return httpLatencyIn(r, r.tb.TempDir(), "POST sent → 202 (batch stored in the embedded JetStream log)")
+func httpLatencyDurable(batch int) func(r *run) ([]Result, error) {
+	return func(r *run) ([]Result, error) {
+		return httpLatencyIn(r, r.tb.TempDir(), "POST sent → 202 (batch stored in the embedded JetStream log)", batch)
+	}
 }
 
-func httpLatencyIn(r *run, dir, measured string) ([]Result, error) {
+func httpLatencyIn(r *run, dir, measured string, batch int) ([]Result, error) {
 	addr, _, where, err := r.latencyNodeIn(dir)
 	if err != nil {
 		return nil, err
@@ -367,7 +372,7 @@ func httpLatencyIn(r *run, dir, measured string) ([]Result, error) {
 	if err := warm(cl, url); err != nil {
 		return nil, err
 	}
-	res, err := r.latency("HTTP", measured, where, func(b []byte) error {
+	res, err := r.latency("HTTP", measured, where, batch, func(b []byte) error {
 		_, err := postBody(cl, url, b)
 		return err
 	})
@@ -377,7 +382,7 @@ func httpLatencyIn(r *run, dir, measured string) ([]Result, error) {
 	// The floor: a request that does nothing, at the same request rate,
 	// between the same two processes.
 	r.status("the floor: GET %s at the same request rate", api.PathHealthz)
-	floor, err := latencyAt(r.sc.latencyRate, r.sc.latencyFor/2, func([]byte) error {
+	floor, err := latencyAt(r.sc.latencyRate, batch, r.sc.latencyFor/2, func([]byte) error {
 		resp, err := cl.Get("http://" + addr + api.PathHealthz)
 		if err != nil {
 			return err
@@ -408,7 +413,7 @@ func natsLatency(r *run) ([]Result, error) {
 		return nil, err
 	}
 	defer nc.Close()
-	return r.latency("NATS", "request sent → reply (events applied)", where, func(b []byte) error {
+	return r.latency("NATS", "request sent → reply (events applied)", where, 100, func(b []byte) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, err := nc.RequestWithContext(ctx, "squall.events", b)
@@ -417,16 +422,16 @@ func natsLatency(r *run) ([]Result, error) {
 }
 
 // latency offers the scenario's fixed load through send and makes the row.
-func (r *run) latency(over, measured, where string, send func(body []byte) error) ([]Result, error) {
+func (r *run) latency(over, measured, where string, batch int, send func(body []byte) error) ([]Result, error) {
 	r.status("offering %s events/s over %s", count(r.sc.latencyRate), over)
 	m0 := sampleMachine()
-	o, err := latencyAt(r.sc.latencyRate, r.sc.latencyFor, send)
+	o, err := latencyAt(r.sc.latencyRate, batch, r.sc.latencyFor, send)
 	if err != nil {
 		return nil, err
 	}
 	m1 := sampleMachine()
 	return []Result{{Scenario: r.name, Group: "ingest",
-		Setup:   Setup{Keys: ingestKeys, EventBytes: o.size, Batch: 100, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: o.sent.Samples * 100},
+		Setup:   Setup{Keys: ingestKeys, EventBytes: o.size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: o.sent.Samples * batch},
 		Latency: o.sent, AllocsPerEvent: -1, Duration: r.sc.latencyFor,
 		Figures: []Figure{{"measured", measured}, {"node", where},
 			{"from due", o.due.String() + ", the generator's lateness (due → sent) " + o.late.String()},
