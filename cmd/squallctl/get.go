@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/client"
 	"github.com/squallhq/squall/window"
 )
 
@@ -58,6 +60,9 @@ func (a *app) get(ctx context.Context, w io.Writer, key string) error {
 	ctx, cancel := a.request(ctx)
 	defer cancel()
 	raw, err := c.GetRaw(ctx, key)
+	if errors.Is(err, client.ErrNotFound) {
+		return fmt.Errorf("key %q has no live actor: no event yet, or none within the node's --idle-ttl", key)
+	}
 	if err != nil {
 		return fmt.Errorf("get %q: %w", key, err)
 	}

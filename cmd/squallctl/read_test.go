@@ -70,7 +70,7 @@ func TestGet(t *testing.T) {
 
 	r = ctl(t, n, "", "get", "nope")
 	expect(t, r, 1)
-	if !strings.Contains(r.err, `get "nope": client: key has no live actor`) {
+	if !strings.Contains(r.err, `squallctl: key "nope" has no live actor`) {
 		t.Fatalf("stderr %q", r.err)
 	}
 	expect(t, ctl(t, n, "", "get"), 2)
