@@ -120,7 +120,8 @@ func (a *app) send(ctx context.Context, args []string, o sendOptions) error {
 		rctx, cancel := a.request(ctx)
 		res, err := c.Send(rctx, in.events[start:end]...)
 		cancel()
-		if se, ok := errors.AsType[*client.StatusError](err); ok && se.Response != nil {
+		if se, ok := errors.AsType[*client.StatusError](err); ok && se.Response != nil &&
+			se.Response.Accepted+len(se.Response.Rejected)+se.Response.RejectedOmitted >= end-start {
 			res, err = se.Response, nil // the node decided on each event: the answer says how
 		}
 		if err != nil {

@@ -158,6 +158,11 @@ func TestToken(t *testing.T) {
 	if !strings.Contains(r.err, "401") || !strings.Contains(r.err, "missing or wrong bearer token") {
 		t.Fatalf("stderr %q", r.err)
 	}
+	r = ctl(t, n, "", "send", "t=1")
+	expect(t, r, 1)
+	if !strings.Contains(r.err, "events 0 to 0 not sent: squall: 401 Unauthorized: missing or wrong bearer token") {
+		t.Fatalf("stderr %q", r.err)
+	}
 	expect(t, ctl(t, n, "", "--token", "s3cret", "send", "t=1"), 0, "accepted:     1\n")
 	expect(t, ctl(t, n, "", "--token-file", writeFile(t, "token", "s3cret\n"), "keys"), 0, "t  ")
 	t.Setenv(envToken, "s3cret")
