@@ -92,3 +92,43 @@ func TestHelpAndUsage(t *testing.T) {
 	r := ctl(t, nil, "", "--server", "localhost:8080", "keys")
 	expect(t, r, 2)
 }
+
+func TestRanges(t *testing.T) {
+	for _, c := range []struct {
+		in   []int32
+		want string
+	}{
+		{nil, ""},
+		{[]int32{5}, "5"},
+		{[]int32{3, 1, 2, 0}, "0-3"},
+		{[]int32{0, 1, 2, 5, 7, 8, 11}, "0-2,5,7-8,11"},
+	} {
+		if got := ranges(c.in); got != c.want {
+			t.Errorf("ranges(%v) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// YAML keeps the JSON document's field order and quotes the strings that
+// would read as something else.
+func TestJSONToYAML(t *testing.T) {
+	got, err := jsonToYAML([]byte(`{"z":1,"a":"true","n":"0/0","s":"web-1.cpu","l":[1,{"k":null}],"e":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `z: 1
+a: "true"
+n: 0/0
+s: web-1.cpu
+l:
+  - 1
+  - k: null
+e: {}
+`
+	if string(got) != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if _, err := jsonToYAML([]byte(`{"a":`)); err == nil {
+		t.Fatal("no error on broken JSON")
+	}
+}

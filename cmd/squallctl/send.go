@@ -262,6 +262,9 @@ func parseTS(s string) (int64, error) {
 func (a *app) readEvents(o sendOptions) (*input, error) {
 	var r io.Reader = a.in
 	name := "standard input"
+	if o.file == "" && isTerminal(a.in) {
+		return nil, usageError{errors.New("no events: give them as KEY=VALUE arguments, with -f FILE, or on standard input")}
+	}
 	if o.file != "" && o.file != "-" {
 		f, err := os.Open(o.file)
 		if err != nil {
