@@ -54,7 +54,7 @@ func TestThreeNodesKafka(t *testing.T) {
 		return len(view.Assignment) == partitions
 	}, "three members, all ready")
 	r := ctl(t, nodes[0], "", "cluster")
-	expect(t, r, 0, "cluster      ctl\n", "answered by  n1\n", "zookeeper    connected\n", "PARTITION MAP\n", "PEERS of n1\n", "KAFKA SOURCES of n1\n")
+	expect(t, r, 0, "cluster      ctl\n", "answered by  n1\n", "zookeeper    connected\n", "PARTITION MAP\n", "PEERS of n1", "KAFKA SOURCES of n1\n")
 	owned := 0
 	for _, id := range []string{"n1", "n2", "n3"} {
 		if f := fields(t, r.out, id); f[len(f)-1] != "yes" {
