@@ -53,6 +53,8 @@ func TestRulesCheck(t *testing.T) {
 		t.Fatalf("stderr %q", r.err)
 	}
 	expect(t, ctl(t, nil, "", "rules", "check"), 2)
+	expect(t, ctl(t, nil, "", "rules", "frobnicate"), 2)
+	expect(t, ctl(t, nil, "", "rules"), 0, "squallctl rules check rules.yaml")
 }
 
 func TestCompletion(t *testing.T) {

@@ -14,9 +14,16 @@ import (
 
 func (a *app) rulesCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "rules",
-		Short: "Work with alert rules files",
-		Args:  noArgs,
+		Use:     "rules",
+		Short:   "Work with alert rules files",
+		Example: "  squallctl rules check rules.yaml",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	def := window.DefaultShape()
 	var retention, resolution time.Duration
