@@ -31,7 +31,8 @@ rate in events per second, p50/p95/p99), the state of each alert rule that
 matches the key, and the key's most recent events.
 
 With -o json the node's key-state document is printed as the node sent it.
-With --watch the state is shown again every --interval until interrupted.`,
+With --watch the state is shown again every --interval until interrupted;
+with -o json, one document per line.`,
 		Example: `  squallctl get web-1.cpu
   squallctl get 'db-3.disk./var' -o json
   squallctl get web-1.cpu --watch --interval 1s`,
@@ -96,14 +97,22 @@ func (a *app) watchKey(ctx context.Context, key string, interval time.Duration) 
 		if clear {
 			b.WriteString("\033[H\033[2J")
 		}
-		fmt.Fprintf(&b, "%s  every %v\n\n", time.Now().UTC().Format(time.RFC3339), interval)
+		switch a.output {
+		case outTable:
+			fmt.Fprintf(&b, "%s  every %v\n\n", time.Now().UTC().Format(time.RFC3339), interval)
+		case outYAML:
+			b.WriteString("---\n")
+		}
 		if err := a.get(ctx, &b, key); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if a.output != outTable {
+				return err // a stream of documents has no room for it
+			}
 			fmt.Fprintf(&b, "%v\n", err)
 		}
-		if !clear {
+		if !clear && a.output == outTable {
 			b.WriteString("\n")
 		}
 		if _, err := a.out.Write(b.Bytes()); err != nil {

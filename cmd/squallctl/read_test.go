@@ -91,6 +91,19 @@ func TestGetWatch(t *testing.T) {
 	if frames := strings.Count(out.String(), "every 10ms\n"); frames < 2 {
 		t.Fatalf("%d frames:\n%s", frames, out.String())
 	}
+
+	// -o json: one document per line, nothing else.
+	out, _, stop = background(t, n, "get", "w", "--watch", "--interval", "10ms", "-o", "json")
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Count(out.String(), "\n") >= 2 }, "two documents")
+	if code := stop(); code != 0 {
+		t.Fatalf("-o json: exit status %d", code)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		var st api.KeyState
+		if err := json.Unmarshal([]byte(l), &st); err != nil || st.Key != "w" || st.Window.Count != 2 {
+			t.Fatalf("line %q: %v", l, err)
+		}
+	}
 }
 
 func TestKeys(t *testing.T) {
