@@ -125,7 +125,7 @@ func (a *app) send(ctx context.Context, args []string, o sendOptions) error {
 			res, err = se.Response, nil // the node decided on each event: the answer says how
 		}
 		if err != nil {
-			sendErr = fmt.Errorf("events %d to %d not sent: %w", in.index[start], in.index[end-1], err)
+			sendErr = fmt.Errorf("stopped at event %d: %d of %s not sent: %w", in.index[start], len(in.events)-start, plural(in.total, "event"), err)
 			break
 		}
 		mergeAnswer(&sum, res, in.index[start:end])

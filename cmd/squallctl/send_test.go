@@ -160,7 +160,7 @@ func TestToken(t *testing.T) {
 	}
 	r = ctl(t, n, "", "send", "t=1")
 	expect(t, r, 1)
-	if !strings.Contains(r.err, "events 0 to 0 not sent: squall: 401 Unauthorized: missing or wrong bearer token") {
+	if !strings.Contains(r.err, "stopped at event 0: 1 of 1 event not sent: squall: 401 Unauthorized: missing or wrong bearer token") {
 		t.Fatalf("stderr %q", r.err)
 	}
 	expect(t, ctl(t, n, "", "--token", "s3cret", "send", "t=1"), 0, "accepted:     1\n")
