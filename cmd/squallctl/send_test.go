@@ -49,6 +49,12 @@ rejected:     0
 	if c := count(t, n, "a=b"); c != 1 {
 		t.Fatalf("count of a=b %d, want 1", c)
 	}
+	// No node there: the client's attempts fail, the exit status is 1.
+	r = ctl(t, nil, "", "--server", "http://127.0.0.1:1", "send", "k=1", "k=2")
+	expect(t, r, 1, "accepted:     0\n")
+	if !strings.Contains(r.err, "stopped at event 0: 2 of 2 events not sent: client: send: ") || !strings.Contains(r.err, "connection refused") {
+		t.Fatalf("stderr %q", r.err)
+	}
 }
 
 // Events the node rejects are listed with their index, field and reason,
