@@ -14,21 +14,8 @@ import (
 	"github.com/squallhq/squall/client"
 )
 
-// alertDoc is the alert document (docs/rules.md) of a transition.
-type alertDoc struct {
-	ID        string            `json:"id"`
-	Rule      string            `json:"rule"`
-	Key       string            `json:"key"`
-	State     string            `json:"state"`
-	Value     *float64          `json:"value"`
-	Threshold float64           `json:"threshold"`
-	Severity  string            `json:"severity"`
-	Labels    map[string]string `json:"labels"`
-	StartedAt int64             `json:"started_at"`
-	At        int64             `json:"at"`
-}
-
-func (d *alertDoc) value() string {
+// alertValue formats an alert's value, "-" when null.
+func alertValue(d *api.Alert) string {
 	if d.Value == nil {
 		return "-"
 	}
@@ -93,11 +80,11 @@ func (a *app) writeFiring(alerts []api.FiringAlert) error {
 	}
 	t := newTable(a.out, "NODE", "KEY", "RULE", "SEVERITY", "VALUE", "THRESHOLD", "SINCE")
 	for _, f := range alerts {
-		var d alertDoc
+		var d api.Alert
 		if err := json.Unmarshal(f.Alert, &d); err != nil {
 			return fmt.Errorf("alert document %s: %w", f.Alert, err)
 		}
-		t.row(f.Node, d.Key, d.Rule, dash(d.Severity), d.value(), num(d.Threshold), msTime(d.StartedAt))
+		t.row(f.Node, d.Key, d.Rule, dash(d.Severity), alertValue(&d), num(d.Threshold), msTime(d.StartedAt))
 	}
 	return t.flush()
 }
@@ -166,12 +153,12 @@ func (a *app) printTransition(m *nats.Msg) error {
 		_, err = fmt.Fprintf(a.out, "---\n%s", y)
 		return err
 	}
-	var d alertDoc
+	var d api.Alert
 	if err := json.Unmarshal(m.Data, &d); err != nil {
 		fmt.Fprintf(a.out, "unreadable alert on %s: %v\n", m.Subject, err)
 		return nil
 	}
-	line := fmt.Sprintf("%s  %-8s  %s  %s  value=%s threshold=%s", msTime(d.At), d.State, d.Rule, d.Key, d.value(), num(d.Threshold))
+	line := fmt.Sprintf("%s  %-8s  %s  %s  value=%s threshold=%s", msTime(d.At), d.State, d.Rule, d.Key, alertValue(&d), num(d.Threshold))
 	if d.Severity != "" {
 		line += " severity=" + d.Severity
 	}

@@ -183,7 +183,7 @@ func TestAlerts(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.out), &doc); err != nil || len(doc.Alerts) != 1 || doc.Alerts[0].Node != "n1" {
 		t.Fatalf("-o json: %v\n%s", err, r.out)
 	}
-	var a alertDoc
+	var a api.Alert
 	if err := json.Unmarshal(doc.Alerts[0].Alert, &a); err != nil || a.ID != "high-cpu/web-1.cpu/1764064800000/firing" {
 		t.Fatalf("alert %s: %v", doc.Alerts[0].Alert, err)
 	}
@@ -216,7 +216,7 @@ func TestAlertsTail(t *testing.T) {
 			continue
 		}
 		for i, state := range []string{"firing", "resolved"} {
-			var a alertDoc
+			var a api.Alert
 			if err := json.Unmarshal([]byte(lines[i]), &a); err != nil || a.Key != key || a.State != state {
 				t.Fatalf("line %d %q: %v", i, lines[i], err)
 			}
