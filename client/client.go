@@ -463,7 +463,8 @@ func (c *Client) Cluster(ctx context.Context) (*api.Cluster, error) {
 
 // Alerts returns the alerts firing now (GET /debug/alerts) on the node or,
 // with ScopeCluster, on every member; members that did not answer are named
-// in the answer's Errors. Scope "" is the node's default, ScopeNode.
+// in the answer's Errors. Scope "" is the node's default, ScopeNode. Each
+// entry's Alert decodes into an api.Alert.
 func (c *Client) Alerts(ctx context.Context, scope Scope) (*api.Alerts, error) {
 	q := url.Values{}
 	if scope != "" {

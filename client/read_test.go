@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/client"
 	"github.com/squallhq/squall/event"
 	"github.com/squallhq/squall/node"
@@ -58,8 +59,9 @@ func TestReads(t *testing.T) {
 	if err != nil || len(al.Alerts) != 1 || al.Alerts[0].Node != "n1" {
 		t.Fatalf("Alerts() = %+v, %v", al, err)
 	}
-	var doc struct{ Rule, Key, State string }
-	if err := json.Unmarshal(al.Alerts[0].Alert, &doc); err != nil || doc.Rule != "high" || doc.Key != "web-1" || doc.State != "firing" {
+	var doc api.Alert
+	if err := json.Unmarshal(al.Alerts[0].Alert, &doc); err != nil || doc.Rule != "high" || doc.Key != "web-1" || doc.State != "firing" ||
+		doc.Value == nil || *doc.Value != 95 || doc.ID != "high/web-1/1764064800000/firing" {
 		t.Fatalf("alert %s: %v", al.Alerts[0].Alert, err)
 	}
 
