@@ -1,6 +1,7 @@
 # Squall — see README.md. Every target works on a fresh machine with Go 1.26.
 GO        ?= go
 BIN       := bin/squall-node
+CTL       := bin/squallctl
 PKGS      := ./...
 BENCHTIME ?= 1s
 
@@ -8,8 +9,9 @@ BENCHTIME ?= 1s
 
 all: build
 
-build: ## build bin/squall-node
+build: ## build bin/squall-node and bin/squallctl
 	$(GO) build -o $(BIN) ./cmd/node
+	$(GO) build -o $(CTL) ./cmd/squallctl
 
 run: build ## start a standalone node: HTTP 127.0.0.1:8080, embedded NATS 127.0.0.1:4222
 	./$(BIN) $(ARGS)

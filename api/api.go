@@ -109,8 +109,34 @@ type FiringAlert struct {
 	// Node serves the key.
 	Node string `json:"node"`
 	// Alert is the alert document (docs/rules.md) of the alert's
-	// transition to firing.
+	// transition to firing: an Alert.
 	Alert json.RawMessage `json:"alert"`
+}
+
+// Alert is the alert document (docs/rules.md) of a rule's transition on a
+// key, as published on NATS (<prefix>.<key>), written to Kafka and listed by
+// GET /debug/alerts.
+type Alert struct {
+	// ID is "<rule>/<key>/<at>/<state>": the same transition, published
+	// again, has the same id.
+	ID    string `json:"id"`
+	Rule  string `json:"rule"`
+	Key   string `json:"key"`
+	State string `json:"state"` // "firing" or "resolved"
+	// Value is the rule's aggregate at the transition; null when there
+	// was none (an absent rule, an empty window).
+	Value     *float64          `json:"value"`
+	Threshold float64           `json:"threshold"`
+	Severity  string            `json:"severity"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// StartedAt is when the alert started, in epoch milliseconds: for a
+	// threshold rule the event time its condition began to hold; for an
+	// absent rule the wall time the key was last seen.
+	StartedAt int64 `json:"started_at"`
+	// At is when the transition happened, in epoch milliseconds: the event
+	// time of the evaluation for a threshold rule; for an absent rule's
+	// firing, the last seen time plus the rule's absent duration.
+	At int64 `json:"at"`
 }
 
 // Alerts is the GET /debug/alerts document.

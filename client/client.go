@@ -1,5 +1,6 @@
 // Package client is the Go client of a Squall node: send events over HTTP
-// or NATS, read a key's state over HTTP.
+// or NATS; read a key's state, list keys, describe the cluster and list the
+// firing alerts over HTTP.
 //
 // # Retries
 //
@@ -392,28 +393,133 @@ func (c *Client) sendNATS(ctx context.Context, body []byte) (*api.IngestResponse
 
 // Get returns the state of key, or ErrNotFound.
 func (c *Client) Get(ctx context.Context, key string) (*api.KeyState, error) {
-	req, err := c.request(ctx, http.MethodGet, api.PathActor+url.PathEscape(key), nil)
+	var st api.KeyState
+	if err := c.getInto(ctx, api.PathActor+url.PathEscape(key), nil, true, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// GetRaw returns the key-state document of key as the node sent it (the
+// JSON of api.KeyState, byte for byte), or ErrNotFound.
+func (c *Client) GetRaw(ctx context.Context, key string) (json.RawMessage, error) {
+	return c.getBody(ctx, api.PathActor+url.PathEscape(key), nil, true)
+}
+
+// Scope says which nodes a listing covers.
+type Scope string
+
+// Scopes of Keys and Alerts.
+const (
+	// ScopeNode covers the node the client talks to.
+	ScopeNode Scope = "node"
+	// ScopeCluster covers every member of the cluster (the same as
+	// ScopeNode on a standalone node).
+	ScopeCluster Scope = "cluster"
+)
+
+// KeysOptions filters Keys.
+type KeysOptions struct {
+	// Prefix keeps the keys that start with it. Default "": every key.
+	Prefix string
+	// Limit is the most keys returned; 0 means the node's default (100).
+	// The node refuses more than its maximum (10,000 by default).
+	Limit int
+	// Scope is ScopeNode or ScopeCluster. Default "": the node's default,
+	// ScopeNode.
+	Scope Scope
+}
+
+// Keys lists live keys, sorted by key (GET /debug/actors). The answer's
+// Truncated is set when more keys matched than the limit.
+func (c *Client) Keys(ctx context.Context, o KeysOptions) (*api.KeyList, error) {
+	q := url.Values{}
+	if o.Prefix != "" {
+		q.Set("prefix", o.Prefix)
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Scope != "" {
+		q.Set("scope", string(o.Scope))
+	}
+	var kl api.KeyList
+	if err := c.getInto(ctx, api.PathActors, q, false, &kl); err != nil {
+		return nil, err
+	}
+	return &kl, nil
+}
+
+// Cluster describes the cluster as the node sees it (GET /debug/cluster):
+// members, leader, epoch and generation, the partition assignment, traffic
+// with each peer, and whether the node is ready.
+func (c *Client) Cluster(ctx context.Context) (*api.Cluster, error) {
+	var doc api.Cluster
+	if err := c.getInto(ctx, api.PathCluster, nil, false, &doc); err != nil {
+		return nil, err
+	}
+	return &doc, nil
+}
+
+// Alerts returns the alerts firing now (GET /debug/alerts) on the node or,
+// with ScopeCluster, on every member; members that did not answer are named
+// in the answer's Errors. Scope "" is the node's default, ScopeNode. Each
+// entry's Alert decodes into an api.Alert.
+func (c *Client) Alerts(ctx context.Context, scope Scope) (*api.Alerts, error) {
+	q := url.Values{}
+	if scope != "" {
+		q.Set("scope", string(scope))
+	}
+	var doc api.Alerts
+	if err := c.getInto(ctx, api.PathAlerts, q, false, &doc); err != nil {
+		return nil, err
+	}
+	return &doc, nil
+}
+
+// getInto GETs path?q and decodes the JSON answer into v (see getBody).
+func (c *Client) getInto(ctx context.Context, path string, q url.Values, notFound bool, v any) error {
+	body, err := c.getBody(ctx, path, q, notFound)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("client: GET %s: unreadable answer: %w", path, err)
+	}
+	return nil
+}
+
+// getBody GETs path?q and returns the body of a 200 answer; any other is a
+// *StatusError, or ErrNotFound for a 404 when notFound is set.
+func (c *Client) getBody(ctx context.Context, path string, q url.Values, notFound bool) ([]byte, error) {
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	req, err := c.request(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("client: get: %w", err)
+		return nil, fmt.Errorf("client: GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
+	if notFound && resp.StatusCode == http.StatusNotFound {
 		return nil, ErrNotFound
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("client: GET %s: %w", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e api.Error
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e)
-		return nil, &StatusError{Status: resp.StatusCode, Message: e.Error}
+		if json.Unmarshal(body, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(body[:min(len(body), 512)]))
+		}
+		return nil, &StatusError{Status: resp.StatusCode, Message: e.Error,
+			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
-	var st api.KeyState
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, fmt.Errorf("client: get: %w", err)
-	}
-	return &st, nil
+	return body, nil
 }
 
 func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {

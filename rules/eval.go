@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/window"
 )
 
@@ -41,22 +42,10 @@ func (t *Transition) ID() string {
 	return t.Rule + "/" + t.Key + "/" + strconv.FormatInt(t.At, 10) + "/" + t.State
 }
 
-// MarshalJSON encodes the alert document (docs/rules.md), id first. A non-finite
+// MarshalJSON encodes the alert document (docs/rules.md, api.Alert), id first. A non-finite
 // Value is encoded as null.
 func (t Transition) MarshalJSON() ([]byte, error) {
-	type doc struct {
-		ID        string            `json:"id"`
-		Rule      string            `json:"rule"`
-		Key       string            `json:"key"`
-		State     string            `json:"state"`
-		Value     *float64          `json:"value"`
-		Threshold float64           `json:"threshold"`
-		Severity  string            `json:"severity"`
-		Labels    map[string]string `json:"labels,omitempty"`
-		StartedAt int64             `json:"started_at"`
-		At        int64             `json:"at"`
-	}
-	d := doc{ID: t.ID(), Rule: t.Rule, Key: t.Key, State: t.State, Threshold: t.Threshold,
+	d := api.Alert{ID: t.ID(), Rule: t.Rule, Key: t.Key, State: t.State, Threshold: t.Threshold,
 		Severity: t.Severity, Labels: t.Labels, StartedAt: t.StartedAt, At: t.At}
 	if !math.IsNaN(t.Value) && !math.IsInf(t.Value, 0) {
 		v := t.Value
