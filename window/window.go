@@ -153,6 +153,7 @@ type extra struct {
 
 	rids  [][]byte            // ids of recent events, parallel to Window.ring
 	rtags []map[string]string // tags of recent events, parallel to Window.ring
+	rout  []Outcome           // outcomes of recent events, parallel to Window.ring; nil while all were applied
 
 	tags     map[string]string // tags of the last (max ts) applied event that had tags
 	tagsTS   int64
@@ -213,6 +214,7 @@ func (w *Window) Add(ev *event.Event) Outcome {
 		}
 		if b <= w.newest-R {
 			w.late++
+			w.keepDropped(ts, ev, Late)
 			return Late
 		}
 	}
@@ -221,6 +223,7 @@ func (w *Window) Add(ev *event.Event) Outcome {
 		h = idHash(ev.ID)
 		if w.x != nil && w.x.ids.contains(h, max(b, w.newest)-R) {
 			w.dups++
+			w.keepDropped(ts, ev, Duplicate)
 			return Duplicate
 		}
 	}
@@ -239,7 +242,7 @@ func (w *Window) Add(ev *event.Event) Outcome {
 		tags = w.noteTags(ts, ev.Tags)
 	}
 	if n := w.shape.Recent; n > 0 {
-		w.pushRecent(n, ts, ev.Value, ev.ID, tags)
+		w.pushRecent(n, ts, ev.Value, ev.ID, tags, Applied)
 	}
 	w.applied++
 	return Applied
