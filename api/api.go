@@ -12,15 +12,19 @@ import (
 
 // Paths of the HTTP API.
 const (
-	PathEvents  = "/v1/events"
-	PathActors  = "/debug/actors"
-	PathActor   = "/debug/actors/" // followed by the percent-encoded key
-	PathCluster = "/debug/cluster"
-	PathAlerts  = "/debug/alerts"
-	PathMetrics = "/metrics"
-	PathHealthz = "/healthz"
-	PathReadyz  = "/readyz"
-	PathPprof   = "/debug/pprof/"
+	PathEvents = "/v1/events"
+	PathActors = "/debug/actors"
+	PathActor  = "/debug/actors/" // followed by the percent-encoded key
+	// PathActorEvents follows PathActor and the percent-encoded key: the
+	// key's kept events (KeyEvents). A key that itself ends in "/events"
+	// must have its "/" sent as %2F (url.PathEscape does).
+	PathActorEvents = "/events"
+	PathCluster     = "/debug/cluster"
+	PathAlerts      = "/debug/alerts"
+	PathMetrics     = "/metrics"
+	PathHealthz     = "/healthz"
+	PathReadyz      = "/readyz"
+	PathPprof       = "/debug/pprof/"
 )
 
 // IngestResponse answers POST /v1/events (and a NATS request on the events
@@ -86,6 +90,38 @@ type KeyState struct {
 	Tags              map[string]string            `json:"tags,omitempty"`
 	Rules             []RuleState                  `json:"rules"`
 	Recent            []event.Event                `json:"recent"`
+}
+
+// KeyEvents is the document of GET /debug/actors/{key}/events: the last
+// events a key's actor received, with what became of each — what a replay
+// of the key needs.
+//
+// A key actor keeps its last Kept events (--recent-events, default 32) of
+// any outcome, in the order it received them, with their ids and tags.
+// While Complete, they are every event behind the key's state, and applying
+// them in order to a fresh key actor of the same node rebuilds that state
+// (package replay); beyond, only the log (Kafka or JetStream) has them all.
+type KeyEvents struct {
+	Key       string `json:"key"`
+	Node      string `json:"node"`
+	Partition int32  `json:"partition"`
+	// Kept is the most events a key actor keeps (--recent-events).
+	Kept int `json:"kept"`
+	// Received counts the events the key's actor received, of any outcome
+	// (events_applied + late_dropped + duplicates_dropped of its state).
+	Received uint64 `json:"received"`
+	// Complete is true when Events holds all Received events.
+	Complete bool `json:"complete"`
+	// Events are the kept events, oldest first.
+	Events []KeptEvent `json:"events"`
+}
+
+// KeptEvent is one event a key actor kept: the event as the key applied it
+// (ts as clamped by the window) and its outcome.
+type KeptEvent struct {
+	event.Event
+	// Outcome is "applied", "late" or "duplicate".
+	Outcome string `json:"outcome"`
 }
 
 // RuleState is one alert rule's state on a key.

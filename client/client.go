@@ -392,13 +392,29 @@ func (c *Client) sendNATS(ctx context.Context, body []byte) (*api.IngestResponse
 
 // Get returns the state of key, or ErrNotFound.
 func (c *Client) Get(ctx context.Context, key string) (*api.KeyState, error) {
-	req, err := c.request(ctx, http.MethodGet, api.PathActor+url.PathEscape(key), nil)
+	return getDoc[api.KeyState](ctx, c, "get", api.PathActor+url.PathEscape(key))
+}
+
+// Events returns the events key's actor keeps (GET
+// /debug/actors/{key}/events): its last --recent-events events of any
+// outcome, with ids and tags, and whether they are all the events behind
+// its state (api.KeyEvents.Complete). In a cluster the node asks the key's
+// owner. It returns ErrNotFound when the key has no live actor, a
+// *StatusError for another non-200 answer. It is safe for concurrent use.
+func (c *Client) Events(ctx context.Context, key string) (*api.KeyEvents, error) {
+	return getDoc[api.KeyEvents](ctx, c, "events", api.PathActor+url.PathEscape(key)+api.PathActorEvents)
+}
+
+// getDoc GETs path and decodes its JSON document into a D; what names the
+// call in errors.
+func getDoc[D any](ctx context.Context, c *Client, what, path string) (*D, error) {
+	req, err := c.request(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("client: get: %w", err)
+		return nil, fmt.Errorf("client: %s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
@@ -409,11 +425,11 @@ func (c *Client) Get(ctx context.Context, key string) (*api.KeyState, error) {
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e)
 		return nil, &StatusError{Status: resp.StatusCode, Message: e.Error}
 	}
-	var st api.KeyState
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, fmt.Errorf("client: get: %w", err)
+	var doc D
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		return nil, fmt.Errorf("client: %s: %w", what, err)
 	}
-	return &st, nil
+	return &doc, nil
 }
 
 func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {

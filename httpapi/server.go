@@ -36,6 +36,9 @@ type Backend interface {
 	// Get returns a key's state; an error wrapping actors.ErrNotFound when
 	// the key has no live actor.
 	Get(ctx context.Context, key string) (*api.KeyState, error)
+	// Events returns the events a key's actor keeps; an error wrapping
+	// actors.ErrNotFound when the key has no live actor.
+	Events(ctx context.Context, key string) (*api.KeyEvents, error)
 	// List returns live keys with prefix, at most limit, of this node or,
 	// with cluster, of every node.
 	List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error)
@@ -169,7 +172,13 @@ func (s *Server) Handler() http.Handler {
 				writeJSON(w, http.StatusMethodNotAllowed, api.Error{Error: "method not allowed"})
 				return
 			}
-			s.getActor(w, r, rest)
+			// "{key}/events", the "/" literal (a key's own "/" is sent as %2F
+			// by the Go client): the key's kept events.
+			if k, ok := strings.CutSuffix(rest, api.PathActorEvents); ok && k != "" {
+				serveKey(w, r, k, s.backend.Events)
+				return
+			}
+			serveKey(w, r, rest, s.backend.Get)
 			return
 		}
 		if h, pattern := s.mux.Handler(r); pattern == "" {
@@ -386,7 +395,9 @@ func (h *heldReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *Server) getActor(w http.ResponseWriter, r *http.Request, escaped string) {
+// serveKey answers a read of one key's document, the key percent-encoded
+// in escaped.
+func serveKey[D any](w http.ResponseWriter, r *http.Request, escaped string, read func(context.Context, string) (*D, error)) {
 	key, err := url.PathUnescape(escaped)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad key escape: " + err.Error()})
@@ -396,14 +407,14 @@ func (s *Server) getActor(w http.ResponseWriter, r *http.Request, escaped string
 		writeJSON(w, http.StatusBadRequest, api.Error{Error: "key longer than " + strconv.Itoa(event.MaxKeyBytes) + " bytes"})
 		return
 	}
-	st, err := s.backend.Get(r.Context(), key)
+	doc, err := read(r.Context(), key)
 	switch {
 	case errors.Is(err, actors.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, api.Error{Error: "key " + strconv.Quote(key) + " has no live actor"})
 	case err != nil:
 		unavailable(w, api.Error{Error: err.Error()})
 	default:
-		writeJSON(w, http.StatusOK, st)
+		writeJSON(w, http.StatusOK, doc)
 	}
 }
 
