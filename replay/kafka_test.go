@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/node"
 	"github.com/squallhq/squall/replay"
 )
@@ -62,14 +60,7 @@ func TestReplayKafka(t *testing.T) {
 	if own := replay.KeyPartition(key, 4); where == own {
 		t.Fatalf("the key's records are in partition %d, the node's own: the test needs another partitioner or key", where)
 	}
-	testutil.Eventually(t, 20*time.Second, func() bool {
-		st, err := n.Get(ctx, key)
-		return err == nil && st.EventsApplied+st.LateDropped+st.DuplicatesDropped == uint64(len(want))
-	}, "the key's records not applied")
-	live, err := c.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	live := liveState(t, n, c)
 
 	kcfg := replay.DefaultKafkaConfig()
 	kcfg.Opts, kcfg.Topic, kcfg.Partition = []kgo.Opt{kgo.SeedBrokers(kc.ListenAddrs()...)}, topic, where

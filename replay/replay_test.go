@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/client"
 	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/node"
 	"github.com/squallhq/squall/replay"
 	"github.com/squallhq/squall/rules"
@@ -123,6 +125,23 @@ func run(t *testing.T, rc replay.Config, src replay.Source) (*replay.Result, []r
 		t.Fatal(err)
 	}
 	return res, steps
+}
+
+// liveState waits until n has applied every event of key in keyEvents
+// (fed through a log, the node applies them after it answers) and returns
+// the key's state as the node serves it over HTTP.
+func liveState(t *testing.T, n *node.Node, c *client.Client) *api.KeyState {
+	t.Helper()
+	ctx := context.Background()
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		st, err := n.Get(ctx, key)
+		return err == nil && st.EventsApplied+st.LateDropped+st.DuplicatesDropped == uint64(len(want))
+	}, "the key's events not applied")
+	live, err := c.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return live
 }
 
 func sendAll(t *testing.T, c *client.Client, evs []event.Event) {
