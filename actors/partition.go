@@ -417,6 +417,7 @@ func (p *partition) events(k *Key) *api.KeyEvents {
 		Partition: p.id,
 		Kept:      p.e.cfg.Shape.Recent,
 		Received:  applied + late + dup,
+		Restore:   k.oldestOffset(p.windowBuckets),
 		Events:    make([]api.KeptEvent, len(rec)),
 	}
 	ke.Complete = ke.Received == uint64(len(rec))

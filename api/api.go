@@ -112,6 +112,11 @@ type KeyEvents struct {
 	Received uint64 `json:"received"`
 	// Complete is true when Events holds all Received events.
 	Complete bool `json:"complete"`
+	// Restore is the offset (Kafka offset, or JetStream stream sequence)
+	// of the oldest log record whose event is in the key's window: a replay
+	// of the key's log partition from there rebuilds its window. -1 when
+	// the node has no log (--data-dir "" without Kafka).
+	Restore int64 `json:"restore"`
 	// Events are the kept events, oldest first.
 	Events []KeptEvent `json:"events"`
 }

@@ -43,6 +43,16 @@ func TestReplayJetStream(t *testing.T) {
 		t.Fatalf("jetstream: replay differs from live: %v %v", d, err)
 	}
 
+	// The key's restore point is the record of its oldest event still in
+	// its window: the 4th (11 minutes on, it evicted the first ones).
+	ke, err := c.Events(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ke.Restore != steps[3].Offset {
+		t.Errorf("restore %d, want %d (the 4th event's sequence)", ke.Restore, steps[3].Offset)
+	}
+
 	// From the sequence of the third of the key's events: the first two are
 	// not replayed, and the state differs from the live one.
 	src2, err := replay.NewJetStreamSource(ctx, replay.JetStreamConfig{Conn: nc, From: uint64(steps[2].Offset)}, key)

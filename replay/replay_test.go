@@ -174,6 +174,9 @@ func TestReplayEqualsLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ke.Restore != -1 {
+		t.Errorf("restore %d without a log, want -1", ke.Restore)
+	}
 	src, err := replay.KeptEvents(ke)
 	if err != nil {
 		t.Fatal(err)
