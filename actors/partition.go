@@ -419,6 +419,15 @@ func (p *partition) events(k *Key) *api.KeyEvents {
 		Received:  applied + late + dup,
 		Restore:   k.oldestOffset(p.windowBuckets),
 		Events:    make([]api.KeptEvent, len(rec)),
+		Shape: api.WindowShape{
+			RetentionMs:  p.e.cfg.Shape.Retention.Milliseconds(),
+			ResolutionMs: p.e.cfg.Shape.Resolution.Milliseconds(),
+			SubwindowsMs: make([]int64, len(p.e.cfg.Shape.Subwindows)),
+		},
+		Partitions: p.e.cfg.Partitions,
+	}
+	for i, d := range p.e.cfg.Shape.Subwindows {
+		ke.Shape.SubwindowsMs[i] = d.Milliseconds()
 	}
 	ke.Complete = ke.Received == uint64(len(rec))
 	for i, r := range rec {

@@ -107,6 +107,10 @@ type KeyEvents struct {
 	Partition int32  `json:"partition"`
 	// Kept is the most events a key actor keeps (--recent-events).
 	Kept int `json:"kept"`
+	// Shape is the node's window shape and Partitions its number of key
+	// partitions: what a replay builds its key actor with.
+	Shape      WindowShape `json:"shape"`
+	Partitions int         `json:"partitions"`
 	// Received counts the events the key's actor received, of any outcome
 	// (events_applied + late_dropped + duplicates_dropped of its state).
 	Received uint64 `json:"received"`
@@ -119,6 +123,14 @@ type KeyEvents struct {
 	Restore int64 `json:"restore"`
 	// Events are the kept events, oldest first.
 	Events []KeptEvent `json:"events"`
+}
+
+// WindowShape is a node's window shape (--retention, --resolution,
+// --subwindows), in milliseconds.
+type WindowShape struct {
+	RetentionMs  int64   `json:"retention_ms"`
+	ResolutionMs int64   `json:"resolution_ms"`
+	SubwindowsMs []int64 `json:"subwindows_ms"`
 }
 
 // KeptEvent is one event a key actor kept: the event as the key applied it

@@ -30,6 +30,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,6 +72,23 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{Shape: window.DefaultShape(), Partitions: 64, Node: "replay"}
+}
+
+// ConfigOf returns the configuration of the node that served ke (GET
+// /debug/actors/{key}/events): its window shape, partition count and id,
+// without rules (the node does not serve its rules file: set Rules from
+// it). The result is validated.
+func ConfigOf(ke *api.KeyEvents) (Config, error) {
+	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+	c := Config{Partitions: ke.Partitions, Node: ke.Node, Shape: window.Shape{
+		Retention:  ms(ke.Shape.RetentionMs),
+		Resolution: ms(ke.Shape.ResolutionMs),
+		Recent:     ke.Kept,
+	}}
+	for _, d := range ke.Shape.SubwindowsMs {
+		c.Shape.Subwindows = append(c.Shape.Subwindows, ms(d))
+	}
+	return c, c.Validate()
 }
 
 // Validate reports what is wrong with c, wrapping ErrConfig.
@@ -122,6 +141,33 @@ type Step struct {
 	// Transitions are the alert transitions the event caused.
 	Transitions []rules.Transition `json:"transitions,omitempty"`
 }
+
+// String returns the step as one line: index, offset (when from a log),
+// ts (RFC 3339, UTC), value, id, outcome, then the whole window's count,
+// sum, min, max, mean and p99 after it, and each rule transition, for
+// example:
+//
+//	#1 @17 2025-11-25T10:00:01Z 95 id=b applied  count=2 sum=135 min=40 max=95 mean=67.5 p99=40  high-cpu firing (95, threshold 90)
+func (s Step) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#%d", s.Index)
+	if s.Offset >= 0 {
+		fmt.Fprintf(&b, " @%d", s.Offset)
+	}
+	fmt.Fprintf(&b, " %s %s", time.UnixMilli(s.TS).UTC().Format(time.RFC3339Nano), num(s.Value))
+	if s.ID != "" {
+		fmt.Fprintf(&b, " id=%s", s.ID)
+	}
+	w := s.Window
+	fmt.Fprintf(&b, " %s  count=%d sum=%s min=%s max=%s mean=%s p99=%s", s.Outcome, w.Count,
+		num(w.Sum), num(w.Min), num(w.Max), num(w.Mean), num(w.P99))
+	for _, tr := range s.Transitions {
+		fmt.Fprintf(&b, "  %s %s (%s, threshold %s)", tr.Rule, tr.State, num(tr.Value), num(tr.Threshold))
+	}
+	return b.String()
+}
+
+func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 // Result is the outcome of a replay.
 type Result struct {

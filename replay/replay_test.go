@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,10 @@ func checkSteps(t *testing.T, steps []replay.Step) {
 	if !fired || !resolved {
 		t.Errorf("transitions: fired at step 1 %v, resolved at step 3 %v: %+v", fired, resolved, steps)
 	}
+	const line = "#1 2025-11-25T10:00:01Z 95 id=b applied  count=2 sum=135 min=40 max=95 mean=67.5 p99=40  high-cpu firing (95, threshold 90)"
+	if got := steps[1].String(); steps[1].Offset < 0 && got != line {
+		t.Errorf("step 1 line\n got %s\nwant %s", got, line)
+	}
 	if s := steps[1]; s.Window.Max != 95 || s.Window.Count != 2 || s.Subwindows["1m"].Max != 95 {
 		t.Errorf("aggregates after step 1: %+v", s)
 	}
@@ -181,7 +186,16 @@ func TestReplayEqualsLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, steps := run(t, rc, src)
+	// The node's settings, as the document gives them.
+	of, err := replay.ConfigOf(ke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(of.Shape, rc.Shape) || of.Partitions != rc.Partitions {
+		t.Fatalf("ConfigOf = %+v, want the node's %+v", of, rc)
+	}
+	of.Rules = rc.Rules
+	res, steps := run(t, of, src)
 	checkSteps(t, steps)
 	if d, err := replay.Diff(live, res.State); err != nil || len(d) != 0 {
 		t.Fatalf("kept events: replay differs from live: %v %v", d, err)
