@@ -80,6 +80,19 @@ func TestReplayKafka(t *testing.T) {
 		t.Fatalf("kafka: replay differs from live: %v %v", d, err)
 	}
 
+	// From the third of the key's records to the one before the last: the
+	// range's records only.
+	kcfg.From, kcfg.To = steps[2].Offset, steps[len(steps)-1].Offset
+	part, err := replay.NewKafkaSource(ctx, kcfg, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer part.Close()
+	if _, st := run(t, replayConfig(t, cfg, rulesYAML), part); len(st) != len(want)-3 || st[0].Offset != steps[2].Offset {
+		t.Fatalf("offsets [%d, %d): %d steps, want %d", kcfg.From, kcfg.To, len(st), len(want)-3)
+	}
+	kcfg.From, kcfg.To = 0, -1
+
 	// The node's partitioner's partition has none of them.
 	kcfg.Partition = -1
 	own, err := replay.NewKafkaSource(ctx, kcfg, key)
