@@ -21,6 +21,7 @@ const (
 	PathActorEvents = "/events"
 	PathCluster     = "/debug/cluster"
 	PathAlerts      = "/debug/alerts"
+	PathRules       = "/debug/rules"
 	PathMetrics     = "/metrics"
 	PathHealthz     = "/healthz"
 	PathReadyz      = "/readyz"
@@ -155,6 +156,18 @@ type RuleState struct {
 	Since *time.Time `json:"since,omitempty"`
 	// LastSeen is, for an absent rule, the wall time of the key's last event.
 	LastSeen *time.Time `json:"last_seen,omitempty"`
+}
+
+// Rules is the document of GET /debug/rules: the alert rules in force on
+// the node (its --rules file as last loaded, at start or on SIGHUP).
+type Rules struct {
+	Node string `json:"node"`
+	// File is the --rules file; empty when the node runs no rules.
+	File string `json:"file"`
+	// YAML is the file's text as the node parsed it.
+	YAML string `json:"yaml"`
+	// Count is the number of rules.
+	Count int `json:"count"`
 }
 
 // FiringAlert is one entry of GET /debug/alerts.

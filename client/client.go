@@ -405,6 +405,15 @@ func (c *Client) Events(ctx context.Context, key string) (*api.KeyEvents, error)
 	return getDoc[api.KeyEvents](ctx, c, "events", api.PathActor+url.PathEscape(key)+api.PathActorEvents)
 }
 
+// Rules returns the alert rules in force on the node (GET /debug/rules):
+// its --rules file as last loaded; File is empty when it runs none. Each
+// node of a cluster loads its own file: ask the key's node (KeyState.Node,
+// its HTTP address in the cluster's members) for the rules a key runs. It
+// is safe for concurrent use.
+func (c *Client) Rules(ctx context.Context) (*api.Rules, error) {
+	return getDoc[api.Rules](ctx, c, "rules", api.PathRules)
+}
+
 // getDoc GETs path and decodes its JSON document into a D; what names the
 // call in errors.
 func getDoc[D any](ctx context.Context, c *Client, what, path string) (*D, error) {

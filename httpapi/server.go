@@ -42,6 +42,8 @@ type Backend interface {
 	// List returns live keys with prefix, at most limit, of this node or,
 	// with cluster, of every node.
 	List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error)
+	// Rules returns the alert rules in force on this node.
+	Rules(ctx context.Context) (*api.Rules, error)
 	// Cluster describes the cluster as this node sees it.
 	Cluster(ctx context.Context) (*api.Cluster, error)
 	// Alerts returns the firing alerts of this node or, with cluster, of
@@ -129,6 +131,7 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 	s.mux.HandleFunc("GET "+api.PathActors, s.listActors)
 	s.mux.HandleFunc("GET "+api.PathCluster, s.cluster)
 	s.mux.HandleFunc("GET "+api.PathAlerts, s.alerts)
+	s.mux.HandleFunc("GET "+api.PathRules, s.rules)
 	s.mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET "+api.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -453,6 +456,15 @@ func scope(w http.ResponseWriter, r *http.Request) (cluster, ok bool) {
 	}
 	writeJSON(w, http.StatusBadRequest, api.Error{Error: `scope must be "node" or "cluster"`})
 	return false, false
+}
+
+func (s *Server) rules(w http.ResponseWriter, r *http.Request) {
+	doc, err := s.backend.Rules(r.Context())
+	if err != nil {
+		unavailable(w, api.Error{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, doc)
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {

@@ -36,6 +36,10 @@ func (b backend) Cluster(context.Context) (*api.Cluster, error) {
 	return &api.Cluster{Cluster: "standalone", Self: "n1", Leader: "n1", PartitionCount: b.Partitions()}, nil
 }
 
+func (b backend) Rules(context.Context) (*api.Rules, error) {
+	return &api.Rules{Node: "n1"}, nil
+}
+
 func (b backend) Alerts(_ context.Context, cluster bool) (*api.Alerts, error) {
 	return &api.Alerts{Alerts: []api.FiringAlert{{Node: map[bool]string{false: "n1", true: "all"}[cluster], Alert: json.RawMessage(`{"id":"r/k/1/firing"}`)}}}, nil
 }

@@ -91,6 +91,19 @@ func ConfigOf(ke *api.KeyEvents) (Config, error) {
 	return c, c.Validate()
 }
 
+// RulesOf parses the rules of a node's GET /debug/rules document
+// (client.Rules) with the node's parser; nil when the node runs none.
+func RulesOf(doc *api.Rules) (*rules.Set, error) {
+	if doc.File == "" {
+		return nil, nil
+	}
+	set, err := rules.Parse(doc.File, []byte(doc.YAML))
+	if err != nil {
+		return nil, fmt.Errorf("replay: rules of node %s: %w", doc.Node, err)
+	}
+	return set, nil
+}
+
 // Validate reports what is wrong with c, wrapping ErrConfig.
 func (c *Config) Validate() error {
 	if err := c.Shape.Validate(); err != nil {

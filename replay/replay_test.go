@@ -194,7 +194,17 @@ func TestReplayEqualsLive(t *testing.T) {
 	if !reflect.DeepEqual(of.Shape, rc.Shape) || of.Partitions != rc.Partitions {
 		t.Fatalf("ConfigOf = %+v, want the node's %+v", of, rc)
 	}
-	of.Rules = rc.Rules
+	// The node's rules, as it serves them.
+	rd, err := c.Rules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd.Count != 1 || rd.YAML != rulesYAML {
+		t.Fatalf("rules %+v", rd)
+	}
+	if of.Rules, err = replay.RulesOf(rd); err != nil {
+		t.Fatal(err)
+	}
 	res, steps := run(t, of, src)
 	checkSteps(t, steps)
 	if d, err := replay.Diff(live, res.State); err != nil || len(d) != 0 {
