@@ -268,6 +268,25 @@ func Replay(ctx context.Context, cfg Config, key string, src Source, step func(S
 	return res, nil
 }
 
+// LogRange returns, from a node's GET /debug/cluster document, the range
+// [from, to) of its log partition p (Kafka offsets, or JetStream stream
+// sequences) behind what the node holds now: from where the partition's
+// source began (replay_from, the restore point of the progress it started
+// from) to one past the last record it applied (applied). ok is false when
+// the node consumes no log partition p (no log, or another node owns it).
+//
+// A key whose actor was activated later (its first event, or again after
+// passivation) counts only the events since: its window and rules match a
+// replay of the range, its lifetime counters may not.
+func LogRange(cl *api.Cluster, p int32) (from, to int64, ok bool) {
+	for _, s := range cl.Sources {
+		if s.Partition == p && s.Applied >= 0 {
+			return max(s.ReplayFrom, 0), s.Applied, true
+		}
+	}
+	return 0, 0, false
+}
+
 // KeyPartition returns the key partition of key among n, as the node
 // computes it for every input (Kafka's murmur2 partitioner): the partition
 // whose actor holds the key and, when producers use Kafka's default
