@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/node"
 	"github.com/squallhq/squall/replay"
 )
@@ -78,6 +80,26 @@ func TestReplayKafka(t *testing.T) {
 	}
 	if d, err := replay.Diff(live, res.State); err != nil || len(d) != 0 {
 		t.Fatalf("kafka: replay differs from live: %v %v", d, err)
+	}
+
+	// The range the node's /debug/cluster document gives for the partition.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		doc, err := n.Cluster(ctx)
+		var ok bool
+		if err == nil {
+			kcfg.From, kcfg.To, ok = replay.LogRange(doc, where)
+		}
+		return ok && kcfg.To > steps[len(steps)-1].Offset
+	}, "the partition's source does not count the last record applied")
+	ranged, err := replay.NewKafkaSource(ctx, kcfg, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ranged.Close()
+	if res, _ := run(t, replayConfig(t, cfg, rulesYAML), ranged); res.Steps != len(want) {
+		t.Fatalf("log range [%d, %d): %d steps", kcfg.From, kcfg.To, res.Steps)
+	} else if d, err := replay.Diff(live, res.State); err != nil || len(d) != 0 {
+		t.Fatalf("log range [%d, %d): replay differs from live: %v %v", kcfg.From, kcfg.To, d, err)
 	}
 
 	// From the third of the key's records to the one before the last: the
