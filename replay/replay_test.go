@@ -270,3 +270,18 @@ func TestDiff(t *testing.T) {
 		t.Fatalf("Diff =\n%s\nwant\n%s", strings.Join(d, "\n"), strings.Join(wantD, "\n"))
 	}
 }
+
+// A file's blank lines are skipped; a line without ts, or one the node
+// would reject, is an error naming its line.
+func TestFileSourceErrors(t *testing.T) {
+	for _, tc := range []struct{ file, err string }{
+		{"\n{\"key\":\"k\",\"ts\":1764064800000,\"value\":1}\n\n{\"key\":\"k\",\"value\":2}\n", "line 4: no ts"},
+		{"{\"key\":\"k\",\"ts\":1764064800000,\"value\":1}\n{\"key\":\"\",\"ts\":1764064800000,\"value\":1}\n", "line 2: key"},
+		{"{\"key\":\"k\",\"ts\":1764064800000,\"value\":1}\nnot json\n", "line 2"},
+	} {
+		res, err := replay.Replay(context.Background(), replay.DefaultConfig(), "k", replay.NewFileSource(strings.NewReader(tc.file)), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.err) || res.Steps != 1 {
+			t.Errorf("%q: steps %d, err %v, want %q after one step", tc.file, res.Steps, err, tc.err)
+		}
+	}
+}

@@ -94,9 +94,9 @@ func (f *fileSource) Next(ctx context.Context) (Record, error) {
 			continue
 		}
 		var err error
-		// Now is a sentinel far from any real ts: an event without ts gets
-		// it, and is refused below.
-		f.evs, f.rej, err = f.dec.Decode(b, event.FormatNDJSON, event.Options{Now: noTS}, f.evs[:0], f.rej[:0])
+		// An event without ts gets Now, 0, and is refused below (the node
+		// refuses a ts of 0 too: it is before 1973).
+		f.evs, f.rej, err = f.dec.Decode(b, event.FormatNDJSON, event.Options{}, f.evs[:0], f.rej[:0])
 		switch {
 		case err != nil:
 			return Record{}, fmt.Errorf("replay: line %d: %w", f.line, err)
@@ -104,7 +104,7 @@ func (f *fileSource) Next(ctx context.Context) (Record, error) {
 			return Record{}, fmt.Errorf("replay: line %d: %s: %s", f.line, f.rej[0].Field, f.rej[0].Reason)
 		case len(f.evs) != 1:
 			return Record{}, fmt.Errorf("replay: line %d: %d events, want one", f.line, len(f.evs))
-		case f.evs[0].TS == noTS:
+		case f.evs[0].TS == 0:
 			return Record{}, fmt.Errorf("replay: line %d: no ts", f.line)
 		}
 		return Record{Event: cloneEvent(f.evs[0]), Offset: -1}, nil
@@ -112,9 +112,6 @@ func (f *fileSource) Next(ctx context.Context) (Record, error) {
 }
 
 func (f *fileSource) Close() error { return nil }
-
-// noTS marks an event decoded without ts.
-const noTS = -1 << 62
 
 // cloneEvent copies ev's strings out of the decoder's buffer.
 func cloneEvent(ev event.Event) event.Event {
