@@ -102,7 +102,9 @@ func NewKafkaSource(ctx context.Context, cfg KafkaConfig, key string) (Source, e
 		s.done = true
 		return s, nil
 	}
-	opts := append(append([]kgo.Opt(nil), cfg.Opts...),
+	// Control records (transaction markers) are delivered too, so that a
+	// range ending in one ends when it is read.
+	opts := append(append([]kgo.Opt(nil), cfg.Opts...), kgo.KeepControlRecords(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: {p: kgo.NewOffset().At(from)}}))
 	if s.cl, err = kgo.NewClient(opts...); err != nil {
 		return nil, fmt.Errorf("replay: kafka: %w", err)
@@ -200,8 +202,8 @@ func (s *kafkaSource) record(r *kgo.Record) {
 	if r.Offset == s.to-1 {
 		s.done = true
 	}
-	if len(r.Value) > s.maxBytes {
-		return // dead-lettered by the node
+	if r.Attrs.IsControl() || len(r.Value) > s.maxBytes {
+		return // not data, or dead-lettered by the node
 	}
 	var err error
 	s.evs, s.rej, err = s.dec.Decode(r.Value, event.FormatAuto, source.RecordOptions(r, s.maxFuture), s.evs[:0], s.rej[:0])
