@@ -298,24 +298,37 @@ func (e *Engine) send(ctx context.Context, s *submission, evs []event.Event) err
 
 // Get returns the state document of key, or ErrNotFound.
 func (e *Engine) Get(ctx context.Context, key string) (*api.KeyState, error) {
+	return askKey[*api.KeyState](ctx, e, key, "get", &getKey{key: key})
+}
+
+// Events returns the events key's actor keeps (api.KeyEvents), or
+// ErrNotFound.
+func (e *Engine) Events(ctx context.Context, key string) (*api.KeyEvents, error) {
+	return askKey[*api.KeyEvents](ctx, e, key, "events of", &getEvents{key: key})
+}
+
+// askKey asks key's partition actor msg and returns its answer, ErrNotFound
+// when the answer is nil (the key has no live actor).
+func askKey[T interface{ comparable }](ctx context.Context, e *Engine, key, what string, msg any) (T, error) {
+	var zero T
 	if e.isClosed() {
-		return nil, ErrClosed
+		return zero, ErrClosed
 	}
 	e.mu.RLock()
 	pid := e.pids[cluster.Partition(key, e.cfg.Partitions)]
 	e.mu.RUnlock()
 	if pid == nil {
-		return nil, ErrNotOwned
+		return zero, ErrNotOwned
 	}
-	res, err := e.system.Root.RequestFuture(pid, &getKey{key: key}, timeout(ctx)).Result()
+	res, err := e.system.Root.RequestFuture(pid, msg, timeout(ctx)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("actors: get %q: %w", key, err)
+		return zero, fmt.Errorf("actors: %s %q: %w", what, key, err)
 	}
-	st, _ := res.(*api.KeyState)
-	if st == nil {
-		return nil, ErrNotFound
+	v, _ := res.(T)
+	if v == zero {
+		return zero, ErrNotFound
 	}
-	return st, nil
+	return v, nil
 }
 
 // List returns up to limit live keys with the given prefix, sorted.

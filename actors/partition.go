@@ -25,6 +25,8 @@ type applyBatch struct {
 
 type getKey struct{ key string }
 
+type getEvents struct{ key string }
+
 type listKeys struct {
 	prefix string
 	limit  int
@@ -115,12 +117,9 @@ func (p *partition) Receive(c actor.Context) {
 	case release:
 		c.Respond(p.snapshot())
 	case *getKey:
-		k := p.keys[m.key]
-		if k == nil {
-			c.Respond((*api.KeyState)(nil))
-			return
-		}
-		c.Respond(p.state(k))
+		c.Respond(ofLive(p.keys[m.key], p.state))
+	case *getEvents:
+		c.Respond(ofLive(p.keys[m.key], p.events))
 	case *listKeys:
 		c.Respond(p.list(m))
 	case restoreOffsetReq:
@@ -398,6 +397,44 @@ func (p *partition) state(k *Key) *api.KeyState {
 		p.sh.Describe(k, st)
 	}
 	return st
+}
+
+// ofLive returns doc(k), or a nil *D when k is nil (no live actor).
+func ofLive[D any](k *Key, doc func(*Key) *D) *D {
+	if k == nil {
+		return nil
+	}
+	return doc(k)
+}
+
+// events returns k's kept-events document.
+func (p *partition) events(k *Key) *api.KeyEvents {
+	applied, late, dup := k.win.Counts()
+	rec := k.win.Received()
+	ke := &api.KeyEvents{
+		Key:       k.name,
+		Node:      p.e.cfg.Node,
+		Partition: p.id,
+		Kept:      p.e.cfg.Shape.Recent,
+		Received:  applied + late + dup,
+		Restore:   k.oldestOffset(p.windowBuckets),
+		Events:    make([]api.KeptEvent, len(rec)),
+		Shape: api.WindowShape{
+			RetentionMs:  p.e.cfg.Shape.Retention.Milliseconds(),
+			ResolutionMs: p.e.cfg.Shape.Resolution.Milliseconds(),
+			SubwindowsMs: make([]int64, len(p.e.cfg.Shape.Subwindows)),
+		},
+		Partitions: p.e.cfg.Partitions,
+	}
+	for i, d := range p.e.cfg.Shape.Subwindows {
+		ke.Shape.SubwindowsMs[i] = d.Milliseconds()
+	}
+	ke.Complete = ke.Received == uint64(len(rec))
+	for i, r := range rec {
+		r.Key = k.name
+		ke.Events[i] = api.KeptEvent{Event: r.Event, Outcome: r.Outcome.String()}
+	}
+	return ke
 }
 
 // tick runs the StatefulHandler's Tick; a panic is logged, not fatal.

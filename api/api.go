@@ -12,15 +12,20 @@ import (
 
 // Paths of the HTTP API.
 const (
-	PathEvents  = "/v1/events"
-	PathActors  = "/debug/actors"
-	PathActor   = "/debug/actors/" // followed by the percent-encoded key
-	PathCluster = "/debug/cluster"
-	PathAlerts  = "/debug/alerts"
-	PathMetrics = "/metrics"
-	PathHealthz = "/healthz"
-	PathReadyz  = "/readyz"
-	PathPprof   = "/debug/pprof/"
+	PathEvents = "/v1/events"
+	PathActors = "/debug/actors"
+	PathActor  = "/debug/actors/" // followed by the percent-encoded key
+	// PathActorEvents follows PathActor and the percent-encoded key: the
+	// key's kept events (KeyEvents). A key that itself ends in "/events"
+	// must have its "/" sent as %2F (url.PathEscape does).
+	PathActorEvents = "/events"
+	PathCluster     = "/debug/cluster"
+	PathAlerts      = "/debug/alerts"
+	PathRules       = "/debug/rules"
+	PathMetrics     = "/metrics"
+	PathHealthz     = "/healthz"
+	PathReadyz      = "/readyz"
+	PathPprof       = "/debug/pprof/"
 )
 
 // IngestResponse answers POST /v1/events (and a NATS request on the events
@@ -88,6 +93,55 @@ type KeyState struct {
 	Recent            []event.Event                `json:"recent"`
 }
 
+// KeyEvents is the document of GET /debug/actors/{key}/events: the last
+// events a key's actor received, with what became of each — what a replay
+// of the key needs.
+//
+// A key actor keeps its last Kept events (--recent-events, default 32) of
+// any outcome, in the order it received them, with their ids and tags.
+// While Complete, they are every event behind the key's state, and applying
+// them in order to a fresh key actor of the same node rebuilds that state
+// (package replay); beyond, only the log (Kafka or JetStream) has them all.
+type KeyEvents struct {
+	Key       string `json:"key"`
+	Node      string `json:"node"`
+	Partition int32  `json:"partition"`
+	// Kept is the most events a key actor keeps (--recent-events).
+	Kept int `json:"kept"`
+	// Shape is the node's window shape and Partitions its number of key
+	// partitions: what a replay builds its key actor with.
+	Shape      WindowShape `json:"shape"`
+	Partitions int         `json:"partitions"`
+	// Received counts the events the key's actor received, of any outcome
+	// (events_applied + late_dropped + duplicates_dropped of its state).
+	Received uint64 `json:"received"`
+	// Complete is true when Events holds all Received events.
+	Complete bool `json:"complete"`
+	// Restore is the offset (Kafka offset, or JetStream stream sequence)
+	// of the oldest log record whose event is in the key's window: a replay
+	// of the key's log partition from there rebuilds its window. -1 when
+	// the node has no log (--data-dir "" without Kafka).
+	Restore int64 `json:"restore"`
+	// Events are the kept events, oldest first.
+	Events []KeptEvent `json:"events"`
+}
+
+// WindowShape is a node's window shape (--retention, --resolution,
+// --subwindows), in milliseconds.
+type WindowShape struct {
+	RetentionMs  int64   `json:"retention_ms"`
+	ResolutionMs int64   `json:"resolution_ms"`
+	SubwindowsMs []int64 `json:"subwindows_ms"`
+}
+
+// KeptEvent is one event a key actor kept: the event as the key applied it
+// (ts as clamped by the window) and its outcome.
+type KeptEvent struct {
+	event.Event
+	// Outcome is "applied", "late" or "duplicate".
+	Outcome string `json:"outcome"`
+}
+
 // RuleState is one alert rule's state on a key.
 type RuleState struct {
 	Rule     string `json:"rule"`
@@ -102,6 +156,18 @@ type RuleState struct {
 	Since *time.Time `json:"since,omitempty"`
 	// LastSeen is, for an absent rule, the wall time of the key's last event.
 	LastSeen *time.Time `json:"last_seen,omitempty"`
+}
+
+// Rules is the document of GET /debug/rules: the alert rules in force on
+// the node (its --rules file as last loaded, at start or on SIGHUP).
+type Rules struct {
+	Node string `json:"node"`
+	// File is the --rules file; empty when the node runs no rules.
+	File string `json:"file"`
+	// YAML is the file's text as the node parsed it.
+	YAML string `json:"yaml"`
+	// Count is the number of rules.
+	Count int `json:"count"`
 }
 
 // FiringAlert is one entry of GET /debug/alerts.

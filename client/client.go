@@ -477,6 +477,33 @@ func (c *Client) Alerts(ctx context.Context, scope Scope) (*api.Alerts, error) {
 	return &doc, nil
 }
 
+// Events returns the events key's actor keeps (GET
+// /debug/actors/{key}/events): its last --recent-events events of any
+// outcome, with ids and tags, and whether they are all the events behind
+// its state (api.KeyEvents.Complete). In a cluster the node asks the key's
+// owner. It returns ErrNotFound when the key has no live actor, a
+// *StatusError for another non-200 answer. It is safe for concurrent use.
+func (c *Client) Events(ctx context.Context, key string) (*api.KeyEvents, error) {
+	var doc api.KeyEvents
+	if err := c.getInto(ctx, api.PathActor+url.PathEscape(key)+api.PathActorEvents, nil, true, &doc); err != nil {
+		return nil, err
+	}
+	return &doc, nil
+}
+
+// Rules returns the alert rules in force on the node (GET /debug/rules):
+// its --rules file as last loaded; File is empty when it runs none. Each
+// node of a cluster loads its own file: ask the key's node (KeyState.Node,
+// its HTTP address in the cluster's members) for the rules a key runs. It
+// is safe for concurrent use.
+func (c *Client) Rules(ctx context.Context) (*api.Rules, error) {
+	var doc api.Rules
+	if err := c.getInto(ctx, api.PathRules, nil, false, &doc); err != nil {
+		return nil, err
+	}
+	return &doc, nil
+}
+
 // getInto GETs path?q and decodes the JSON answer into v (see getBody).
 func (c *Client) getInto(ctx context.Context, path string, q url.Values, notFound bool, v any) error {
 	body, err := c.getBody(ctx, path, q, notFound)

@@ -107,3 +107,45 @@ func TestSendErrors(t *testing.T) {
 		t.Fatal("New accepted a URL without scheme")
 	}
 }
+
+// Events returns every event a key received, late and duplicate ones with
+// their outcome, ids and tags; a key ending in "/events" is its own key.
+func TestEvents(t *testing.T) {
+	n := startNode(t, "127.0.0.1:0", nil)
+	c, err := client.New("http://" + n.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const t0 = 1764064800000
+	for _, key := range []string{"web/events", "web"} {
+		evs := []event.Event{
+			{Key: key, TS: t0, Value: 1, ID: "a", Tags: map[string]string{"env": "prod"}},
+			{Key: key, TS: t0 + 11*60_000, Value: 2, ID: "x"},
+			{Key: key, TS: t0 + 1000, Value: 3, ID: "y"},          // late: 11 minutes behind
+			{Key: key, TS: t0 + 11*60_000 + 1, Value: 4, ID: "b"}, // applied
+			{Key: key, TS: t0 + 11*60_000 + 2, Value: 5, ID: "b"}, // duplicate
+		}
+		if _, err := c.Send(context.Background(), evs...); err != nil {
+			t.Fatal(err)
+		}
+		ke, err := c.Events(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"applied", "applied", "late", "applied", "duplicate"}
+		if ke.Key != key || ke.Received != 5 || !ke.Complete || ke.Kept != 32 || len(ke.Events) != len(want) {
+			t.Fatalf("%s: events %+v", key, ke)
+		}
+		for i, e := range ke.Events {
+			if e.Outcome != want[i] || e.Value != evs[i].Value || e.TS != evs[i].TS || e.ID != evs[i].ID || e.Key != key {
+				t.Errorf("%s: event %d = %+v, want %+v %s", key, i, e, evs[i], want[i])
+			}
+		}
+		if ke.Events[0].Tags["env"] != "prod" {
+			t.Errorf("%s: tags of the first event = %v", key, ke.Events[0].Tags)
+		}
+	}
+	if _, err := c.Events(context.Background(), "nope"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("Events of a missing key: %v", err)
+	}
+}

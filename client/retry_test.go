@@ -37,6 +37,7 @@ func (b engineBackend) List(ctx context.Context, prefix string, limit int, _ boo
 }
 func (engineBackend) Cluster(context.Context) (*api.Cluster, error)     { return &api.Cluster{}, nil }
 func (engineBackend) Alerts(context.Context, bool) (*api.Alerts, error) { return &api.Alerts{}, nil }
+func (engineBackend) Rules(context.Context) (*api.Rules, error)         { return &api.Rules{}, nil }
 
 // shedNode is a real engine, ingester and HTTP handler (and NATS
 // subscription) with a test clock and --max-keys 3, two of them held by

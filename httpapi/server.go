@@ -36,9 +36,14 @@ type Backend interface {
 	// Get returns a key's state; an error wrapping actors.ErrNotFound when
 	// the key has no live actor.
 	Get(ctx context.Context, key string) (*api.KeyState, error)
+	// Events returns the events a key's actor keeps; an error wrapping
+	// actors.ErrNotFound when the key has no live actor.
+	Events(ctx context.Context, key string) (*api.KeyEvents, error)
 	// List returns live keys with prefix, at most limit, of this node or,
 	// with cluster, of every node.
 	List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error)
+	// Rules returns the alert rules in force on this node.
+	Rules(ctx context.Context) (*api.Rules, error)
 	// Cluster describes the cluster as this node sees it.
 	Cluster(ctx context.Context) (*api.Cluster, error)
 	// Alerts returns the firing alerts of this node or, with cluster, of
@@ -126,6 +131,7 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 	s.mux.HandleFunc("GET "+api.PathActors, s.listActors)
 	s.mux.HandleFunc("GET "+api.PathCluster, s.cluster)
 	s.mux.HandleFunc("GET "+api.PathAlerts, s.alerts)
+	s.mux.HandleFunc("GET "+api.PathRules, s.rules)
 	s.mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET "+api.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -169,7 +175,13 @@ func (s *Server) Handler() http.Handler {
 				writeJSON(w, http.StatusMethodNotAllowed, api.Error{Error: "method not allowed"})
 				return
 			}
-			s.getActor(w, r, rest)
+			// "{key}/events", the "/" literal (a key's own "/" is sent as %2F
+			// by the Go client): the key's kept events.
+			if k, ok := strings.CutSuffix(rest, api.PathActorEvents); ok && k != "" {
+				serveKey(w, r, k, s.backend.Events)
+				return
+			}
+			serveKey(w, r, rest, s.backend.Get)
 			return
 		}
 		if h, pattern := s.mux.Handler(r); pattern == "" {
@@ -386,7 +398,9 @@ func (h *heldReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *Server) getActor(w http.ResponseWriter, r *http.Request, escaped string) {
+// serveKey answers a read of one key's document, the key percent-encoded
+// in escaped.
+func serveKey[D any](w http.ResponseWriter, r *http.Request, escaped string, read func(context.Context, string) (*D, error)) {
 	key, err := url.PathUnescape(escaped)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad key escape: " + err.Error()})
@@ -396,14 +410,14 @@ func (s *Server) getActor(w http.ResponseWriter, r *http.Request, escaped string
 		writeJSON(w, http.StatusBadRequest, api.Error{Error: "key longer than " + strconv.Itoa(event.MaxKeyBytes) + " bytes"})
 		return
 	}
-	st, err := s.backend.Get(r.Context(), key)
+	doc, err := read(r.Context(), key)
 	switch {
 	case errors.Is(err, actors.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, api.Error{Error: "key " + strconv.Quote(key) + " has no live actor"})
 	case err != nil:
 		unavailable(w, api.Error{Error: err.Error()})
 	default:
-		writeJSON(w, http.StatusOK, st)
+		writeJSON(w, http.StatusOK, doc)
 	}
 }
 
@@ -442,6 +456,15 @@ func scope(w http.ResponseWriter, r *http.Request) (cluster, ok bool) {
 	}
 	writeJSON(w, http.StatusBadRequest, api.Error{Error: `scope must be "node" or "cluster"`})
 	return false, false
+}
+
+func (s *Server) rules(w http.ResponseWriter, r *http.Request) {
+	doc, err := s.backend.Rules(r.Context())
+	if err != nil {
+		unavailable(w, api.Error{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, doc)
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {

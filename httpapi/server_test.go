@@ -36,6 +36,10 @@ func (b backend) Cluster(context.Context) (*api.Cluster, error) {
 	return &api.Cluster{Cluster: "standalone", Self: "n1", Leader: "n1", PartitionCount: b.Partitions()}, nil
 }
 
+func (b backend) Rules(context.Context) (*api.Rules, error) {
+	return &api.Rules{Node: "n1"}, nil
+}
+
 func (b backend) Alerts(_ context.Context, cluster bool) (*api.Alerts, error) {
 	return &api.Alerts{Alerts: []api.FiringAlert{{Node: map[bool]string{false: "n1", true: "all"}[cluster], Alert: json.RawMessage(`{"id":"r/k/1/firing"}`)}}}, nil
 }
@@ -122,6 +126,41 @@ func TestIngestAndReadBack(t *testing.T) {
 	}
 	if st.Key != "web-1.cpu" || st.Node != "standalone" || len(st.Recent) != 2 || st.Subwindows["1m"].Count != 2 {
 		t.Fatalf("state %+v", st)
+	}
+}
+
+// GET /debug/actors/{key}/events: the key's kept events; a "/" of the key
+// sent as %2F is the key's own, so a key ending in "/events" has its state
+// and its events too.
+func TestKeyEvents(t *testing.T) {
+	f := newFixture(t, nil)
+	code, b, _ := f.do(t, "POST", "/v1/events", "",
+		`[{"key":"a/events","ts":1764064800000,"value":1,"id":"x"},{"key":"a/events","ts":1764064801000,"value":2,"id":"x"},{"key":"a","ts":1764064800000,"value":3}]`)
+	if code != http.StatusAccepted {
+		t.Fatalf("POST = %d %s", code, b)
+	}
+	code, b, _ = f.do(t, "GET", "/debug/actors/a%2Fevents/events", "", "")
+	if code != http.StatusOK {
+		t.Fatalf("GET events = %d %s", code, b)
+	}
+	ke := decode[api.KeyEvents](t, b)
+	if ke.Key != "a/events" || ke.Received != 2 || !ke.Complete || len(ke.Events) != 2 || ke.Events[1].Outcome != "duplicate" ||
+		ke.Partitions != 8 || ke.Shape.RetentionMs != 600_000 {
+		t.Fatalf("events %s", b)
+	}
+	code, b, _ = f.do(t, "GET", "/debug/actors/a/events", "", "")
+	if ke := decode[api.KeyEvents](t, b); code != http.StatusOK || ke.Key != "a" || len(ke.Events) != 1 {
+		t.Fatalf("GET events of a = %d %s", code, b)
+	}
+	code, b, _ = f.do(t, "GET", "/debug/actors/a%2Fevents", "", "")
+	if st := decode[api.KeyState](t, b); code != http.StatusOK || st.Key != "a/events" || st.DuplicatesDropped != 1 {
+		t.Fatalf("GET state = %d %s", code, b)
+	}
+	if code, b, _ = f.do(t, "GET", "/debug/actors/nope/events", "", ""); code != http.StatusNotFound {
+		t.Fatalf("GET events of a missing key = %d %s", code, b)
+	}
+	if code, _, _ = f.do(t, "POST", "/debug/actors/a/events", "", ""); code != http.StatusMethodNotAllowed {
+		t.Fatalf("POST events = %d", code)
 	}
 }
 

@@ -208,7 +208,10 @@ type KeyStateRequest struct {
 	// key is the key asked for.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// from is the asking node's id.
-	From          string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// events asks for the key's kept events (the api.KeyEvents document)
+	// instead of its state document.
+	Events        bool `protobuf:"varint,3,opt,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -257,10 +260,18 @@ func (x *KeyStateRequest) GetFrom() string {
 	return ""
 }
 
+func (x *KeyStateRequest) GetEvents() bool {
+	if x != nil {
+		return x.Events
+	}
+	return false
+}
+
 // KeyStateResponse answers a KeyStateRequest.
 type KeyStateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// json is the api.KeyState document when found.
+	// json is the api.KeyState document (api.KeyEvents when the request
+	// asked for events) when found.
 	Json []byte `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
 	// found is false when the key has no live actor on the node.
 	Found bool `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
@@ -827,10 +838,11 @@ const file_messages_remote_proto_rawDesc = "" +
 	"\x05batch\x18\x02 \x01(\fR\x05batch\"A\n" +
 	"\x0fForwardResponse\x12\x18\n" +
 	"\aresults\x18\x01 \x01(\fR\aresults\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"7\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"O\n" +
 	"\x0fKeyStateRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
-	"\x04from\x18\x02 \x01(\tR\x04from\"f\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x16\n" +
+	"\x06events\x18\x03 \x01(\bR\x06events\"f\n" +
 	"\x10KeyStateResponse\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +

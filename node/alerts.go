@@ -150,6 +150,16 @@ func (a *alertSide) close(ctx context.Context) {
 	}
 }
 
+// Rules implements httpapi.Backend: the rules in force, as last loaded.
+func (n *Node) Rules(context.Context) (*api.Rules, error) {
+	doc := &api.Rules{Node: n.cfg.NodeID}
+	if n.alerts != nil {
+		set := n.alerts.h.Rules()
+		doc.File, doc.YAML, doc.Count = set.File, string(set.Source), set.Len()
+	}
+	return doc, nil
+}
+
 // Alerts implements httpapi.Backend: this node's firing alerts or, with
 // cluster, every member's (asked over HTTP; the ones that fail are named
 // in Errors).

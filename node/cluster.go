@@ -114,6 +114,11 @@ func (c *clustered) KeyState(ctx context.Context, key string) (*api.KeyState, er
 	return c.n.engine.Get(ctx, key)
 }
 
+// KeyEvents implements transport.Handler.
+func (c *clustered) KeyEvents(ctx context.Context, key string) (*api.KeyEvents, error) {
+	return c.n.engine.Events(ctx, key)
+}
+
 // List implements transport.Handler.
 func (c *clustered) List(ctx context.Context, prefix string, limit int) (*api.KeyList, error) {
 	return c.n.engine.List(ctx, prefix, limit)
@@ -256,17 +261,33 @@ func (c *clustered) SubmitAsync(ctx context.Context, evs []event.Event, done fun
 
 // get returns a key's state from its owner, wherever it is.
 func (c *clustered) get(ctx context.Context, key string) (*api.KeyState, error) {
+	return ownerRead(ctx, c, key, c.n.engine.Get, c.tr.KeyState)
+}
+
+// events returns the events a key's actor keeps, from its owner.
+func (c *clustered) events(ctx context.Context, key string) (*api.KeyEvents, error) {
+	return ownerRead(ctx, c, key, c.n.engine.Events, c.tr.KeyEvents)
+}
+
+// ownerRead reads a document of key from its owner: with local when this
+// node serves the key's partition, else with remote from the owner's
+// address, again with the newest routes until the routing deadline while
+// the owner is unknown, not serving yet or unreachable.
+func ownerRead[D any](ctx context.Context, c *clustered, key string,
+	local func(context.Context, string) (*D, error),
+	remote func(context.Context, string, string) (*D, error),
+) (*D, error) {
 	deadline := time.Now().Add(c.routeDeadline())
 	for attempt := 0; ; attempt++ {
 		rt := c.route.Load()
 		owner := rt.owners[cluster.Partition(key, c.n.cfg.Partitions)]
-		var st *api.KeyState
+		var doc *D
 		var err error
 		switch {
 		case owner == c.self() && !c.serves(cluster.Partition(key, c.n.cfg.Partitions)):
 			err = errNotServing
 		case owner == c.self():
-			st, err = c.n.engine.Get(ctx, key)
+			doc, err = local(ctx, key)
 		case owner == "":
 			if err = c.notJoined(rt); err != nil {
 				return nil, err
@@ -275,10 +296,10 @@ func (c *clustered) get(ctx context.Context, key string) (*api.KeyState, error) 
 		case rt.addrs[owner] == "":
 			err = ErrNoOwner
 		default:
-			st, err = c.tr.KeyState(ctx, rt.addrs[owner], key)
+			doc, err = remote(ctx, rt.addrs[owner], key)
 		}
 		if err == nil || errors.Is(err, actors.ErrNotFound) || time.Now().After(deadline) {
-			return st, err
+			return doc, err
 		}
 		select {
 		case <-ctx.Done():

@@ -346,6 +346,15 @@ func (n *Node) Get(ctx context.Context, key string) (*api.KeyState, error) {
 	return n.engine.Get(ctx, key)
 }
 
+// Events implements httpapi.Backend: the events key's actor keeps, from
+// its owner in a cluster.
+func (n *Node) Events(ctx context.Context, key string) (*api.KeyEvents, error) {
+	if n.cl != nil {
+		return n.cl.events(ctx, key)
+	}
+	return n.engine.Events(ctx, key)
+}
+
 // List implements httpapi.Backend.
 func (n *Node) List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error) {
 	if n.cl != nil && cluster {

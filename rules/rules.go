@@ -8,6 +8,7 @@
 package rules
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -187,6 +188,8 @@ func (r *Rule) Matches(key string, tags map[string]string) bool {
 type Set struct {
 	// File is the name the set was parsed under.
 	File string
+	// Source is the text the set was parsed from.
+	Source []byte
 	// Rules are in file order.
 	Rules  []*Rule
 	byName map[string]*Rule
@@ -250,7 +253,7 @@ func Load(path string) (*Set, error) {
 // an *Error naming the file and line. An empty file or an empty rules list
 // is a valid empty Set.
 func Parse(name string, data []byte) (*Set, error) {
-	s := &Set{File: name, byName: map[string]*Rule{}}
+	s := &Set{File: name, Source: bytes.Clone(data), byName: map[string]*Rule{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, &Error{File: name, Line: yamlErrLine(err), Msg: err.Error()}

@@ -320,6 +320,32 @@ func (a *partActor) abandon() {
 	a.done = a.done[:0]
 }
 
+// RecordOptions returns the options the source decodes record r's value
+// with (event.Decoder.Decode): the record key as the key of events that
+// have none, and the ts checks, the max-future one (maxFuture; 0: none)
+// measured from the record's timestamp. A replay of the record outside the
+// node (package replay) decodes it with them too, and so takes and rejects
+// exactly the events the node did.
+//
+// The reference of the max-future check is the record's timestamp, not
+// the clock: a partition is replayed after a crash or a handoff, and the
+// replay must reject exactly what the first reading rejected, which a
+// clock read at consume time (or min(timestamp, clock), which moves
+// with the clock when the timestamp is ahead of it) cannot promise. The
+// timestamp is the producer's clock (CreateTime; our own producer's is
+// the node's, once the event passed the same check at HTTP or NATS) or
+// the broker's (LogAppendTime); brokers can bound how far ahead a
+// CreateTime may be (log.message.timestamp.after.max.ms).
+func RecordOptions(r *kgo.Record, maxFuture time.Duration) event.Options {
+	o := event.Options{Now: r.Timestamp.UnixMilli(), DefaultKeyBytes: r.Key, MaxFuture: maxFuture, CheckMinTS: true}
+	if o.Now < 0 {
+		// No timestamp (a pre-0.10 record): the arrival time is the
+		// clock's, and no deterministic reference is left to check against.
+		o.Now, o.MaxFuture = time.Now().UnixMilli(), 0
+	}
+	return o
+}
+
 // record decodes one record into a.evs, or handles it as bad.
 func (a *partActor) record(r *kgo.Record, replay bool) {
 	if len(r.Value) > a.m.cfg.MaxRecordBytes {
@@ -331,23 +357,8 @@ func (a *partActor) record(r *kgo.Record, replay bool) {
 	// record's memory is recycled once its events are applied, so an event
 	// that takes the record key as its key gets a copy (DefaultKeyBytes).
 	a.dec.Ensure(len(r.Value))
-	//
-	// The reference of the max-future check is the record's timestamp, not
-	// the clock: a partition is replayed after a crash or a handoff, and the
-	// replay must reject exactly what the first reading rejected, which a
-	// clock read at consume time (or min(timestamp, clock), which moves
-	// with the clock when the timestamp is ahead of it) cannot promise. The
-	// timestamp is the producer's clock (CreateTime; our own producer's is
-	// the node's, once the event passed the same check at HTTP or NATS) or
-	// the broker's (LogAppendTime); brokers can bound how far ahead a
-	// CreateTime may be (log.message.timestamp.after.max.ms).
-	o := event.Options{Now: r.Timestamp.UnixMilli(), DefaultKeyBytes: r.Key, MaxRejections: maxListedRejections,
-		MaxFuture: max(a.m.cfg.MaxFuture, 0), CheckMinTS: true}
-	if o.Now < 0 {
-		// No timestamp (a pre-0.10 record): the arrival time is the
-		// clock's, and no deterministic reference is left to check against.
-		o.Now, o.MaxFuture = time.Now().UnixMilli(), 0
-	}
+	o := RecordOptions(r, max(a.m.cfg.MaxFuture, 0))
+	o.MaxRejections = maxListedRejections
 	n0 := len(a.evs)
 	var err error
 	a.evs, a.rej, err = a.dec.Decode(r.Value, event.FormatAuto, o, a.evs, a.rej[:0])

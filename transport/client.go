@@ -160,17 +160,30 @@ func (t *Transport) forwardAnswer(peerID string, m any, out []actors.Result) err
 // an error wrapping actors.ErrNotFound when the key has no live actor
 // there. It is safe for concurrent use.
 func (t *Transport) KeyState(ctx context.Context, peerAddr, key string) (*api.KeyState, error) {
-	req := &messages.KeyStateRequest{Key: key, From: t.cfg.NodeID}
+	return keyDoc[api.KeyState](ctx, t, peerAddr, &messages.KeyStateRequest{Key: key, From: t.cfg.NodeID})
+}
+
+// KeyEvents returns the events key's actor keeps (api.KeyEvents) from the
+// peer at peerAddr, or an error wrapping actors.ErrNotFound when the key has
+// no live actor there. It is safe for concurrent use.
+func (t *Transport) KeyEvents(ctx context.Context, peerAddr, key string) (*api.KeyEvents, error) {
+	return keyDoc[api.KeyEvents](ctx, t, peerAddr, &messages.KeyStateRequest{Key: key, From: t.cfg.NodeID, Events: true})
+}
+
+// keyDoc asks the peer at peerAddr for a key's JSON document (req says
+// which) and decodes it into a D.
+func keyDoc[D any](ctx context.Context, t *Transport, peerAddr string, req *messages.KeyStateRequest) (*D, error) {
+	key := req.Key
 	m, err := t.call(ctx, peerAddr, req)
 	resp, peer, err := reply[*messages.KeyStateResponse](t, peerAddr, req, m, err)
 	if err == nil && resp.Error != "" {
 		err = fmt.Errorf("%w: %s", ErrRemote, resp.Error)
 	}
-	var ks *api.KeyState
+	var doc *D
 	if err == nil && resp.Found {
-		ks = new(api.KeyState)
-		if e := json.Unmarshal(resp.Json, ks); e != nil {
-			err = fmt.Errorf("%w: key state document: %v", ErrProtocol, e)
+		doc = new(D)
+		if e := json.Unmarshal(resp.Json, doc); e != nil {
+			err = fmt.Errorf("%w: key document: %v", ErrProtocol, e)
 		}
 	}
 	t.stats.request(peer, kindKeyState, err)
@@ -180,7 +193,7 @@ func (t *Transport) KeyState(ctx context.Context, peerAddr, key string) (*api.Ke
 	if !resp.Found {
 		return nil, fmt.Errorf("key %q on peer %s at %s: %w", key, peer, peerAddr, actors.ErrNotFound)
 	}
-	return ks, nil
+	return doc, nil
 }
 
 // List returns the live keys of the peer at peerAddr that start with

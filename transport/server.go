@@ -171,15 +171,22 @@ func (t *Transport) serveForward(ctx context.Context, r *messages.ForwardRequest
 	return &messages.ForwardResponse{Results: results}, n
 }
 
-// serveKeyState answers a KeyStateRequest.
+// serveKeyState answers a KeyStateRequest: the key's state document, or
+// its kept events when the request asks for them.
 func (t *Transport) serveKeyState(ctx context.Context, r *messages.KeyStateRequest) *messages.KeyStateResponse {
 	resp := &messages.KeyStateResponse{From: t.cfg.NodeID}
-	ks, err := t.h.KeyState(ctx, r.Key)
+	var doc any
+	var err error
+	if r.Events {
+		doc, err = t.h.KeyEvents(ctx, r.Key)
+	} else {
+		doc, err = t.h.KeyState(ctx, r.Key)
+	}
 	if errors.Is(err, actors.ErrNotFound) {
 		return resp
 	}
 	if err == nil {
-		resp.Json, err = json.Marshal(ks)
+		resp.Json, err = json.Marshal(doc)
 	}
 	if err == nil && len(resp.Json) > t.maxMsg-len(t.cfg.NodeID)-16 {
 		err = fmt.Errorf("key state document of %d bytes: %w", len(resp.Json), ErrTooLarge)

@@ -113,6 +113,9 @@ type Handler interface {
 	// KeyState returns a key's state document, or an error wrapping
 	// actors.ErrNotFound when the key has no live actor here.
 	KeyState(ctx context.Context, key string) (*api.KeyState, error)
+	// KeyEvents returns the events a key's actor keeps, or an error
+	// wrapping actors.ErrNotFound when the key has no live actor here.
+	KeyEvents(ctx context.Context, key string) (*api.KeyEvents, error)
 	// List lists this node's live keys that start with prefix, at most
 	// limit of them.
 	List(ctx context.Context, prefix string, limit int) (*api.KeyList, error)

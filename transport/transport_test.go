@@ -103,6 +103,20 @@ func (h *fakeHandler) KeyState(_ context.Context, key string) (*api.KeyState, er
 	return ks, nil
 }
 
+// KeyEvents answers with the key's Recent events, all applied.
+func (h *fakeHandler) KeyEvents(ctx context.Context, key string) (*api.KeyEvents, error) {
+	ks, err := h.KeyState(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	ke := &api.KeyEvents{Key: key, Node: ks.Node, Partition: ks.Partition, Kept: 32, Received: ks.EventsApplied, Events: []api.KeptEvent{}}
+	for _, ev := range ks.Recent {
+		ke.Events = append(ke.Events, api.KeptEvent{Event: ev, Outcome: "applied"})
+	}
+	ke.Complete = ke.Received == uint64(len(ke.Events))
+	return ke, nil
+}
+
 func (h *fakeHandler) List(_ context.Context, prefix string, limit int) (*api.KeyList, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -319,6 +333,17 @@ func TestKeyStateAndList(t *testing.T) {
 	_, err = a.KeyState(ctx, b.Addr(), "nope")
 	if !errors.Is(err, actors.ErrNotFound) || !strings.Contains(err.Error(), "peer b") {
 		t.Fatalf("err = %v, want ErrNotFound naming peer b", err)
+	}
+	ke, err := a.KeyEvents(ctx, b.Addr(), "sensor/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ke.Key != "sensor/1" || ke.Partition != 3 || ke.Received != 5 || ke.Complete || len(ke.Events) != 1 ||
+		ke.Events[0].Value != 2 || ke.Events[0].Outcome != "applied" {
+		t.Fatalf("events = %+v", ke)
+	}
+	if _, err = a.KeyEvents(ctx, b.Addr(), "nope"); !errors.Is(err, actors.ErrNotFound) {
+		t.Fatalf("events of a missing key: err = %v, want ErrNotFound", err)
 	}
 	_, err = a.KeyState(ctx, b.Addr(), "boom")
 	if !errors.Is(err, ErrRemote) || errors.Is(err, actors.ErrNotFound) || !strings.Contains(err.Error(), "state unreadable") {

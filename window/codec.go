@@ -24,13 +24,16 @@ import (
 //	u ids; for each: 8-byte LE hash, u newest − bucket
 //	u tags; when > 0: s ts, then (string key, string value)…
 //	u recent, oldest first; for each: s ts, f value, byte flags
-//	    (1 id, 2 tags, 4 same tags as the previous entry), [string id], [tags as above without ts]
+//	    (1 id, 2 tags, 4 same tags as the previous entry, 8 late, 16 duplicate),
+//	    [string id], [tags as above without ts]
 const (
 	codecVersion = 1
 
-	recentID       = 1
-	recentTags     = 2
-	recentSameTags = 4
+	recentID        = 1
+	recentTags      = 2
+	recentSameTags  = 4
+	recentLate      = 8
+	recentDuplicate = 16
 )
 
 // MarshalBinary encodes the window's full state — buckets, sketches, dedup
@@ -134,6 +137,14 @@ func (w *Window) MarshalBinary() ([]byte, error) {
 		var flags byte
 		if len(id) > 0 {
 			flags |= recentID
+		}
+		if x != nil && x.rout != nil {
+			switch x.rout[i] {
+			case Late:
+				flags |= recentLate
+			case Duplicate:
+				flags |= recentDuplicate
+			}
 		}
 		if tags != nil {
 			flags |= recentTags
@@ -465,8 +476,17 @@ func (w *Window) decodeState(r *reader) error {
 		flags := r.byte1()
 		var id []byte
 		var tags map[string]string
-		if flags&^(recentID|recentTags|recentSameTags) != 0 || flags&(recentTags|recentSameTags) == recentSameTags {
+		if flags&^(recentID|recentTags|recentSameTags|recentLate|recentDuplicate) != 0 ||
+			flags&(recentTags|recentSameTags) == recentSameTags ||
+			flags&(recentLate|recentDuplicate) == recentLate|recentDuplicate {
 			r.fail("bad recent flags %#x", flags)
+		}
+		o := Applied
+		switch {
+		case flags&recentLate != 0:
+			o = Late
+		case flags&recentDuplicate != 0:
+			o = Duplicate
 		}
 		if flags&recentID != 0 {
 			id = r.bytes()
@@ -490,7 +510,7 @@ func (w *Window) decodeState(r *reader) error {
 			prevTags = tags
 		}
 		if k >= keepFrom && w.shape.Recent > 0 {
-			w.pushRecent(w.shape.Recent, ts, v, string(id), tags)
+			w.pushRecent(w.shape.Recent, ts, v, string(id), tags, o)
 		}
 	}
 	if r.err != nil {

@@ -29,7 +29,7 @@ func (w *Window) MemSize() int {
 	for _, b := range x.rids {
 		n += cap(b)
 	}
-	n += cap(x.rtags) * 8
+	n += cap(x.rtags)*8 + cap(x.rout)
 	seen := make([]map[string]string, 0, 4)
 	count := func(m map[string]string) {
 		if m == nil {

@@ -23,7 +23,7 @@ type model struct {
 	evs                 []mEvent // applied events inside the window, arrival order
 	seq                 int
 	applied, late, dups uint64
-	recent              []mEvent
+	recent              []mEvent // received events (any outcome), at most recentN
 	tags                map[string]string
 	tagsTS              int64
 	sketchedChecks      int // checks whose range held a sketched bucket
@@ -35,13 +35,35 @@ type mEvent struct {
 	id    string
 	tags  map[string]string
 	seq   int
+	out   Outcome
 }
 
 func newModel(s *Shape) *model {
 	return &model{res: s.Resolution.Milliseconds(), R: int64(s.Retention / s.Resolution), recentN: s.Recent}
 }
 
+// receive keeps e in the model's recent ring with outcome o.
+func (m *model) receive(e *event.Event, o Outcome) {
+	if m.recentN == 0 {
+		return
+	}
+	var tags map[string]string
+	if len(e.Tags) > 0 {
+		tags = maps.Clone(e.Tags)
+	}
+	m.recent = append(m.recent, mEvent{ts: e.TS, v: e.Value, id: e.ID, tags: tags, out: o})
+	if len(m.recent) > m.recentN {
+		m.recent = m.recent[1:]
+	}
+}
+
 func (m *model) add(e *event.Event) Outcome {
+	o := m.outcome(e)
+	m.receive(e, o)
+	return o
+}
+
+func (m *model) outcome(e *event.Event) Outcome {
 	b := floorDiv(e.TS, m.res)
 	if m.has && b <= m.newest-m.R {
 		m.late++
@@ -73,12 +95,6 @@ func (m *model) add(e *event.Event) Outcome {
 	m.seq++
 	x := mEvent{ts: e.TS, b: b, v: e.Value, id: e.ID, tags: tags, seq: m.seq}
 	m.evs = append(m.evs, x)
-	if m.recentN > 0 {
-		m.recent = append(m.recent, x)
-		if len(m.recent) > m.recentN {
-			m.recent = m.recent[1:]
-		}
-	}
 	m.applied++
 	return Applied
 }
@@ -155,15 +171,22 @@ func (m *model) check(t *testing.T, w *Window, s *Shape, rng *rand.Rand, where s
 			t.Fatalf("%s: Quantile(%v) = %v, want %v (sketched %v)", what, q, got, want, sketched)
 		}
 	}
-	rec := w.Recent()
+	rec := w.Received()
 	if len(rec) != len(m.recent) {
-		t.Fatalf("%s: %d recent events, want %d", where, len(rec), len(m.recent))
+		t.Fatalf("%s: %d received events, want %d", where, len(rec), len(m.recent))
 	}
+	var applied []mEvent
 	for i, x := range m.recent {
 		r := rec[i]
-		if r.TS != x.ts || r.Value != x.v || r.ID != x.id || !maps.Equal(r.Tags, x.tags) {
-			t.Fatalf("%s: Recent[%d] = %+v, want %+v", where, i, r, x)
+		if r.TS != x.ts || r.Value != x.v || r.ID != x.id || r.Outcome != x.out || !maps.Equal(r.Tags, x.tags) {
+			t.Fatalf("%s: Received[%d] = %+v, want %+v", where, i, r, x)
 		}
+		if x.out == Applied {
+			applied = append(applied, x)
+		}
+	}
+	if app := w.Recent(); len(app) != len(applied) {
+		t.Fatalf("%s: %d recent events, want %d", where, len(app), len(applied))
 	}
 	if !maps.Equal(w.Tags(), m.tags) {
 		t.Fatalf("%s: Tags = %v, want %v", where, w.Tags(), m.tags)
@@ -313,12 +336,13 @@ func sameWindows(t *testing.T, w, w2 *Window, s *Shape) {
 	if a1 != a2 || l1 != l2 || d1 != d2 {
 		t.Fatal("counts differ after round trip")
 	}
-	r1, r2 := w.Recent(), w2.Recent()
+	r1, r2 := w.Received(), w2.Received()
 	if len(r1) != len(r2) {
 		t.Fatalf("recent differs: %d vs %d", len(r1), len(r2))
 	}
 	for i := range r1 {
-		if r1[i].TS != r2[i].TS || r1[i].Value != r2[i].Value || r1[i].ID != r2[i].ID || !maps.Equal(r1[i].Tags, r2[i].Tags) {
+		if r1[i].TS != r2[i].TS || r1[i].Value != r2[i].Value || r1[i].ID != r2[i].ID ||
+			r1[i].Outcome != r2[i].Outcome || !maps.Equal(r1[i].Tags, r2[i].Tags) {
 			t.Fatalf("recent[%d] differs: %+v vs %+v", i, r1[i], r2[i])
 		}
 	}

@@ -7,11 +7,12 @@ import (
 	"github.com/squallhq/squall/event"
 )
 
-// pushRecent records an applied event in the recent ring of capacity n.
-// The ring grows on demand up to n. Ids are copied into per-slot byte
-// buffers that are reused, and tags are the window's shared immutable
-// copies, so a full ring records an event without allocating.
-func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[string]string) {
+// pushRecent records an event the window received, with its outcome, in
+// the recent ring of capacity n. The ring grows on demand up to n. Ids are
+// copied into per-slot byte buffers that are reused, and tags are the
+// window's shared immutable copies, so a full ring records an event without
+// allocating. Outcomes are kept only once an event was not applied.
+func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[string]string, o Outcome) {
 	var slot int
 	x := w.x
 	if len(w.ring) < n {
@@ -33,6 +34,9 @@ func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[stri
 			}
 			if x.rtags != nil {
 				x.rtags = append(x.rtags, nil)
+			}
+			if x.rout != nil {
+				x.rout = append(x.rout, Applied)
 			}
 		}
 	} else {
@@ -57,6 +61,32 @@ func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[stri
 		}
 		x.rtags[slot] = tags
 	}
+	if o != Applied || (x != nil && x.rout != nil) {
+		x = w.ext()
+		if x.rout == nil {
+			x.rout = make([]Outcome, len(w.ring), cap(w.ring))
+		}
+		x.rout[slot] = o
+	}
+}
+
+// keepDropped records a late or duplicate event in the recent ring, so that
+// the ring holds every event the window received, in order. Its tags are
+// kept (shared with the last tag copy when equal) but do not become the
+// window's tags.
+func (w *Window) keepDropped(ts int64, ev *event.Event, o Outcome) {
+	n := w.shape.Recent
+	if n == 0 {
+		return
+	}
+	var tags map[string]string
+	if len(ev.Tags) > 0 {
+		x := w.ext()
+		if tags = x.tagsLast; tags == nil || !maps.Equal(tags, ev.Tags) {
+			tags = cloneTags(ev.Tags)
+		}
+	}
+	w.pushRecent(n, ts, ev.Value, ev.ID, tags, o)
 }
 
 // noteTags records the tags of an applied event with time ts and returns
@@ -84,10 +114,56 @@ func cloneTags(tags map[string]string) map[string]string {
 	return m
 }
 
-// Recent returns up to Shape.Recent of the most recently applied events,
-// oldest (earliest applied) first. The events are copies the caller may
-// keep and modify. Key is left empty: a Window does not know its key.
-// Late and duplicate events are not included.
+// Received is one event a window received, with what Add did with it.
+type Received struct {
+	event.Event
+	Outcome Outcome
+}
+
+// Received returns the last Shape.Recent events the window received —
+// applied, late and duplicate — oldest (earliest received) first, with
+// their ids, tags and outcomes: what a replay of the key needs. ts is as Add
+// clamped it. The events are copies the caller may keep and modify. Key is
+// left empty: a Window does not know its key.
+//
+// When the window has received no more than Shape.Recent events in all
+// (applied + late + duplicates of Counts equals the length returned), they
+// are every event behind its state, and applying them in order to a new
+// window of the same shape rebuilds it exactly.
+func (w *Window) Received() []Received {
+	n := len(w.ring)
+	if n == 0 {
+		return nil
+	}
+	out := make([]Received, 0, n)
+	start := int(w.rnext) // 0 until the ring is full
+	for k := 0; k < n; k++ {
+		out = append(out, w.received((start+k)%n))
+	}
+	return out
+}
+
+// received returns the ring's slot i.
+func (w *Window) received(i int) Received {
+	e := Received{Event: event.Event{TS: w.ring[i].ts, Value: w.ring[i].v}}
+	if x := w.x; x != nil {
+		if x.rids != nil && len(x.rids[i]) > 0 {
+			e.ID = string(x.rids[i])
+		}
+		if x.rtags != nil && x.rtags[i] != nil {
+			e.Tags = maps.Clone(x.rtags[i])
+		}
+		if x.rout != nil {
+			e.Outcome = x.rout[i]
+		}
+	}
+	return e
+}
+
+// Recent returns the applied events among the last Shape.Recent events the
+// window received (see Received), oldest (earliest applied) first. The
+// events are copies the caller may keep and modify. Key is left empty: a
+// Window does not know its key.
 func (w *Window) Recent() []event.Event {
 	n := len(w.ring)
 	if n == 0 {
@@ -97,16 +173,10 @@ func (w *Window) Recent() []event.Event {
 	start := int(w.rnext) // 0 until the ring is full
 	for k := 0; k < n; k++ {
 		i := (start + k) % n
-		e := event.Event{TS: w.ring[i].ts, Value: w.ring[i].v}
-		if x := w.x; x != nil {
-			if x.rids != nil && len(x.rids[i]) > 0 {
-				e.ID = string(x.rids[i])
-			}
-			if x.rtags != nil && x.rtags[i] != nil {
-				e.Tags = maps.Clone(x.rtags[i])
-			}
+		if x := w.x; x != nil && x.rout != nil && x.rout[i] != Applied {
+			continue
 		}
-		out = append(out, e)
+		out = append(out, w.received(i).Event)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package window
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -430,6 +431,56 @@ func TestRecent(t *testing.T) {
 	mustAdd(t, w, evID(1000, 1, "a"), Applied)
 	if w.Recent() != nil {
 		t.Fatal("Recent with Recent=0")
+	}
+}
+
+// TestReceived checks that the ring keeps late and duplicate events with
+// their outcome, ids and tags, that Recent shows only the applied ones, that
+// both survive an encoding, and that re-applying the received events to a
+// new window rebuilds the same state while they are all of them.
+func TestReceived(t *testing.T) {
+	s := testShape()
+	s.Recent = 8
+	w := New(s)
+	evs := []*event.Event{
+		evTags(20_000, 1, map[string]string{"env": "prod"}),
+		evID(21_000, 2, "a"),
+		evID(21_500, 3, "a"), // duplicate
+		evTags(5_000, 4, map[string]string{"env": "late"}), // late: bucket 5 ≤ 21 − 10
+		ev(22_000, 5),
+	}
+	want := []Outcome{Applied, Applied, Duplicate, Late, Applied}
+	for i, e := range evs {
+		mustAdd(t, w, e, want[i])
+	}
+	got := w.Received()
+	if len(got) != len(evs) {
+		t.Fatalf("Received = %+v", got)
+	}
+	for i, r := range got {
+		if r.Outcome != want[i] || r.TS != evs[i].TS || r.Value != evs[i].Value || r.ID != evs[i].ID || !maps.Equal(r.Tags, evs[i].Tags) {
+			t.Errorf("Received[%d] = %+v, want %+v %v", i, r, *evs[i], want[i])
+		}
+	}
+	if tags := w.Tags(); tags["env"] != "prod" {
+		t.Errorf("a late event's tags became the window's: %v", tags)
+	}
+	if r := w.Recent(); len(r) != 3 || r[0].Value != 1 || r[1].Value != 2 || r[2].Value != 5 {
+		t.Errorf("Recent = %+v", r)
+	}
+	w2 := roundTrip(t, w, s)
+	w3 := New(s)
+	for _, r := range w2.Received() {
+		mustAdd(t, w3, &r.Event, r.Outcome)
+	}
+	sameWindows(t, w, w3, s)
+
+	// Once more events arrived than the ring holds, the oldest go.
+	for i := range 10 {
+		mustAdd(t, w, ev(23_000+int64(i), float64(i)), Applied)
+	}
+	if got := w.Received(); len(got) != 8 || got[0].Value != 2 || got[0].Outcome != Applied {
+		t.Errorf("Received after overflow = %+v", got)
 	}
 }
 

@@ -187,6 +187,9 @@ func (nopHandler) Forward(context.Context, string, []event.Event, []actors.Resul
 func (nopHandler) KeyState(context.Context, string) (*api.KeyState, error) {
 	return nil, actors.ErrNotFound
 }
+func (nopHandler) KeyEvents(context.Context, string) (*api.KeyEvents, error) {
+	return nil, actors.ErrNotFound
+}
 func (nopHandler) List(context.Context, string, int) (*api.KeyList, error) {
 	return &api.KeyList{}, nil
 }
