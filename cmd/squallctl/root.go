@@ -129,9 +129,8 @@ and "alerts tail"). Any node of a cluster answers for the whole cluster.`,
 			root.AddCommand(c)
 		}
 	}
-	// The "events" group holds the commands that work on keys; the replay
-	// of a key's events joins it.
-	add("events", a.sendCommand(), a.getCommand(), a.keysCommand())
+	// The "events" group holds the commands that work on keys.
+	add("events", a.sendCommand(), a.getCommand(), a.keysCommand(), a.replayCommand())
 	add("ops", a.clusterCommand(), a.alertsCommand())
 	add("offline", a.rulesCommand(), a.completionCommand())
 	root.SetHelpCommandGroupID("offline")

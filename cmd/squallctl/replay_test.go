@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/internal/testutil"
+	"github.com/squallhq/squall/node"
+	"github.com/squallhq/squall/replay"
+)
+
+// replayEvents are web-1.cpu's events — two applied, a duplicate, a third
+// applied — and one of web-2.cpu between them.
+const replayEvents = `{"key":"web-1.cpu","ts":1764064800000,"value":40,"id":"e1","tags":{"env":"prod"}}
+{"key":"web-1.cpu","ts":1764064801000,"value":60,"id":"e2"}
+{"key":"web-1.cpu","ts":1764064801500,"value":60,"id":"e2"}
+{"key":"web-2.cpu","ts":1764064801600,"value":99}
+{"key":"web-1.cpu","ts":1764064802000,"value":75,"id":"e3"}
+`
+
+// TestReplayKept: a replay of the node's kept events equals the live key;
+// with a rules file of a lower threshold it does not, and --diff says
+// where; -f FILE replays a file of the same events.
+func TestReplayKept(t *testing.T) {
+	n := startNode(t, withRules(t))
+	expect(t, ctl(t, n, replayEvents, "send"), 0)
+
+	r := ctl(t, n, "", "replay", "web-1.cpu", "--diff")
+	expect(t, r, 0, "DIFF: the replay equals the live key (n1)\n", "key         web-1.cpu\n",
+		"events      3 applied, 0 late, 1 duplicate\n")
+	steps := stepLines(r.out)
+	want := []string{
+		"#0 2025-11-25T10:00:00Z 40 id=e1 applied  count=1 sum=40 min=40 max=40 mean=40 p99=40",
+		"#1 2025-11-25T10:00:01Z 60 id=e2 applied  count=2 sum=100 min=40 max=60 mean=50 p99=40",
+		"#2 2025-11-25T10:00:01.5Z 60 id=e2 duplicate  count=2 sum=100 min=40 max=60 mean=50 p99=40",
+	}
+	if len(steps) != 4 {
+		t.Fatalf("%d steps, want 4:\n%s", len(steps), r.out)
+	}
+	for i, w := range want {
+		if steps[i] != w {
+			t.Errorf("step %d:\n got %s\nwant %s", i, steps[i], w)
+		}
+	}
+	if !strings.HasPrefix(steps[3], "#3 2025-11-25T10:00:02Z 75 id=e3 applied  count=3 sum=175 min=40 max=75") {
+		t.Errorf("step 3: %s", steps[3])
+	}
+
+	// A lower threshold: the rule fires in the replay, not live.
+	low := writeFile(t, "low.yaml", `rules:
+  - {name: high-cpu, match: "*.cpu", aggregate: max, over: 1m, op: ">", threshold: 50, severity: page}
+`)
+	r = ctl(t, n, "", "replay", "web-1.cpu", "--rules", low, "--diff")
+	expect(t, r, 1, "high-cpu firing (60, threshold 50)", "DIFF: 2 differences between the live key (n1) and the replay\n",
+		"rules.high-cpu.since: only in replay (\"2025-11-25T10:00:01Z\")\n", "rules.high-cpu.state: live \"inactive\", replay \"firing\"\n")
+	if !strings.Contains(r.err, `the replay of "web-1.cpu" differs from the live key`) {
+		t.Fatalf("stderr %q", r.err)
+	}
+
+	// A file of the same events (web-2's are skipped): the same state.
+	f := writeFile(t, "events.ndjson", replayEvents)
+	r = ctl(t, n, "", "replay", "web-1.cpu", "-f", f, "--diff")
+	expect(t, r, 0, "DIFF: the replay equals the live key (n1)\n")
+	if got := stepLines(r.out); len(got) != 4 || got[2] != want[2] {
+		t.Fatalf("-f: steps %q", got)
+	}
+	// Without ts, the file's line is named.
+	r = ctl(t, n, "", "replay", "web-1.cpu", "-f", writeFile(t, "bad.ndjson", "\n{\"key\":\"web-1.cpu\",\"value\":1}\n"))
+	expect(t, r, 1)
+	if !strings.Contains(r.err, "line 2: no ts") {
+		t.Fatalf("stderr %q", r.err)
+	}
+
+	// -o json: the final state document, and nothing else.
+	r = ctl(t, n, "", "replay", "web-1.cpu", "-o", "json")
+	expect(t, r, 0)
+	var st api.KeyState
+	if err := json.Unmarshal([]byte(r.out), &st); err != nil || st.Node != "n1" || st.Window.Count != 3 || st.DuplicatesDropped != 1 {
+		t.Fatalf("-o json: %v\n%s", err, r.out)
+	}
+
+	expect(t, ctl(t, n, "", "replay", "nope"), 1)
+	expect(t, ctl(t, n, "", "replay", "web-1.cpu", "--nats", "nats://127.0.0.1:1"), 2)
+	expect(t, ctl(t, n, "", "replay", "web-1.cpu", "--from-log"), 2)
+	expect(t, ctl(t, n, "", "replay", "web-1.cpu", "--from-log", "--kafka-brokers", "127.0.0.1:1"), 2)
+}
+
+// TestReplayIncomplete: when the node keeps fewer events than the key
+// received, the replay of them is refused, and the message says to use the
+// log.
+func TestReplayIncomplete(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.RecentEvents = 2 })
+	expect(t, ctl(t, n, replayEvents, "send"), 0)
+	r := ctl(t, n, "", "replay", "web-1.cpu")
+	expect(t, r, 1)
+	for _, w := range []string{"the node keeps only the key's last events", "2 of 4 events kept (--recent-events 2)", "--from-log"} {
+		if !strings.Contains(r.err, w) {
+			t.Fatalf("stderr lacks %q: %q", w, r.err)
+		}
+	}
+	if r.out != "" {
+		t.Fatalf("stdout %q", r.out)
+	}
+}
+
+// TestReplayJetStream: a durable node's JetStream log, over the range its
+// /debug/cluster gives, replays to the live state.
+func TestReplayJetStream(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, func(c *node.Config) { c.DataDir = dir })
+	expect(t, ctl(t, n, replayEvents, "send"), 0)
+
+	// A durable node answers once the events are stored: wait until the
+	// log's source counts them applied.
+	ctx := context.Background()
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		doc, err := n.Cluster(ctx)
+		if err != nil || len(doc.Sources) == 0 {
+			return false
+		}
+		s := doc.Sources[0]
+		_, to, ok := replay.LogRange(doc, 0)
+		return ok && to > 1 && s.Lag == 0 && s.Buffered == 0 && s.HighWatermark == to
+	}, "the log's source does not apply the events")
+
+	r := ctl(t, n, "", "replay", "web-1.cpu", "--from-log", "--nats", n.NATSURL(), "--diff")
+	expect(t, r, 0, "DIFF: the replay equals the live key (n1)\n", "events      3 applied, 0 late, 1 duplicate\n")
+	steps := stepLines(r.out)
+	if len(steps) != 4 || !strings.HasPrefix(steps[0], "#0 @") {
+		t.Fatalf("steps %q", steps)
+	}
+	// A range that ends before the first record has no event of the key.
+	r = ctl(t, n, "", "replay", "web-1.cpu", "--from-log", "--nats", n.NATSURL(), "--from", "0", "--to", "1")
+	expect(t, r, 1)
+	if !strings.Contains(r.err, fmt.Sprintf("no event of %q to replay", "web-1.cpu")) {
+		t.Fatalf("stderr %q", r.err)
+	}
+}
+
+// stepLines returns the step lines of a replay's output.
+func stepLines(out string) []string {
+	var steps []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "#") {
+			steps = append(steps, l)
+		}
+	}
+	return steps
+}
