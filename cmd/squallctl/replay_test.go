@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/client"
 	"github.com/squallhq/squall/internal/testutil"
 	"github.com/squallhq/squall/node"
 	"github.com/squallhq/squall/replay"
@@ -151,4 +156,105 @@ func stepLines(out string) []string {
 		}
 	}
 	return steps
+}
+
+// TestReplayKafka: a node consuming a Kafka topic; the replay of the key's
+// partition over the range the node's /debug/cluster gives equals the live
+// key, for events the node's own producer wrote (murmur2, the key's
+// partition) and, with --partition, for records a producer with Sarama's
+// partitioner (FNV-1a) wrote to another partition.
+func TestReplayKafka(t *testing.T) {
+	const topic = "events"
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	brokers := kc.ListenAddrs()[0]
+	n := startNode(t, func(c *node.Config) {
+		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = brokers, topic, "squall"
+	})
+	c, err := client.New("http://" + n.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// applied waits until key has count events in its window and the
+	// source of Kafka partition p has applied every record it fetched.
+	applied := func(key string, count uint64, p int32) {
+		t.Helper()
+		testutil.Eventually(t, 20*time.Second, func() bool {
+			st, err := c.Get(ctx, key)
+			if err != nil || st.Window.Count != count {
+				return false
+			}
+			doc, err := n.Cluster(ctx)
+			if err != nil {
+				return false
+			}
+			for _, s := range doc.Sources {
+				if s.Partition == p {
+					return s.Applied > 0 && s.Applied == s.HighWatermark && s.Buffered == 0
+				}
+			}
+			return false
+		}, "key %s: not %d events applied from partition %d", key, count, p)
+	}
+
+	expect(t, ctl(t, n, replayEvents, "send"), 0)
+	p := replay.KeyPartition("web-1.cpu", 4)
+	applied("web-1.cpu", 3, p)
+	args := []string{"replay", "web-1.cpu", "--from-log", "--kafka-brokers", brokers, "--kafka-topic", topic}
+	r := ctl(t, n, "", append(args, "--diff")...)
+	expect(t, r, 0, "DIFF: the replay equals the live key (n1)\n")
+	steps := stepLines(r.out)
+	if len(steps) != 4 || !strings.HasPrefix(steps[0], "#0 @") {
+		t.Fatalf("steps %q", steps)
+	}
+	// From the second of the key's records: three steps.
+	var second int64
+	if _, err := fmt.Sscanf(steps[1], "#1 @%d", &second); err != nil {
+		t.Fatal(err)
+	}
+	r = ctl(t, n, "", append(args, "--from", fmt.Sprint(second), "-o", "json")...)
+	expect(t, r, 0)
+	var st api.KeyState
+	if err := json.Unmarshal([]byte(r.out), &st); err != nil || st.Window.Count != 2 || st.Window.Min != 60 {
+		t.Fatalf("--from %d: %v\n%s", second, err, r.out)
+	}
+
+	// Sarama's partitioner puts db-1.cpu in another partition.
+	const key = "db-1.cpu"
+	pr, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaHasher(func(b []byte) uint32 {
+			h := fnv.New32a()
+			h.Write(b)
+			return h.Sum32()
+		}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	where := int32(-1)
+	for i, v := range []float64{10, 30, 20} {
+		rec := &kgo.Record{Key: []byte(key), Value: []byte(fmt.Sprintf(`{"key":%q,"ts":%d,"value":%g}`, key, 1764064800000+int64(i)*1000, v))}
+		res, err := pr.ProduceSync(ctx, rec).First()
+		if err != nil {
+			t.Fatal(err)
+		}
+		where = res.Partition
+	}
+	if where == replay.KeyPartition(key, 4) {
+		t.Fatalf("the key's records are in its murmur2 partition %d: the test needs another key", where)
+	}
+	applied(key, 3, where)
+	args = []string{"replay", key, "--from-log", "--kafka-brokers", brokers, "--kafka-topic", topic}
+	r = ctl(t, n, "", append(args, "--partition", fmt.Sprint(where), "--diff")...)
+	expect(t, r, 0, "DIFF: the replay equals the live key (n1)\n", "all     3      60   10   30")
+	// Its murmur2 partition has none of its records.
+	r = ctl(t, n, "", append(args, "--from", "0")...)
+	expect(t, r, 1)
+	if !strings.Contains(r.err, `no event of "db-1.cpu" to replay`) {
+		t.Fatalf("stderr %q", r.err)
+	}
 }
