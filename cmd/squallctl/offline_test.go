@@ -82,8 +82,9 @@ func TestHelpAndUsage(t *testing.T) {
 	}
 	walk(a.rootCommand())
 
-	expect(t, ctl(t, nil, "", "--help"), 0, "Events and keys:\n", "Cluster and alerts:\n", "send ", "get ", "keys ", "cluster ", "alerts ", "rules ", "completion ")
+	expect(t, ctl(t, nil, "", "--help"), 0, "Events and keys:\n", "Cluster and alerts:\n", "send ", "get ", "keys ", "replay ", "cluster ", "alerts ", "rules ", "completion ")
 	expect(t, ctl(t, nil, "", "get", "--help"), 0, "Examples:\n  squallctl get web-1.cpu\n")
+	expect(t, ctl(t, nil, "", "replay", "--help"), 0, "Examples:\n  squallctl replay web-1.cpu\n", "--from-log", "--partition")
 	for _, args := range [][]string{{"-o", "xml", "keys"}, {"--timeout", "0s", "keys"}, {"--nope"}, {"frobnicate"}, {"keys", "--nope"}} {
 		r := ctl(t, nil, "", args...)
 		expect(t, r, 2)
