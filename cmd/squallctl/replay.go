@@ -158,7 +158,7 @@ func (a *app) replay(ctx context.Context, o *replayOptions, key string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Rules, err = a.replayRules(ctx, c, o.rulesFile); err != nil {
+	if cfg.Rules, err = a.replayRules(ctx, c, o.rulesFile, ke.Node); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -222,7 +222,9 @@ func (a *app) replay(ctx context.Context, o *replayOptions, key string) error {
 }
 
 // replayRules returns the rules of file, or the node's when file is "".
-func (a *app) replayRules(ctx context.Context, c *client.Client, file string) (*rules.Set, error) {
+// Each node of a cluster loads its own rules file: when the node asked is
+// not owner, the key's node, a warning says whose rules run.
+func (a *app) replayRules(ctx context.Context, c *client.Client, file, owner string) (*rules.Set, error) {
 	if file != "" {
 		set, err := rules.Load(file)
 		if err != nil {
@@ -235,6 +237,9 @@ func (a *app) replayRules(ctx context.Context, c *client.Client, file string) (*
 	doc, err := c.Rules(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("rules of the node: %w", err)
+	}
+	if doc.Node != owner {
+		fmt.Fprintf(a.errOut, "squallctl: warning: the rules are node %s's, the key is on node %s: if their rules files differ, give --server of %s or --rules\n", doc.Node, owner, owner)
 	}
 	return replay.RulesOf(doc)
 }

@@ -38,6 +38,9 @@ func TestReplayKept(t *testing.T) {
 	r := ctl(t, n, "", "replay", "web-1.cpu", "--diff")
 	expect(t, r, 0, "DIFF: the replay equals the live key (n1)\n", "key         web-1.cpu\n",
 		"events      3 applied, 0 late, 1 duplicate\n")
+	if r.err != "" { // the rules are the key's node's: no warning
+		t.Fatalf("stderr %q", r.err)
+	}
 	steps := stepLines(r.out)
 	want := []string{
 		"#0 2025-11-25T10:00:00Z 40 id=e1 applied  count=1 sum=40 min=40 max=40 mean=40 p99=40",
