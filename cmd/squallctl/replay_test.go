@@ -204,6 +204,8 @@ func TestReplayKafka(t *testing.T) {
 		}, "key %s: not %d events applied from partition %d", key, count, p)
 	}
 
+	// Every record is stamped at or after start (Kafka's produce time).
+	start := time.Now().UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
 	expect(t, ctl(t, n, replayEvents, "send"), 0)
 	p := replay.KeyPartition("web-1.cpu", 4)
 	applied("web-1.cpu", 3, p)
@@ -225,6 +227,16 @@ func TestReplayKafka(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.out), &st); err != nil || st.Window.Count != 2 || st.Window.Min != 60 {
 		t.Fatalf("--from %d: %v\n%s", second, err, r.out)
 	}
+
+	// By time: since start, every record; until start, none.
+	expect(t, ctl(t, n, "", append(args, "--since", start, "--diff")...), 0, "DIFF: the replay equals the live key (n1)\n")
+	r = ctl(t, n, "", append(args, "--until", start)...)
+	expect(t, r, 1)
+	if !strings.Contains(r.err, `no event of "web-1.cpu" to replay`) {
+		t.Fatalf("--until %s: stderr %q", start, r.err)
+	}
+	expect(t, ctl(t, n, "", append(args, "--since", "yesterday")...), 2)
+	expect(t, ctl(t, n, "", append(args, "--since", start, "--from", "0")...), 2)
 
 	// Sarama's partitioner puts db-1.cpu in another partition.
 	const key = "db-1.cpu"
