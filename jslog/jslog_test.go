@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/squallhq/squall/actors"
+	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/internal/natstest"
 	"github.com/squallhq/squall/source"
 )
@@ -427,4 +428,34 @@ func TestProducerBuffersReused(t *testing.T) {
 		}
 	}
 	checkOrder(t, sink, 3)
+}
+
+// A partition started with no progress committed (a node killed before its
+// first commit) knows the stream's end before it has applied anything:
+// its status is behind, so a node's readiness waits for the whole log
+// rather than answering ready while the partition is still applying it.
+func TestStartWithoutProgressKnowsHighWatermark(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(1)
+	prod := newProducer(t, cfg)
+	for b := range 5 {
+		submit(t, prod, events(10, 3, float64(b*10)))
+	}
+	sink := newSink()
+	// The status the moment the partition goes live, before its reader
+	// has fetched anything.
+	atLive := make(chan api.SourceStatus, 1)
+	var m *Manager
+	cfg.OnLive = func(int32) { atLive <- m.Status()[0] }
+	m = newManager(t, cfg, sink)
+	startAll(m, 1)
+	st := <-atLive
+	if st.HighWatermark != 6 || st.Applied >= st.HighWatermark {
+		t.Fatalf("when live, before anything is read: high watermark %d, applied %d; want 6 and below it", st.HighWatermark, st.Applied)
+	}
+	eventually(t, func() bool { st := m.Status()[0]; return st.Applied == st.HighWatermark },
+		"never caught up: %+v", m.Status())
+	if got := sink.count(false); got != 50 {
+		t.Fatalf("applied %d events, want 50", got)
+	}
 }

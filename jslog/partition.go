@@ -205,35 +205,25 @@ func (p *partition) makePlan(ctx context.Context, from source.StartFrom) (plan, 
 		pr = &got
 	}
 	c, r := pr.Offset, pr.Restore
-	switch {
-	case c < 0:
-		return live(-1), nil
-	case from.Handoff:
+	if from.Handoff && c >= 0 {
 		return live(c), nil
 	}
 	// The replay ends after the partition's last message below c: read
 	// the last message of the subject now (every message below c is
-	// stored already, so none below c comes after it).
-	actx, cancel := context.WithTimeout(ctx, apiTimeout)
-	last, err := m.js.Stream(actx, m.cfg.Stream)
-	var lastSeq int64
-	if err == nil {
-		var msg *jetstream.RawStreamMsg
-		msg, err = last.GetLastMsgForSubject(actx, m.cfg.subject(p.id))
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			err = nil
-		case err == nil:
-			lastSeq = int64(msg.Sequence)
-		}
-	}
-	cancel()
+	// stored already, so none below c comes after it). It is the high
+	// watermark too: without it a partition started with no progress
+	// would look caught up before its reader has fetched anything.
+	lastSeq, err := p.lastSeq(ctx)
 	if err != nil {
-		return plan{}, fmt.Errorf("last message of partition %d: %w", p.id, err)
+		return plan{}, err
 	}
-	if lastSeq >= 0 {
-		p.hwm.Store(lastSeq + 1)
+	if c < 0 {
+		if lastSeq > 0 {
+			p.hwm.Store(lastSeq + 1)
+		}
+		return live(-1), nil
 	}
+	p.hwm.Store(lastSeq + 1)
 	end := min(c, lastSeq+1)
 	if r < 0 || r > c {
 		m.log.Info("jetstream log: progress without restore offset; replaying the retention",
@@ -248,6 +238,26 @@ func (p *partition) makePlan(ctx context.Context, from source.StartFrom) (plan, 
 		return live(c), nil // nothing of the partition in [r, c)
 	}
 	return plan{startSeq: uint64(max(r, 1)), replayFrom: r, replayTo: c, replayEnd: end, committed: c}, nil
+}
+
+// lastSeq returns the stream sequence of the partition's last message,
+// 0 when it has none.
+func (p *partition) lastSeq(ctx context.Context) (int64, error) {
+	m := p.m
+	actx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	st, err := m.js.Stream(actx, m.cfg.Stream)
+	if err != nil {
+		return 0, fmt.Errorf("last message of partition %d: %w", p.id, err)
+	}
+	msg, err := st.GetLastMsgForSubject(actx, m.cfg.subject(p.id))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("last message of partition %d: %w", p.id, err)
+	}
+	return int64(msg.Sequence), nil
 }
 
 // read fetches the partition's messages into the queue, never more than
