@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,7 +181,18 @@ func (s Step) String() string {
 	return b.String()
 }
 
-func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+func num(v float64) string { return FormatValue(v) }
+
+// FormatValue formats a value or an aggregate for people: an integer in
+// full (below 10^15), any other number to 10 significant digits (a mean of
+// 155/3 is 51.66666667, not 51.666666666666664). Documents (JSON) carry
+// the exact value.
+func FormatValue(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 10, 64)
+}
 
 // Result is the outcome of a replay.
 type Result struct {
@@ -272,16 +284,18 @@ func Replay(ctx context.Context, cfg Config, key string, src Source, step func(S
 // [from, to) of its log partition p (Kafka offsets, or JetStream stream
 // sequences) behind what the node holds now: from where the partition's
 // source began (replay_from, the restore point of the progress it started
-// from) to one past the last record it applied (applied). ok is false when
-// the node consumes no log partition p (no log, or another node owns it).
+// from) to one past the last record it applied (applied); from == to when it
+// has applied none yet. ok is false when the node consumes no log partition
+// p (no log, or another node owns it).
 //
 // A key whose actor was activated later (its first event, or again after
 // passivation) counts only the events since: its window and rules match a
 // replay of the range, its lifetime counters may not.
 func LogRange(cl *api.Cluster, p int32) (from, to int64, ok bool) {
 	for _, s := range cl.Sources {
-		if s.Partition == p && s.Applied >= 0 {
-			return max(s.ReplayFrom, 0), s.Applied, true
+		if s.Partition == p {
+			from = max(s.ReplayFrom, 0)
+			return from, max(s.Applied, from), true
 		}
 	}
 	return 0, 0, false

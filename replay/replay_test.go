@@ -285,3 +285,14 @@ func TestFileSourceErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatValue(t *testing.T) {
+	for v, want := range map[float64]string{
+		155.0 / 3: "51.66666667", 0.1 + 0.2: "0.3", 1764064800000: "1764064800000", -40: "-40",
+		1e20: "1e+20", 2.5e-7: "2.5e-07", 61.25: "61.25",
+	} {
+		if got := replay.FormatValue(v); got != want {
+			t.Errorf("FormatValue(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/client"
 )
 
 // memberReadiness is whether a member is ready, as it says itself.
@@ -67,16 +68,12 @@ added.`,
 // cluster document, on the member's HTTP address with --server's scheme.
 func (a *app) readiness(ctx context.Context, doc *api.Cluster) map[string]memberReadiness {
 	out := make(map[string]memberReadiness, len(doc.Members))
-	scheme := "http"
-	if u, err := url.Parse(a.server); err == nil && u.Scheme != "" {
-		scheme = u.Scheme
-	}
 	for _, m := range doc.Members {
 		if m.ID == doc.Self {
 			out[m.ID] = memberReadiness{Ready: doc.Ready, Reason: doc.NotReadyReason}
 			continue
 		}
-		c, err := a.client(scheme + "://" + m.HTTPAddr)
+		c, err := a.memberClient(doc, m.ID)
 		if err != nil {
 			out[m.ID] = memberReadiness{Reason: err.Error()}
 			continue
@@ -91,6 +88,22 @@ func (a *app) readiness(ctx context.Context, doc *api.Cluster) map[string]member
 		out[m.ID] = memberReadiness{Ready: d.Ready, Reason: d.NotReadyReason}
 	}
 	return out
+}
+
+// memberClient returns a client of member id of doc's cluster, on the
+// member's HTTP address with --server's scheme and token.
+func (a *app) memberClient(doc *api.Cluster, id string) (*client.Client, error) {
+	for _, m := range doc.Members {
+		if m.ID != id {
+			continue
+		}
+		scheme := "http"
+		if u, err := url.Parse(a.server); err == nil && u.Scheme != "" {
+			scheme = u.Scheme
+		}
+		return a.client(scheme + "://" + m.HTTPAddr)
+	}
+	return nil, fmt.Errorf("node %s is not a member of the cluster as node %s sees it", id, doc.Self)
 }
 
 func (a *app) writeCluster(v *clusterView) error {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/squallhq/squall/replay"
 )
 
 // printDoc prints v as JSON (indented) or YAML, as -o asks.
@@ -91,7 +93,7 @@ func num(v float64) string {
 	if math.IsNaN(v) {
 		return "-"
 	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
+	return replay.FormatValue(v)
 }
 
 // msTime formats epoch milliseconds as RFC 3339 UTC with milliseconds.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,8 +41,10 @@ func (a *app) replayCommand() *cobra.Command {
 		Short: "Rebuild a key's state from its events in a fresh local key actor, step by step",
 		Long: `Replay a key's events, in order, through a fresh key actor built in this
 process with the node's own code (package replay): the same window shape and
-partition count as the node's (from GET /debug/actors/{key}/events), and the
-node's alert rules (GET /debug/rules) or, with --rules, a changed file to try.
+partition count as the node's (from GET /debug/actors/{key}/events, which
+any node routes to the key's owner), and the owner's alert rules
+(GET /debug/rules, asked of the owner) or, with --rules, a changed file to
+try.
 One line is printed per event — index, log offset (@N, when from a log), ts,
 value, id, outcome (applied, late, duplicate), the whole window's aggregates
 after it and any rule transition — then the final state as "get" prints it.
@@ -57,8 +60,9 @@ Where the events come from:
               JetStream log of a durable node (a standalone node's
               --nats-addr: log partition 0; a cluster's --nats-url: log
               partition squall.log.<the key's partition>). The range is the
-              one the node's /debug/cluster gives for the partition (from its
-              restore point to the last record applied) unless --from/--to
+              one the partition's consumer (the node asked, or the
+              partition's owner) gives in /debug/cluster, from its restore
+              point to the last record applied, unless --from/--to
               (offsets or stream sequences) or --since/--until (RFC 3339
               times) bound it.
   -f FILE     a file of NDJSON events, as "send -f" takes them, each with ts.
@@ -221,9 +225,11 @@ func (a *app) replay(ctx context.Context, o *replayOptions, key string) error {
 	return fmt.Errorf("the replay of %q differs from the live key: %s", key, plural(len(d), "difference"))
 }
 
-// replayRules returns the rules of file, or the node's when file is "".
-// Each node of a cluster loads its own rules file: when the node asked is
-// not owner, the key's node, a warning says whose rules run.
+// replayRules returns the rules of file, or the key's node's (owner) when
+// file is "". Each node of a cluster loads its own rules file: when the
+// node asked is another, the owner is asked on its HTTP address; when it
+// cannot be reached from here, the node asked answers and a warning says
+// whose rules run.
 func (a *app) replayRules(ctx context.Context, c *client.Client, file, owner string) (*rules.Set, error) {
 	if file != "" {
 		set, err := rules.Load(file)
@@ -232,16 +238,44 @@ func (a *app) replayRules(ctx context.Context, c *client.Client, file, owner str
 		}
 		return set, nil
 	}
-	ctx, cancel := a.request(ctx)
+	rctx, cancel := a.request(ctx)
 	defer cancel()
-	doc, err := c.Rules(ctx)
+	doc, err := c.Rules(rctx)
 	if err != nil {
 		return nil, fmt.Errorf("rules of the node: %w", err)
 	}
 	if doc.Node != owner {
-		fmt.Fprintf(a.errOut, "squallctl: warning: the rules are node %s's, the key is on node %s: if their rules files differ, give --server of %s or --rules\n", doc.Node, owner, owner)
+		od, err := a.ownerRules(ctx, c, owner)
+		if err != nil {
+			fmt.Fprintf(a.errOut, "squallctl: warning: the rules are node %s's, the key is on node %s (%v): if their rules files differ, give --server of %s or --rules\n", doc.Node, owner, err, owner)
+		} else {
+			doc = od
+		}
 	}
 	return replay.RulesOf(doc)
+}
+
+// ownerRules asks node owner for its rules, on its HTTP address as the
+// cluster document of the node c talks to gives it.
+func (a *app) ownerRules(ctx context.Context, c *client.Client, owner string) (*api.Rules, error) {
+	oc, err := a.peer(ctx, c, owner)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := a.request(ctx)
+	defer cancel()
+	return oc.Rules(rctx)
+}
+
+// peer returns a client of member id of the cluster of the node c talks to.
+func (a *app) peer(ctx context.Context, c *client.Client, id string) (*client.Client, error) {
+	rctx, cancel := a.request(ctx)
+	defer cancel()
+	doc, err := c.Cluster(rctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	return a.memberClient(doc, id)
 }
 
 // replaySource returns the source of key's events that o names.
@@ -284,8 +318,11 @@ func (a *app) replaySource(ctx context.Context, c *client.Client, o *replayOptio
 	from, to := o.from, o.to
 	if from < 0 && to < 0 && o.since == "" && o.until == "" {
 		var ok bool
-		if from, to, ok = replay.LogRange(doc, p); !ok {
-			return nil, fmt.Errorf("node %s consumes no log partition %d: ask its owner with --server, or give --from/--to", doc.Self, p)
+		if from, to, ok = a.logRange(ctx, doc, p); !ok {
+			return nil, fmt.Errorf("node %s consumes no log partition %d and its owner could not say what it applied: ask the owner with --server, or give --from/--to", doc.Self, p)
+		}
+		if to <= from {
+			return nil, fmt.Errorf("no event of %q to replay: its consumer has applied no record of log partition %d since it began (--from/--to or --since/--until read another range)", key, p)
 		}
 	}
 	var since, until time.Time
@@ -321,6 +358,31 @@ func (a *app) replaySource(ctx context.Context, c *client.Client, o *replayOptio
 		return nil, err
 	}
 	return &connSource{Source: src, nc: nc}, nil
+}
+
+// logRange returns the range of log partition p that its consumer has
+// applied: doc's node's, or else that of the partition's owner in doc's
+// assignment, asked on its HTTP address.
+func (a *app) logRange(ctx context.Context, doc *api.Cluster, p int32) (from, to int64, ok bool) {
+	if from, to, ok = replay.LogRange(doc, p); ok {
+		return from, to, true
+	}
+	owner := doc.Assignment[strconv.Itoa(int(p))]
+	if owner == "" || owner == doc.Self {
+		return 0, 0, false
+	}
+	oc, err := a.memberClient(doc, owner)
+	if err != nil {
+		return 0, 0, false
+	}
+	rctx, cancel := a.request(ctx)
+	defer cancel()
+	od, err := oc.Cluster(rctx)
+	if err != nil {
+		fmt.Fprintf(a.errOut, "squallctl: partition %d's owner %s: %v\n", p, owner, err)
+		return 0, 0, false
+	}
+	return replay.LogRange(od, p)
 }
 
 // connSource is a source that owns its NATS connection.
