@@ -3,10 +3,8 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -281,19 +279,9 @@ func (k *logSide) close() {
 
 // kafkaTLS returns the TLS config for Kafka, or nil without --kafka-tls.
 func (n *Node) kafkaTLS() (*tls.Config, error) {
-	if !n.cfg.KafkaTLS && n.cfg.KafkaTLSCA == "" {
-		return nil, nil
-	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if n.cfg.KafkaTLSCA != "" {
-		pem, err := os.ReadFile(n.cfg.KafkaTLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("--kafka-tls-ca: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, errors.New("--kafka-tls-ca: no PEM certificate found")
-		}
+	c, err := source.TLSConfig(n.cfg.KafkaTLS, n.cfg.KafkaTLSCA)
+	if err != nil {
+		return nil, fmt.Errorf("--kafka-tls-ca: %w", err)
 	}
 	return c, nil
 }

@@ -3,10 +3,12 @@ package source
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -275,14 +277,40 @@ func (c *Config) clientOpts() []kgo.Opt {
 		opts = append(opts, kgo.DialTLSConfig(c.TLS.Clone()))
 	}
 	if c.SASLMechanism != "" {
-		auth := scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}
-		if c.SASLMechanism == SASLScramSHA512 {
-			opts = append(opts, kgo.SASL(auth.AsSha512Mechanism()))
-		} else {
-			opts = append(opts, kgo.SASL(auth.AsSha256Mechanism()))
-		}
+		opts = append(opts, SCRAM(c.SASLUser, c.SASLPassword, c.SASLMechanism))
 	}
 	return opts
+}
+
+// SCRAM returns the option authenticating a client with SASL/SCRAM:
+// mechanism SASLScramSHA512, or else SASLScramSHA256.
+func SCRAM(user, password, mechanism string) kgo.Opt {
+	auth := scram.Auth{User: user, Pass: password}
+	if mechanism == SASLScramSHA512 {
+		return kgo.SASL(auth.AsSha512Mechanism())
+	}
+	return kgo.SASL(auth.AsSha256Mechanism())
+}
+
+// TLSConfig returns the TLS configuration of a Kafka client: nil (plain
+// TCP) unless on or caFile; with caFile, the PEM certificates in it are
+// the only roots trusted, else the system's are.
+func TLSConfig(on bool, caFile string) (*tls.Config, error) {
+	if !on && caFile == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate found", caFile)
+		}
+	}
+	return c, nil
 }
 
 // kgoLogger passes franz-go's warnings and errors to a slog.Logger.

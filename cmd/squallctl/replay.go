@@ -18,6 +18,7 @@ import (
 	"github.com/squallhq/squall/client"
 	"github.com/squallhq/squall/replay"
 	"github.com/squallhq/squall/rules"
+	"github.com/squallhq/squall/source"
 )
 
 // replayOptions are the flags of "replay".
@@ -25,6 +26,11 @@ type replayOptions struct {
 	fromLog      bool
 	kafkaBrokers string
 	kafkaTopic   string
+	kafkaTLS     bool
+	kafkaTLSCA   string
+	saslUser     string
+	saslMech     string
+	saslPassFile string
 	natsURL      string
 	partition    int32
 	from, to     int64
@@ -56,7 +62,8 @@ Where the events come from:
               node's --recent-events); otherwise the command refuses: use
               --from-log.
   --from-log  the node's log, read by a consumer that commits nothing:
-              --kafka-brokers and --kafka-topic for Kafka, or --nats for the
+              --kafka-brokers and --kafka-topic for Kafka (with the node's
+              --kafka-tls, --kafka-tls-ca and --kafka-sasl-* settings), or --nats for the
               JetStream log of a durable node (a standalone node's
               --nats-addr: log partition 0; a cluster's --nats-url: log
               partition squall.log.<the key's partition>). The range is the
@@ -95,6 +102,11 @@ there is any, 0 when they are equal.`,
 	f.BoolVar(&o.fromLog, "from-log", false, "replay from the node's log (Kafka or JetStream) instead of its kept events")
 	f.StringVar(&o.kafkaBrokers, "kafka-brokers", "", "with --from-log: the Kafka brokers host:port, comma separated")
 	f.StringVar(&o.kafkaTopic, "kafka-topic", "", "with --kafka-brokers: the node's --kafka-topic")
+	f.BoolVar(&o.kafkaTLS, "kafka-tls", false, "with --kafka-brokers: connect over TLS (the system's roots)")
+	f.StringVar(&o.kafkaTLSCA, "kafka-tls-ca", "", "with --kafka-brokers: connect over TLS trusting this PEM CA file")
+	f.StringVar(&o.saslUser, "kafka-sasl-user", "", "with --kafka-brokers: the SASL/SCRAM user")
+	f.StringVar(&o.saslMech, "kafka-sasl-mechanism", "", "with --kafka-sasl-user: "+source.SASLScramSHA256+" or "+source.SASLScramSHA512)
+	f.StringVar(&o.saslPassFile, "kafka-sasl-password-file", "", "with --kafka-sasl-user: a file holding the password (else $"+envKafkaPassword+")")
 	f.StringVar(&o.natsURL, "nats", "", "with --from-log: the NATS server holding a durable node's JetStream log")
 	f.Int32Var(&o.partition, "partition", -1, "with --from-log: the log partition to read (default: the key's)")
 	f.Int64Var(&o.from, "from", -1, "with --from-log: the first offset (stream sequence) read (default: the node's restore point)")
@@ -109,7 +121,8 @@ there is any, 0 when they are equal.`,
 
 // check reports a usage error in o.
 func (o *replayOptions) check(cmd *cobra.Command) error {
-	logFlags := []string{"kafka-brokers", "kafka-topic", "nats", "partition", "from", "to", "since", "until"}
+	logFlags := []string{"kafka-brokers", "kafka-topic", "kafka-tls", "kafka-tls-ca", "kafka-sasl-user", "kafka-sasl-mechanism",
+		"kafka-sasl-password-file", "nats", "partition", "from", "to", "since", "until"}
 	if !o.fromLog {
 		for _, n := range logFlags {
 			if cmd.Flags().Changed(n) {
@@ -125,8 +138,14 @@ func (o *replayOptions) check(cmd *cobra.Command) error {
 		return usageError{errors.New("--from-log needs --kafka-brokers (Kafka) or --nats (JetStream), one of them")}
 	case o.kafkaBrokers != "" && o.kafkaTopic == "":
 		return usageError{errors.New("--kafka-brokers needs --kafka-topic")}
-	case o.natsURL != "" && o.kafkaTopic != "":
-		return usageError{errors.New("--kafka-topic needs --kafka-brokers")}
+	case o.natsURL != "" && (o.kafkaTopic != "" || o.kafkaTLS || o.kafkaTLSCA != "" || o.saslUser != ""):
+		return usageError{errors.New("--kafka-topic, --kafka-tls, --kafka-tls-ca and --kafka-sasl-user need --kafka-brokers")}
+	case (o.saslUser == "") != (o.saslMech == ""):
+		return usageError{errors.New("--kafka-sasl-user and --kafka-sasl-mechanism go together")}
+	case o.saslMech != "" && o.saslMech != source.SASLScramSHA256 && o.saslMech != source.SASLScramSHA512:
+		return usageError{fmt.Errorf("--kafka-sasl-mechanism %q: want %s or %s", o.saslMech, source.SASLScramSHA256, source.SASLScramSHA512)}
+	case o.saslUser == "" && o.saslPassFile != "":
+		return usageError{errors.New("--kafka-sasl-password-file needs --kafka-sasl-user")}
 	case (o.from >= 0 || o.to >= 0) && (o.since != "" || o.until != ""):
 		return usageError{errors.New("give --from/--to or --since/--until, not both")}
 	case o.from >= 0 && o.to >= 0 && o.to < o.from:
@@ -335,7 +354,10 @@ func (a *app) replaySource(ctx context.Context, c *client.Client, o *replayOptio
 
 	if o.kafkaBrokers != "" {
 		kc := replay.DefaultKafkaConfig()
-		kc.Opts = []kgo.Opt{kgo.SeedBrokers(strings.Split(o.kafkaBrokers, ",")...)}
+		var err error
+		if kc.Opts, err = o.kafkaOpts(); err != nil {
+			return nil, err
+		}
 		kc.Topic, kc.Partition = o.kafkaTopic, p
 		kc.From, kc.To = max(from, 0), to
 		kc.FromTime, kc.ToTime = since, until
@@ -383,6 +405,34 @@ func (a *app) logRange(ctx context.Context, doc *api.Cluster, p int32) (from, to
 		return 0, 0, false
 	}
 	return replay.LogRange(od, p)
+}
+
+// kafkaOpts returns the options of a client of o's brokers: TLS and
+// SASL/SCRAM as the node's --kafka-tls, --kafka-tls-ca and --kafka-sasl-*.
+func (o *replayOptions) kafkaOpts() ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(strings.Split(o.kafkaBrokers, ",")...)}
+	tc, err := source.TLSConfig(o.kafkaTLS, o.kafkaTLSCA)
+	if err != nil {
+		return nil, fmt.Errorf("--kafka-tls-ca: %w", err)
+	}
+	if tc != nil {
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if o.saslUser == "" {
+		return opts, nil
+	}
+	pass := os.Getenv(envKafkaPassword)
+	if o.saslPassFile != "" {
+		b, err := os.ReadFile(o.saslPassFile)
+		if err != nil {
+			return nil, fmt.Errorf("--kafka-sasl-password-file: %w", err)
+		}
+		pass = strings.TrimRight(string(b), "\r\n")
+	}
+	if pass == "" {
+		return nil, fmt.Errorf("--kafka-sasl-user %s: no password (--kafka-sasl-password-file or $%s)", o.saslUser, envKafkaPassword)
+	}
+	return append(opts, source.SCRAM(o.saslUser, pass, o.saslMech)), nil
 }
 
 // connSource is a source that owns its NATS connection.

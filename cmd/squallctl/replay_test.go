@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -270,6 +271,68 @@ func TestReplayKafka(t *testing.T) {
 	r = ctl(t, n, "", append(args, "--from", "0")...)
 	expect(t, r, 1)
 	if !strings.Contains(r.err, `no event of "db-1.cpu" to replay`) {
+		t.Fatalf("stderr %q", r.err)
+	}
+}
+
+// TestReplayKafkaTLSAndSCRAM: a node reaching Kafka over TLS with
+// SASL/SCRAM; the replay reaches it with the same settings, the password
+// from a file or the environment, and not without them.
+func TestReplayKafkaTLSAndSCRAM(t *testing.T) {
+	const topic = "secure-events"
+	cert, caFile, _ := testutil.SelfSignedTLS(t)
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "squall", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	brokers := kc.ListenAddrs()[0]
+	n := startNode(t, func(c *node.Config) {
+		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = brokers, topic, "squall"
+		c.KafkaTLSCA = caFile
+		c.KafkaSASLUser, c.KafkaSASLPassword, c.KafkaSASLMechanism = "squall", "s3cret", "SCRAM-SHA-512"
+	})
+	expect(t, ctl(t, n, replayEvents, "send"), 0)
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		r := ctl(t, n, "", "get", "web-1.cpu", "-o", "json")
+		var st api.KeyState
+		return r.code == 0 && json.Unmarshal([]byte(r.out), &st) == nil && st.Window.Count == 3
+	}, "web-1.cpu applied")
+
+	args := []string{"replay", "web-1.cpu", "--from-log", "--kafka-brokers", brokers, "--kafka-topic", topic,
+		"--kafka-tls-ca", caFile, "--kafka-sasl-user", "squall", "--kafka-sasl-mechanism", "SCRAM-SHA-512", "--diff"}
+	pass := writeFile(t, "password", "s3cret\n")
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		// The node commits the range it applied every second.
+		return ctl(t, n, "", append(args, "--kafka-sasl-password-file", pass)...).code == 0
+	}, "replay over TLS and SCRAM")
+	expect(t, ctl(t, n, "", append(args, "--kafka-sasl-password-file", pass)...), 0, "DIFF: the replay equals the live key (n1)\n")
+	t.Setenv(envKafkaPassword, "s3cret")
+	expect(t, ctl(t, n, "", args...), 0, "DIFF: the replay equals the live key (n1)\n")
+
+	// A wrong password, no TLS: refused by the broker, exit 1.
+	t.Setenv(envKafkaPassword, "wrong")
+	r := ctl(t, n, "", append([]string{"--timeout", "5s"}, args...)...)
+	expect(t, r, 1)
+	if !strings.Contains(r.err, "replay: kafka: topic secure-events") {
+		t.Fatalf("wrong password: stderr %q", r.err)
+	}
+	r = ctl(t, n, "", "--timeout", "5s", "replay", "web-1.cpu", "--from-log", "--kafka-brokers", brokers, "--kafka-topic", topic)
+	expect(t, r, 1)
+	if !strings.Contains(r.err, "is TLS missing?") {
+		t.Fatalf("no TLS: stderr %q", r.err)
+	}
+	// Usage errors.
+	expect(t, ctl(t, n, "", "replay", "web-1.cpu", "--kafka-tls"), 2)
+	expect(t, ctl(t, n, "", "replay", "web-1.cpu", "--from-log", "--nats", n.NATSURL(), "--kafka-tls"), 2)
+	expect(t, ctl(t, n, "", append(args[:6:6], "--kafka-sasl-user", "squall")...), 2)
+	expect(t, ctl(t, n, "", append(args[:6:6], "--kafka-sasl-user", "squall", "--kafka-sasl-mechanism", "PLAIN")...), 2)
+	t.Setenv(envKafkaPassword, "")
+	r = ctl(t, n, "", args...)
+	expect(t, r, 1)
+	if !strings.Contains(r.err, "no password") {
 		t.Fatalf("stderr %q", r.err)
 	}
 }

@@ -27,6 +27,8 @@ const (
 	envServer = "SQUALL_SERVER"
 	envToken  = "SQUALL_TOKEN"
 	envNATS   = "SQUALL_NATS"
+	// envKafkaPassword is the SASL/SCRAM password of replay --from-log.
+	envKafkaPassword = "SQUALL_KAFKA_SASL_PASSWORD"
 )
 
 // Output formats (-o).
