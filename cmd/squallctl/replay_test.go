@@ -162,6 +162,19 @@ func stepLines(out string) []string {
 	return steps
 }
 
+// kfakeBrokers starts an in-process Kafka cluster of one broker (kfake)
+// with topic of 4 partitions and opts, closed when the test ends, and
+// returns its address.
+func kfakeBrokers(t *testing.T, topic string, opts ...kfake.Opt) string {
+	t.Helper()
+	kc, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(4, topic)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	return kc.ListenAddrs()[0]
+}
+
 // TestReplayKafka: a node consuming a Kafka topic; the replay of the key's
 // partition over the range the node's /debug/cluster gives equals the live
 // key, for events the node's own producer wrote (murmur2, the key's
@@ -169,12 +182,7 @@ func stepLines(out string) []string {
 // partitioner (FNV-1a) wrote to another partition.
 func TestReplayKafka(t *testing.T) {
 	const topic = "events"
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	brokers := kc.ListenAddrs()[0]
+	brokers := kfakeBrokers(t, topic)
 	n := startNode(t, func(c *node.Config) {
 		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = brokers, topic, "squall"
 	})
@@ -281,14 +289,8 @@ func TestReplayKafka(t *testing.T) {
 func TestReplayKafkaTLSAndSCRAM(t *testing.T) {
 	const topic = "secure-events"
 	cert, caFile, _ := testutil.SelfSignedTLS(t)
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic),
-		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}}),
+	brokers := kfakeBrokers(t, topic, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}}),
 		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "squall", "s3cret"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	brokers := kc.ListenAddrs()[0]
 	n := startNode(t, func(c *node.Config) {
 		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = brokers, topic, "squall"
 		c.KafkaTLSCA = caFile
