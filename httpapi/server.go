@@ -246,16 +246,29 @@ func (s *Server) authorized(r *http.Request) bool {
 		subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AuthToken)) == 1
 }
 
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+// Ready reports what /readyz answers: whether the node is ready (SetReady)
+// and passes its readiness check (SetReadiness), and why not. Safe for
+// concurrent use once serving.
+func (s *Server) Ready() (ok bool, reason string) {
 	if !s.ready.Load() {
-		unavailable(w, api.Error{Error: "not ready"})
-		return
+		return false, ""
 	}
 	if s.readiness != nil {
 		if ok, why := s.readiness(); !ok {
-			unavailable(w, api.Error{Error: "not ready: " + why})
-			return
+			return false, why
 		}
+	}
+	return true, ""
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if ok, why := s.Ready(); !ok {
+		msg := "not ready"
+		if why != "" {
+			msg += ": " + why
+		}
+		unavailable(w, api.Error{Error: msg})
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

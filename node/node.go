@@ -142,6 +142,14 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	hc.Redact = n.cfg.redactArgs
 	httpapi.WarnExposed(log, hc, n.ln.Addr())
 	n.api = httpapi.New(hc, n, n.in, n.reg, log)
+	n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "squall_ready", Help: "1 while the node is ready (GET /readyz answers 200), else 0.",
+	}, func() float64 {
+		if ok, _ := n.api.Ready(); ok {
+			return 1
+		}
+		return 0
+	}))
 	n.srv = httpapi.NewHTTPServer(hc, n.api.Handler(), log)
 	go func() { n.serveErr <- n.srv.Serve(n.ln) }()
 	if n.cl != nil {

@@ -54,6 +54,9 @@ func TestNotJoinedNodeAnswers503(t *testing.T) {
 	if code, b := get("/readyz"); code != 503 || !strings.Contains(b, "zookeeper") {
 		t.Fatalf("/readyz = %d %s, want 503 naming zookeeper", code, b)
 	}
+	if v := gauge(t, n, "squall_ready"); v != 0 {
+		t.Fatalf("squall_ready = %v on a node not joined", v)
+	}
 	start := time.Now()
 	resp, err := http.Post(base+"/v1/events", "application/json", strings.NewReader(`{"key":"a","value":1}`))
 	if err != nil {
