@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/squallhq/squall/api"
+	"github.com/squallhq/squall/internal/deploycheck"
 	"github.com/squallhq/squall/internal/kafkatest"
 	"github.com/squallhq/squall/internal/natstest"
 	"github.com/squallhq/squall/internal/testproc"
@@ -417,6 +418,55 @@ func TestThreeNodesKafka(t *testing.T) {
 	if steps := stepLines(r.out); len(steps) != 3 {
 		t.Fatalf("replay %s --partition %d: steps %q", crcKey, p, steps)
 	}
+
+	// The monitoring files under deploy/: every metric the Grafana
+	// dashboard and the Prometheus rules name is exposed by the cluster's
+	// nodes, now that it has ingested, moved partitions, routed between
+	// nodes and fired alerts; and each node's /metrics passes promtool's
+	// lint.
+	checkDeployMetrics(t, nodes)
+}
+
+// checkDeployMetrics scrapes each node's /metrics and checks them against
+// deploy/grafana/squall.json and deploy/prometheus/squall-rules.yml.
+func checkDeployMetrics(t *testing.T, nodes []*nodeProc) {
+	t.Helper()
+	promtool := testproc.NeedCommand(t, "promtool", "prometheus")
+	var scrapes []io.Reader
+	for _, p := range nodes {
+		resp, err := http.Get("http://" + p.httpAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /metrics of %s: %s %v", p.id, resp.Status, err)
+		}
+		lint := exec.Command(promtool, "check", "metrics")
+		lint.Stdin = bytes.NewReader(b)
+		if out, err := lint.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics on %s's /metrics: %v\n%s", p.id, err, out)
+		}
+		scrapes = append(scrapes, bytes.NewReader(b))
+	}
+	dashboard, err := os.ReadFile("../../deploy/grafana/squall.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := os.ReadFile("../../deploy/prometheus/squall-rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, missing, err := deploycheck.Check(dashboard, rules, scrapes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("deploy/: %d of the %d metrics the dashboard and the rules name are exposed by no node: %s",
+			len(missing), len(names), strings.Join(missing, " "))
+	}
+	t.Logf("deploy/: the %d metrics the dashboard and the rules name are exposed by the nodes", len(names))
 }
 
 // getJSON decodes the JSON document at url into v; any status but 200

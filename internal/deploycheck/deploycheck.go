@@ -444,3 +444,23 @@ func References(dashboard, rulesFile []byte) (names, recorded []string, err erro
 	sort.Strings(names)
 	return slices.Compact(names), recorded, nil
 }
+
+// Check reads the dashboard and the rules file and the /metrics
+// expositions of the nodes of a cluster, and returns the metric names the
+// files reference and those that no node exposes (Missing over the union
+// of the nodes).
+func Check(dashboard, rulesFile []byte, metrics ...io.Reader) (names, missing []string, err error) {
+	names, recorded, err := References(dashboard, rulesFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	exposed := Exposed{}
+	for _, m := range metrics {
+		e, err := ParseExposition(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		exposed.Add(e)
+	}
+	return names, exposed.Missing(names, recorded...), nil
+}

@@ -145,3 +145,19 @@ func TestExposed(t *testing.T) {
 		t.Fatal("a malformed exposition parsed")
 	}
 }
+
+func TestCheck(t *testing.T) {
+	dash := []byte(`{"panels":[{"targets":[{"expr":"rate(c_total[5m]) + other"}]}]}`)
+	rules := []byte("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: histogram_quantile(0.9, rate(h_seconds_bucket[5m])) > 1 or up == 0\n")
+	names, missing, err := Check(dash, rules, strings.NewReader(exposition), strings.NewReader("# TYPE other gauge\nother 1\n"))
+	if err != nil || !slices.Equal(names, []string{"c_total", "h_seconds_bucket", "other", "up"}) || len(missing) != 0 {
+		t.Fatalf("Check = %q, %q, %v", names, missing, err)
+	}
+	names, missing, err = Check(dash, rules, strings.NewReader(exposition))
+	if err != nil || len(names) != 4 || !slices.Equal(missing, []string{"other"}) {
+		t.Fatalf("Check without the second node = %q, %q, %v", names, missing, err)
+	}
+	if _, _, err := Check(dash, rules, strings.NewReader("x{\n")); err == nil {
+		t.Fatal("a malformed exposition checked")
+	}
+}
