@@ -5,11 +5,16 @@ CTL       := bin/squallctl
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short chaos chaos-jetstream bench bench-quick bench-micro lint proto fuzz zk kafka cluster clean
+.PHONY: all help build run test test-short chaos chaos-jetstream bench bench-quick bench-micro lint proto fuzz zk kafka cluster clean
 
 all: build
 
+help: ## list the targets and their settings
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
 build: ## build bin/squall-node and bin/squallctl
+	@if [ -x $(BIN) ]; then echo "building $(BIN) and $(CTL)"; \
+	else echo "building $(BIN) and $(CTL) (the first build downloads the Go modules and compiles them: about a minute)..."; fi
 	$(GO) build -o $(BIN) ./cmd/node
 	$(GO) build -o $(CTL) ./cmd/squallctl
 
@@ -64,7 +69,9 @@ zk: ## run a ZooKeeper 3.9.5 in the foreground on 127.0.0.1:2181 (fetched into .
 kafka: ## run a single-node Kafka 4.4.0 (KRaft) in the foreground on 127.0.0.1:9092 (fetched into .cache/)
 	./scripts/kafka.sh run $(or $(KAFKA_PORT),9092)
 
-cluster: ## ZooKeeper + three nodes on loopback (HTTP 8081-8083); Ctrl-C stops them
+# make cluster's ports: node i (1..3) listens on HTTP_PORT0+i, NATS_PORT0+i
+# and REMOTE_PORT0+i; e.g. make cluster HTTP_PORT0=9080 for 9081-9083.
+cluster: ## ZooKeeper + three nodes on loopback: HTTP 8081-8083, NATS 4223-4225, remote 7001-7003, ZooKeeper 2181 (move them with HTTP_PORT0=, NATS_PORT0=, REMOTE_PORT0=, ZK_PORT=); Ctrl-C stops them
 	./scripts/cluster.sh $(ARGS)
 
 clean:

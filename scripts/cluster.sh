@@ -7,6 +7,9 @@
 #   NATS:   127.0.0.1:4223, :4224, :4225       (NATS_PORT0=4222; one embedded server per node)
 #   remote: 127.0.0.1:7001, :7002, :7003       (REMOTE_PORT0=7000)
 #   ZooKeeper: 127.0.0.1:${ZK_PORT:-2181}
+# The ports move with those environment variables (make passes its own
+# variables on: make cluster HTTP_PORT0=9080). A port already taken stops
+# the script before anything starts, naming the variable to change.
 # Arguments are passed to every node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +17,20 @@ ZK_PORT=${ZK_PORT:-2181}
 HTTP_PORT0=${HTTP_PORT0:-8080}
 NATS_PORT0=${NATS_PORT0:-4222}
 REMOTE_PORT0=${REMOTE_PORT0:-7000}
+# inuse PORT: something listens on 127.0.0.1:PORT.
+inuse() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+for spec in "ZK_PORT $ZK_PORT" \
+	"HTTP_PORT0 $((HTTP_PORT0 + 1)) $((HTTP_PORT0 + 2)) $((HTTP_PORT0 + 3))" \
+	"NATS_PORT0 $((NATS_PORT0 + 1)) $((NATS_PORT0 + 2)) $((NATS_PORT0 + 3))" \
+	"REMOTE_PORT0 $((REMOTE_PORT0 + 1)) $((REMOTE_PORT0 + 2)) $((REMOTE_PORT0 + 3))"; do
+	read -r var ports <<<"$spec"
+	for port in $ports; do
+		if inuse "$port"; then
+			echo "cluster.sh: port $port is in use; move the cluster's ports with $var (e.g. make cluster $var=$(( ${!var} + 1000 )))" >&2
+			exit 1
+		fi
+	done
+done
 make -s build
 ./scripts/zk.sh fetch
 mkdir -p .cache
@@ -69,7 +86,7 @@ trap 'exit 129' HUP
 setsid ./scripts/zk.sh serve "$ZK_PORT" "$data" > .cache/zk-cluster.log 2>&1 &
 zk=$!
 for _ in $(seq 300); do
-	if (exec 3<>/dev/tcp/127.0.0.1/"$ZK_PORT") 2>/dev/null; then break; fi
+	if inuse "$ZK_PORT"; then break; fi
 	if ! kill -0 "$zk" 2>/dev/null; then
 		echo "cluster.sh: ZooKeeper did not start, see .cache/zk-cluster.log" >&2
 		exit 1

@@ -484,6 +484,21 @@ func TestReceived(t *testing.T) {
 	}
 }
 
+// The example docs/semantics.md gives: of the values 40 and 60, p50, p95
+// and p99 are all 40 (rank floor(q·1) = 0, no interpolation), where
+// linear interpolation would give 50, 59 and 59.8.
+func TestQuantilesOfTwoValues(t *testing.T) {
+	w := New(testShape())
+	mustAdd(t, w, ev(1_764_064_800_000, 40), Applied)
+	mustAdd(t, w, ev(1_764_064_801_000, 60), Applied)
+	if a := w.Aggregate(); a.P50 != 40 || a.P95 != 40 || a.P99 != 40 || a.Mean != 50 {
+		t.Fatalf("Aggregate of 40, 60 = %+v", a)
+	}
+	if got := w.Quantile(1, 0); got != 60 {
+		t.Fatalf("Quantile(1) = %v, want the maximum 60", got)
+	}
+}
+
 func TestQuantilesExact(t *testing.T) {
 	w := New(testShape())
 	// Values 1..100 spread over buckets 0..9, out of order inside.
