@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -127,7 +128,8 @@ func TestPrometheusRules(t *testing.T) {
 }
 
 // The dashboard has a Prometheus datasource variable that every panel
-// uses and a node variable, and its panels cover what an operator watches.
+// uses and a node variable, its expressions are valid PromQL, and its
+// panels cover what an operator watches.
 // That each metric it names exists is checked against a running cluster
 // by cmd/squallctl's TestThreeNodesKafka; here, that each is one the
 // code declares.
@@ -181,6 +183,29 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	walk(dash.Panels)
+
+	// promtool parses PromQL in rules only: each expression of the
+	// dashboard, its range variables given a value, becomes a recording
+	// rule of a file promtool checks.
+	exprs, err := deploycheck.DashboardExprs(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	ranges := strings.NewReplacer("$__rate_interval", "5m", "$__range", "1h", "$__interval", "1m")
+	for i, x := range exprs {
+		q, err := json.Marshal(ranges.Replace(x)) // a JSON string is a YAML string
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&rules, "      - record: dashboard:expr_%d\n        expr: %s\n", i, q)
+	}
+	f := filepath.Join(t.TempDir(), "dashboard-rules.yml")
+	if err := os.WriteFile(f, []byte(rules.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, nil, testproc.NeedCommand(t, "promtool", "prometheus"), "check", "rules", f)
 
 	names, _, err := deploycheck.References(b, read(t, "prometheus/squall-rules.yml"))
 	if err != nil {

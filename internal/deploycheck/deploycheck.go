@@ -67,7 +67,8 @@ var labelLists = map[string]bool{
 // repeats. It tokenizes PromQL: an identifier is a metric name unless it
 // is followed by "(" (a function or an aggregation), is a keyword (and,
 // or, unless, bool, offset, by, without, on, ignoring, group_left,
-// group_right, inf, nan), or stands in a label list (by (...), on (...),
+// group_right, inf, nan), is an aggregation followed by by or without
+// (sum by (l) (...)), or stands in a label list (by (...), on (...),
 // ...), inside a selector's braces (label names), or inside brackets (a
 // range or subquery). {__name__="x"} and {__name__=~"x"} name x (a regular
 // expression is taken as it is). Strings, numbers, durations, comments
