@@ -412,12 +412,12 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("%s=%q, want %q", k, got, v)
 		}
 	}
-	exec := strings.Fields(set["ExecStart"])
-	if len(exec) == 0 || !slices.Contains(exec, "--data-dir") || exec[slices.Index(exec, "--data-dir")+1] != "${STATE_DIRECTORY}" {
+	argv := strings.Fields(set["ExecStart"])
+	if i := slices.Index(argv, "--data-dir"); i < 1 || i+1 >= len(argv) || argv[i+1] != "${STATE_DIRECTORY}" {
 		t.Fatalf("ExecStart=%q: want --data-dir ${STATE_DIRECTORY}", set["ExecStart"])
 	}
 	flags := nodeFlags(t)
-	for _, a := range exec[1:] {
+	for _, a := range argv[1:] {
 		if name, ok := strings.CutPrefix(a, "--"); ok && !flags[name] {
 			t.Errorf("ExecStart: %s is not a flag of squall-node", a)
 		}
@@ -433,7 +433,7 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	dir := t.TempDir()
 	f := filepath.Join(dir, "squall-node.service")
-	if err := os.WriteFile(f, []byte(strings.Replace(unit, "ExecStart="+exec[0], "ExecStart="+self, 1)), 0o644); err != nil {
+	if err := os.WriteFile(f, []byte(strings.Replace(unit, "ExecStart="+argv[0], "ExecStart="+self, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out := run(t, nil, analyze, "verify", f)
