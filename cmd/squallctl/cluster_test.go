@@ -436,6 +436,34 @@ func TestThreeNodesKafka(t *testing.T) {
 		t.Fatalf("replay %s --partition %d: steps %q", crcKey, p, steps)
 	}
 
+	// After the traffic: every source of every node has applied what it
+	// fetched, and crcKey's events, consumed by the owner of their CRC32
+	// partition, went to the key's owner over the network when that is
+	// another node.
+	from := byID[view.Assignment[strconv.Itoa(int(p))]]
+	sent := uint64(0)
+	for _, n := range nodes {
+		var v clusterView
+		r = ctl(n, "", "cluster", "-o", "json")
+		if r.code != 0 || json.Unmarshal([]byte(r.out), &v) != nil {
+			t.Fatalf("cluster -o json of %s: exit %d\n%s%s", n.id, r.code, r.out, r.err)
+		}
+		for _, s := range v.Sources {
+			if s.Lag != 0 || s.Buffered != 0 {
+				t.Fatalf("%s's source of partition %d: lag %d, %d buffered", n.id, s.Partition, s.Lag, s.Buffered)
+			}
+		}
+		if n == from {
+			sent = v.Peers[ownerOf(crcKey).id].EventsSent
+		}
+	}
+	if from != ownerOf(crcKey) && sent < 3 {
+		t.Fatalf("%s consumed %s's 3 events from partition %d and sent %d to its owner %s", from.id, crcKey, p, sent, ownerOf(crcKey).id)
+	}
+	r = ctl(from, "", "cluster")
+	expect(t, r, 0, "PEERS of "+from.id)
+	t.Logf("$ squallctl --server %s cluster   (after the traffic)\n%s", from.id, r.out)
+
 	// The monitoring files under deploy/: every metric the Grafana
 	// dashboard and the Prometheus rules name is exposed by the cluster's
 	// nodes, now that it has ingested, routed between nodes and fired

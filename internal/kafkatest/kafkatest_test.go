@@ -2,7 +2,9 @@ package kafkatest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -147,7 +149,18 @@ func TestBroker(t *testing.T) {
 	}
 	checkCommitted := func() {
 		t.Helper()
-		fetched, err := adm.FetchOffsets(ctx, group)
+		// Right after a restart the client's connection from before may
+		// be the one a request goes out on, and fail (EOF): retried until
+		// the answer is not a connection error.
+		var fetched kadm.OffsetResponses
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			fetched, err = adm.FetchOffsets(ctx, group)
+			if err == nil || !(errors.Is(err, io.EOF) || kgo.IsRetryableBrokerErr(err)) || time.Now().After(deadline) {
+				break
+			}
+			t.Logf("FetchOffsets: %v: again", err)
+		}
 		if err != nil {
 			t.Fatalf("FetchOffsets: %v", err)
 		}
