@@ -356,11 +356,11 @@ func (n *Node) Events(ctx context.Context, key string) (*api.KeyEvents, error) {
 }
 
 // List implements httpapi.Backend.
-func (n *Node) List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error) {
+func (n *Node) List(ctx context.Context, prefix, after string, limit int, cluster bool) (*api.KeyList, error) {
 	if n.cl != nil && cluster {
-		return n.cl.list(ctx, prefix, limit)
+		return n.cl.list(ctx, prefix, after, limit)
 	}
-	return n.engine.List(ctx, prefix, limit)
+	return n.engine.List(ctx, prefix, after, limit)
 }
 
 // Cluster implements httpapi.Backend: standalone, the node is the only
