@@ -44,6 +44,10 @@ func (c *clustered) KeyReplay(ctx context.Context, key string) (*api.KeyReplay, 
 	return c.n.replayKey(ctx, key)
 }
 
+// maxReplays bounds the replays a node runs at once (GET
+// /debug/actors/{key}/replay); more wait their turn.
+const maxReplays = 2
+
 // replayKey replays the events key's actor on this node keeps in a fresh
 // key actor of this node's shape, partitions and rules in force (package
 // replay, as squallctl replay does), and compares the result with the live
@@ -51,6 +55,13 @@ func (c *clustered) KeyReplay(ctx context.Context, key string) (*api.KeyReplay, 
 // nothing and says so in the document (Complete false, Error). Events the
 // key receives while the replay runs show as differences.
 func (n *Node) replayKey(ctx context.Context, key string) (*api.KeyReplay, error) {
+	// Each replay builds an engine of its own: a few at once at most.
+	select {
+	case n.replays <- struct{}{}:
+		defer func() { <-n.replays }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	ke, err := n.engine.Events(ctx, key)
 	if err != nil {
 		return nil, err

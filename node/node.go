@@ -47,6 +47,8 @@ type Node struct {
 	// connection of the node.
 	natsAuth []nats.Option
 
+	replays chan struct{} // one token per replay running, see maxReplays
+
 	serveErr chan error
 	once     sync.Once
 	closeErr error
@@ -58,7 +60,8 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 1), ncDone: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 1), ncDone: make(chan struct{}),
+		replays: make(chan struct{}, maxReplays)}
 	defer func() {
 		if err != nil {
 			n.teardown()

@@ -63,6 +63,11 @@
   }
   function time(ms) { return ms ? new Date(ms).toISOString().replace('.000Z', 'Z') : '–'; }
   function isoTime(s) { return s && !s.startsWith('0001-') ? s.replace(/\.\d+Z$/, 'Z') : '–'; }
+  // durationMs reads a sub-window's name ("90s", "1m", "250ms", "1h").
+  function durationMs(d) {
+    const m = /^(\d+)(ms|s|m|h)$/.exec(d);
+    return m ? Number(m[1]) * { ms: 1, s: 1e3, m: 6e4, h: 36e5 }[m[2]] : Infinity;
+  }
   function keyHref(key) { return '#/key/' + encodeURIComponent(key); }
   function keyPath(key) { return '/debug/actors/' + encodeURIComponent(key); }
 
@@ -164,6 +169,7 @@
     }
     view.replaceChildren();
     view.dataset.page = r.name;
+    view.dataset.hash = location.hash;
     view.dataset.ready = 'false';
     try {
       await pages[r.name](view, ctx, r);
@@ -233,7 +239,7 @@
           const sw = h('span', { class: 'swatch', 'aria-hidden': 'true' });
           sw.style.background = colors.get(m.id);
           return h('tr', { 'data-member': m.id },
-            h('td', { class: 'legend' }, sw),
+            h('td', {}, sw),
             td(m.id + (m.id === cl.leader ? ' (leader)' : '') + (m.id === cl.self ? ' (this node)' : '')),
             td(m.remote_addr || '–'), td(m.http_addr), td(m.version), td(m.partitions.length, true),
             h('td', { class: 'ready' }, !rdy ? '–' : rdy.ready ? h('span', { class: 'ok' }, 'ready')
@@ -328,13 +334,15 @@
       td(num(a.p50), true), td(num(a.p95), true), td(num(a.p99), true));
   }
 
-  // chart draws the buckets of a series: counts as bars, min/mean/max as lines.
+  // charts draw the buckets of a series: counts as bars, min/mean/max as
+  // lines. The time axis ends with the newest bucket and starts with the
+  // oldest (at least 60 buckets back, at most the retention).
   function charts(series) {
     const b = series.buckets;
     const W = 900, H = 200, L = 56, R = 10, T = 10, B = 24;
     const res = series.resolution_ms;
-    const t1 = b.length ? b[b.length - 1].ts + res : 0;
-    const t0 = t1 - series.retention_ms;
+    const t1 = b[b.length - 1].ts + res;
+    const t0 = Math.max(t1 - series.retention_ms, Math.min(b[0].ts, t1 - 60 * res));
     const x = (ts) => L + ((ts - t0) / (t1 - t0)) * (W - L - R);
     const bw = Math.max(1, ((W - L - R) * res) / (t1 - t0) - 1);
     const axes = (svg, lo, hi) => {
@@ -375,7 +383,8 @@
       i.style.background = color;
       return h('span', {}, i, f);
     }));
-    return [h('h3', {}, 'Events per bucket (', res / 1000, ' s)'), cs, h('h3', {}, 'Min, mean and max per bucket'), vs, legend];
+    return [h('p', { class: 'muted' }, b.length + ' non-empty buckets of ' + res / 1000 + ' s in the window (' + series.retention_ms / 1000 + ' s).'),
+      h('h3', {}, 'Events per bucket'), cs, h('h3', {}, 'Min, mean and max per bucket'), vs, legend];
   }
 
   async function keyPage(v, ctx, r) {
@@ -433,7 +442,7 @@
         h('dt', {}, 'Late dropped'), h('dd', {}, st.late_dropped), h('dt', {}, 'Duplicates dropped'), h('dd', {}, st.duplicates_dropped),
         h('dt', {}, 'Activated'), h('dd', {}, isoTime(st.activated_at)), h('dt', {}, 'Last event (wall clock)'), h('dd', {}, isoTime(st.last_event_at)),
         st.tags ? [h('dt', {}, 'Tags'), h('dd', {}, Object.entries(st.tags).map(([k, x]) => k + '=' + x).join(' '))] : null));
-      const subs = Object.keys(st.subwindows || {}).sort((a, b) => st.subwindows[a].rate - st.subwindows[b].rate);
+      const subs = Object.keys(st.subwindows || {}).sort((a, b) => durationMs(a) - durationMs(b));
       fill(agg, table(['', { label: 'Count', num: true }, { label: 'Sum', num: true }, { label: 'Min', num: true }, { label: 'Max', num: true },
         { label: 'Mean', num: true }, { label: 'Last', num: true }, { label: 'Rate/s', num: true }, { label: 'p50', num: true },
         { label: 'p95', num: true }, { label: 'p99', num: true }],
