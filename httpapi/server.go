@@ -140,11 +140,11 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 		ingests: make(chan struct{}, max(cfg.MaxConcurrentIngest, 1))}
 	s.mux.HandleFunc("POST "+api.PathEvents, s.postEvents)
 	s.mux.HandleFunc("GET "+api.PathActors, s.listActors)
-	s.mux.HandleFunc("GET "+api.PathCluster, serveDoc(backend.Cluster))
-	s.mux.HandleFunc("GET "+api.PathReadiness, serveDoc(backend.Readiness))
+	s.mux.HandleFunc("GET "+api.PathCluster, serveDoc(s, Backend.Cluster))
+	s.mux.HandleFunc("GET "+api.PathReadiness, serveDoc(s, Backend.Readiness))
 	s.mux.Handle("GET "+api.PathUI, ui.Handler())
 	s.mux.HandleFunc("GET "+api.PathAlerts, s.alerts)
-	s.mux.HandleFunc("GET "+api.PathRules, serveDoc(backend.Rules))
+	s.mux.HandleFunc("GET "+api.PathRules, serveDoc(s, Backend.Rules))
 	s.mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET "+api.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -498,11 +498,11 @@ func scope(w http.ResponseWriter, r *http.Request) (cluster, ok bool) {
 	return false, false
 }
 
-// serveDoc returns a handler that answers read's document: 200, or 503
-// when read fails.
-func serveDoc[D any](read func(context.Context) (*D, error)) http.HandlerFunc {
+// serveDoc returns a handler that answers the document read gets from
+// s's backend: 200, or 503 when read fails.
+func serveDoc[D any](s *Server, read func(Backend, context.Context) (*D, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		doc, err := read(r.Context())
+		doc, err := read(s.backend, r.Context())
 		if err != nil {
 			unavailable(w, api.Error{Error: err.Error()})
 			return

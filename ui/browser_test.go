@@ -327,6 +327,13 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("alert row %q", row)
 	}
 	b.screenshot("alerts.png")
+	// The page refreshes itself; the link that has the focus keeps it.
+	b.do("focus the alert's key", chromedp.Focus(chromedp.CSS("#alerts-table a")))
+	refreshes := eval[string](b, `document.getElementById('view').dataset.refreshes || '0'`)
+	b.until("a refresh", `(document.getElementById('view').dataset.refreshes || '0') !== `+strconv.Quote(refreshes))
+	if got := eval[string](b, `document.activeElement.getAttribute('href')`); got != "#/key/web-1.cpu" {
+		t.Fatalf("after a refresh the focus is on %q, want the key's link", got)
+	}
 
 	// Throughput: events posted while the page is shown appear as a rate.
 	b.hash("#/throughput")

@@ -152,13 +152,26 @@
     const r = parseHash();
     const ctx = {
       alive: true, timers: [],
-      // every runs fn every ms while the page is shown; one at a time.
+      // every runs fn every ms while the page is shown; one at a time. The
+      // element that has the focus keeps it across the refresh.
       every(ms, fn) {
         let busy = false;
         this.timers.push(setInterval(async () => {
           if (busy || !this.alive) return;
           busy = true;
-          try { await fn(); setStatus(''); } catch (e) { setStatus(e.message, true); } finally { busy = false; }
+          const focus = focusKey(document.activeElement);
+          try {
+            await fn();
+            setStatus('');
+          } catch (e) {
+            setStatus(e.message, true);
+          } finally {
+            busy = false;
+            if (this.alive) {
+              refocus(focus);
+              view.dataset.refreshes = String(Number(view.dataset.refreshes || 0) + 1);
+            }
+          }
         }, ms));
       },
     };
@@ -180,6 +193,22 @@
       setStatus(e.message, true);
     }
     if (ctx.alive) view.dataset.ready = 'true';
+  }
+
+  // focusKey names the element of the view that has the focus, so that
+  // refocus can find its successor once the view is drawn again.
+  function focusKey(el) {
+    if (!el || !view.contains(el) || el === view) return null;
+    if (el.id) return { id: el.id };
+    if (el.tagName === 'A') return { href: el.getAttribute('href') };
+    return null;
+  }
+  function refocus(k) {
+    const a = document.activeElement;
+    if (!k || (a && a !== document.body && a.isConnected)) return; // the focus stayed, or moved on
+    const el = k.id ? document.getElementById(k.id)
+      : [...view.querySelectorAll('a')].find((a) => a.getAttribute('href') === k.href);
+    if (el) el.focus({ preventScroll: true });
   }
 
   function setStatus(msg, bad) {
