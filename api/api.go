@@ -21,7 +21,9 @@ const (
 	// must have its "/" sent as %2F (url.PathEscape does).
 	PathActorEvents = "/events"
 	// PathActorSeries follows PathActor and the percent-encoded key: the
-	// per-bucket statistics of the key's window (KeySeries).
+	// per-bucket statistics of the key's window (KeySeries). As with
+	// PathActorEvents, a key ending in "/series" or "/replay" must have
+	// its "/" sent as %2F.
 	PathActorSeries = "/series"
 	// PathActorReplay follows PathActor and the percent-encoded key: a
 	// replay of the key's kept events on its owner, with its differences

@@ -188,8 +188,9 @@ func (s *Server) Handler() http.Handler {
 				writeJSON(w, http.StatusMethodNotAllowed, api.Error{Error: "method not allowed"})
 				return
 			}
-			// "{key}/events", the "/" literal (a key's own "/" is sent as %2F
-			// by the Go client): the key's kept events.
+			// "{key}/events", "{key}/series", "{key}/replay", the "/"
+			// literal (a key's own "/" is sent as %2F by the Go client and
+			// the console): the key's kept events, series, replay.
 			if k, ok := strings.CutSuffix(rest, api.PathActorEvents); ok && k != "" {
 				serveKey(w, r, k, s.backend.Events, nil)
 				return
