@@ -30,9 +30,9 @@ const (
 	// from the live key (KeyReplay).
 	PathActorReplay = "/replay"
 	PathCluster     = "/debug/cluster"
-	// PathReadiness is the readiness of every member, asked by the node
-	// (Readiness).
-	PathReadiness = "/debug/cluster/readiness"
+	// PathMembers is every member's readiness and partitions in motion,
+	// asked by the node (Members).
+	PathMembers = "/debug/cluster/members"
 	// PathUI is the web console, served by every node.
 	PathUI      = "/ui/"
 	PathAlerts  = "/debug/alerts"
@@ -342,21 +342,46 @@ func (l *KeyList) Cut(limit int) {
 	}
 }
 
-// Readiness is the document of GET /debug/cluster/readiness: whether each
-// member of the cluster is ready (its /readyz), as the node answering
-// finds it: its own readiness, and each peer's asked over HTTP on the
-// peer's http_addr (at most 2 s each, all at once). Standalone, the node
-// is the only member.
-type Readiness struct {
-	Self    string                     `json:"self"`
-	Members map[string]MemberReadiness `json:"members"`
+// Members is the document of GET /debug/cluster/members: for each member
+// of the cluster, whether it is ready and which of its partitions are in
+// motion, as the node answering finds them: its own, and each peer's from
+// the peer's GET /debug/cluster over HTTP on its http_addr (at most 2 s
+// each, all at once). Standalone, the node is the only member.
+type Members struct {
+	Self    string                  `json:"self"`
+	Members map[string]MemberStatus `json:"members"`
 }
 
-// MemberReadiness is one member's readiness.
-type MemberReadiness struct {
-	Ready bool `json:"ready"`
-	// Reason says why the member is not ready, or could not be asked.
+// MemberStatus is one member's readiness and partitions in motion.
+type MemberStatus struct {
+	// Ready and Reason are the member's ready and not_ready_reason (its
+	// /readyz); Reason also says why it could not be asked.
+	Ready  bool   `json:"ready"`
 	Reason string `json:"reason,omitempty"`
+	// Moving lists the partitions the member holds that are not serving:
+	// acquiring (a handoff in), replaying, releasing (a handoff out) or
+	// suspended.
+	Moving []PartitionState `json:"moving"`
+	// Replaying lists the member's log sources (Kafka or JetStream)
+	// replaying.
+	Replaying []SourceStatus `json:"replaying"`
+}
+
+// StatusOf returns the member status the cluster document of a member
+// (its GET /debug/cluster) gives.
+func StatusOf(doc *Cluster) MemberStatus {
+	st := MemberStatus{Ready: doc.Ready, Reason: doc.NotReadyReason, Moving: []PartitionState{}, Replaying: []SourceStatus{}}
+	for _, p := range doc.Partitions {
+		if p.State != "serving" {
+			st.Moving = append(st.Moving, p)
+		}
+	}
+	for _, s := range doc.Sources {
+		if s.State == "replaying" {
+			st.Replaying = append(st.Replaying, s)
+		}
+	}
+	return st
 }
 
 // Member is one node of the cluster.

@@ -38,7 +38,7 @@ func (b engineBackend) List(ctx context.Context, prefix, after string, limit int
 func (engineBackend) Replay(context.Context, string) (*api.KeyReplay, error) {
 	return nil, actors.ErrNotFound
 }
-func (engineBackend) Readiness(context.Context) (*api.Readiness, error) { return &api.Readiness{}, nil }
+func (engineBackend) Members(context.Context) (*api.Members, error)     { return &api.Members{}, nil }
 func (engineBackend) Cluster(context.Context) (*api.Cluster, error)     { return &api.Cluster{}, nil }
 func (engineBackend) Alerts(context.Context, bool) (*api.Alerts, error) { return &api.Alerts{}, nil }
 func (engineBackend) Rules(context.Context) (*api.Rules, error)         { return &api.Rules{}, nil }

@@ -68,9 +68,9 @@ func TestKeySeriesReplayAndPages(t *testing.T) {
 	if strings.Join(seen, " ") != "p-0 p-1 p-2 p-3 p-4 p-5 p-6" {
 		t.Fatalf("pages listed %v", seen)
 	}
-	code, b, _ = f.do(t, "GET", "/debug/cluster/readiness", "", "")
-	if rd := decode[api.Readiness](t, b); code != http.StatusOK || !rd.Members["n1"].Ready {
-		t.Fatalf("GET readiness = %d %s", code, b)
+	code, b, _ = f.do(t, "GET", "/debug/cluster/members", "", "")
+	if rd := decode[api.Members](t, b); code != http.StatusOK || !rd.Members["n1"].Ready {
+		t.Fatalf("GET members = %d %s", code, b)
 	}
 }
 
@@ -91,7 +91,7 @@ func TestConsoleFiles(t *testing.T) {
 	if code, _, _ := f.do(t, "GET", "/ui/nope.js", "", ""); code != http.StatusNotFound {
 		t.Fatalf("GET /ui/nope.js = %d", code)
 	}
-	for _, p := range []string{"/debug/cluster/readiness", "/debug/actors/a/series", "/debug/actors/a/replay"} {
+	for _, p := range []string{"/debug/cluster/members", "/debug/actors/a/series", "/debug/actors/a/replay"} {
 		if code, _, _ := f.do(t, "GET", p, "", ""); code != http.StatusUnauthorized {
 			t.Fatalf("GET %s without the token = %d, want 401", p, code)
 		}

@@ -51,8 +51,8 @@ type Backend interface {
 	// the first), at most limit, of this node or, with cluster, of every
 	// node.
 	List(ctx context.Context, prefix, after string, limit int, cluster bool) (*api.KeyList, error)
-	// Readiness returns every member's readiness.
-	Readiness(ctx context.Context) (*api.Readiness, error)
+	// Members returns every member's readiness and partitions in motion.
+	Members(ctx context.Context) (*api.Members, error)
 	// Rules returns the alert rules in force on this node.
 	Rules(ctx context.Context) (*api.Rules, error)
 	// Cluster describes the cluster as this node sees it.
@@ -141,7 +141,7 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 	s.mux.HandleFunc("POST "+api.PathEvents, s.postEvents)
 	s.mux.HandleFunc("GET "+api.PathActors, s.listActors)
 	s.mux.HandleFunc("GET "+api.PathCluster, serveDoc(s, Backend.Cluster))
-	s.mux.HandleFunc("GET "+api.PathReadiness, serveDoc(s, Backend.Readiness))
+	s.mux.HandleFunc("GET "+api.PathMembers, serveDoc(s, Backend.Members))
 	s.mux.Handle("GET "+api.PathUI, ui.Handler())
 	s.mux.HandleFunc("GET "+api.PathAlerts, s.alerts)
 	s.mux.HandleFunc("GET "+api.PathRules, serveDoc(s, Backend.Rules))

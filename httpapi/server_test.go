@@ -45,8 +45,8 @@ func (b backend) Replay(ctx context.Context, key string) (*api.KeyReplay, error)
 	return kr, nil
 }
 
-func (b backend) Readiness(context.Context) (*api.Readiness, error) {
-	return &api.Readiness{Self: "n1", Members: map[string]api.MemberReadiness{"n1": {Ready: true}}}, nil
+func (b backend) Members(context.Context) (*api.Members, error) {
+	return &api.Members{Self: "n1", Members: map[string]api.MemberStatus{"n1": {Ready: true}}}, nil
 }
 
 func (b backend) Cluster(context.Context) (*api.Cluster, error) {

@@ -113,26 +113,28 @@ func (n *Node) replayKey(ctx context.Context, key string) (*api.KeyReplay, error
 	return kr, nil
 }
 
-// Readiness implements httpapi.Backend: this node's readiness, and each
-// peer's /readyz asked on its HTTP address, all at once.
-func (n *Node) Readiness(ctx context.Context) (*api.Readiness, error) {
-	doc := &api.Readiness{Self: n.cfg.NodeID, Members: map[string]api.MemberReadiness{}}
+// Members implements httpapi.Backend: this node's readiness and
+// partitions in motion, and each peer's, from its GET /debug/cluster on its
+// HTTP address, all at once.
+func (n *Node) Members(ctx context.Context) (*api.Members, error) {
+	self, err := n.Cluster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	doc := &api.Members{Self: n.cfg.NodeID, Members: map[string]api.MemberStatus{n.cfg.NodeID: api.StatusOf(self)}}
 	if n.cl == nil {
-		doc.Members[n.cfg.NodeID] = api.MemberReadiness{Ready: true}
 		return doc, nil
 	}
-	ok, why := n.cl.ready()
-	doc.Members[n.cfg.NodeID] = api.MemberReadiness{Ready: ok, Reason: why}
-	peers := askPeers(n, func(m api.Member) api.MemberReadiness {
-		var e api.Error
-		code, err := n.peerGet(ctx, m.HTTPAddr, api.PathReadyz, 2*time.Second, &e)
+	peers := askPeers(n, func(m api.Member) api.MemberStatus {
+		var cl api.Cluster
+		code, err := n.peerGet(ctx, m.HTTPAddr, api.PathCluster, 2*time.Second, &cl)
 		switch {
 		case err != nil:
-			return api.MemberReadiness{Reason: "not reachable: " + err.Error()}
-		case code == http.StatusOK:
-			return api.MemberReadiness{Ready: true}
+			return api.MemberStatus{Reason: "not reachable: " + err.Error()}
+		case code != http.StatusOK:
+			return api.MemberStatus{Reason: "not reachable: " + m.HTTPAddr + ": " + http.StatusText(code)}
 		}
-		return api.MemberReadiness{Reason: e.Error}
+		return api.StatusOf(&cl)
 	})
 	maps.Copy(doc.Members, peers)
 	return doc, nil

@@ -48,9 +48,10 @@ func TestReplayKey(t *testing.T) {
 		kr.Kept != 3 || !strings.Contains(kr.Error, "--from-log") || kr.State != nil {
 		t.Fatalf("replay of a key with events dropped = %d %+v, want 409", code, kr)
 	}
-	var rd api.Readiness
-	if code := getJSON(t, n, "/debug/cluster/readiness", &rd); code != http.StatusOK || rd.Self != n.ID() || !rd.Members[n.ID()].Ready {
-		t.Fatalf("readiness = %d %+v", code, rd)
+	var ms api.Members
+	if code := getJSON(t, n, "/debug/cluster/members", &ms); code != http.StatusOK || ms.Self != n.ID() || !ms.Members[n.ID()].Ready ||
+		len(ms.Members[n.ID()].Moving) != 0 || ms.Members[n.ID()].Replaying == nil {
+		t.Fatalf("members = %d %+v", code, ms)
 	}
 }
 

@@ -229,6 +229,9 @@ func TestConsole(t *testing.T) {
 	if got := eval[string](b, `document.querySelector('#members-table tr[data-member="n1"] td.ready').innerText`); got != "ready" {
 		t.Fatalf("n1 readiness %q", got)
 	}
+	if !eval[bool](b, `document.getElementById('moving-none') !== null`) {
+		t.Fatalf("handoffs or replays shown on a standalone node\n%s", b.text())
+	}
 	if got := eval[string](b, `document.getElementById('leader').innerText + '/' + document.getElementById('partition-count').innerText`); got != "n1/8" {
 		t.Fatalf("leader/partitions %q", got)
 	}

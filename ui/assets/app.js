@@ -242,12 +242,12 @@
     const [membersCard, members] = card('Members', 'members');
     const [gridCard, grid] = card('Partition map', 'partitions');
     const [peersCard, peers] = card('Traffic per peer', 'peers');
-    const [movingCard, moving] = card('Handoffs and replays in progress (this node)', 'moving');
+    const [movingCard, moving] = card('Handoffs and replays in progress', 'moving');
     v.append(factsCard, membersCard, gridCard, peersCard, movingCard);
     let prev = null;
 
     async function refresh() {
-      const [cl, rd] = await Promise.all([api('/debug/cluster'), api('/debug/cluster/readiness')]);
+      const [cl, ms] = await Promise.all([api('/debug/cluster'), api('/debug/cluster/members')]);
       if (!ctx.alive) return;
       document.getElementById('node').textContent = 'node ' + cl.self;
       fill(facts, h('dl', { class: 'facts' },
@@ -264,7 +264,7 @@
       const colors = ownerColors(ids);
       fill(members, table(['', 'Id', 'Remote address', 'HTTP address', 'Version', { label: 'Partitions', num: true }, 'Ready'],
         cl.members.map((m) => {
-          const rdy = (rd.members || {})[m.id];
+          const rdy = (ms.members || {})[m.id];
           const sw = h('span', { class: 'swatch', 'aria-hidden': 'true' });
           sw.style.background = colors.get(m.id);
           return h('tr', { 'data-member': m.id },
@@ -307,15 +307,19 @@
         prev ? null : h('p', { class: 'muted' }, 'Rates appear from the next refresh (every 3 s).')]);
       prev = { t: now, peers: cl.peers || {} };
 
-      const notServing = (cl.partitions || []).filter((p) => p.state !== 'serving');
-      const replaying = (cl.sources || []).filter((x) => x.state === 'replaying');
-      fill(moving, notServing.length === 0 && replaying.length === 0
-        ? h('p', { class: 'muted', id: 'moving-none' }, 'None: every partition this node holds is serving' + (cl.sources ? ' and every source is live.' : '.'))
-        : [notServing.length ? table(['Partition', 'State', 'Grant'], notServing.map((p) =>
-          h('tr', {}, td(p.partition), h('td', { class: 'warn' }, p.state), td(p.token)))) : null,
-        replaying.length ? table(['Source partition', { label: 'Replay from', num: true }, { label: 'Replay to', num: true },
-          { label: 'Applied', num: true }, { label: 'Lag', num: true }], replaying.map((x) =>
-          h('tr', {}, td(x.partition), td(x.replay_from, true), td(x.replay_to, true), td(x.applied, true), td(x.lag, true)))) : null]);
+      const moves = [], replays = [];
+      for (const id of Object.keys(ms.members || {}).sort()) {
+        for (const p of ms.members[id].moving || []) moves.push([id, p]);
+        for (const x of ms.members[id].replaying || []) replays.push([id, x]);
+      }
+      fill(moving, moves.length === 0 && replays.length === 0
+        ? h('p', { class: 'muted', id: 'moving-none' }, 'None: every member serves every partition it holds, and no log source replays.')
+        : [moves.length ? table(['Node', 'Partition', 'State', 'Grant'], moves.map(([id, p]) =>
+          h('tr', {}, td(id), td(p.partition), h('td', { class: 'warn' }, p.state), td(p.token))), { id: 'moving-table' }) : null,
+        replays.length ? table(['Node', 'Log partition', { label: 'Replay from', num: true }, { label: 'Replay to', num: true },
+          { label: 'Applied', num: true }, { label: 'Lag', num: true }], replays.map(([id, x]) =>
+          h('tr', {}, td(id), td(x.partition), td(x.replay_from, true), td(x.replay_to, true), td(x.applied, true), td(x.lag, true))),
+        { id: 'replaying-table' }) : null]);
     }
     await refresh();
     ctx.every(3000, refresh);
