@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,6 +306,12 @@ func (e *Engine) Events(ctx context.Context, key string) (*api.KeyEvents, error)
 	return askKey[*api.KeyEvents](ctx, e, key, "events of", &getEvents{key: key})
 }
 
+// Series returns the per-bucket statistics of key's window
+// (api.KeySeries), or ErrNotFound.
+func (e *Engine) Series(ctx context.Context, key string) (*api.KeySeries, error) {
+	return askKey[*api.KeySeries](ctx, e, key, "series of", &getSeries{key: key})
+}
+
 // askKey asks key's partition actor msg and returns its answer, ErrNotFound
 // when the answer is nil (the key has no live actor).
 func askKey[T interface{ comparable }](ctx context.Context, e *Engine, key, what string, msg any) (T, error) {
@@ -331,14 +336,15 @@ func askKey[T interface{ comparable }](ctx context.Context, e *Engine, key, what
 	return v, nil
 }
 
-// List returns up to limit live keys with the given prefix, sorted.
-func (e *Engine) List(ctx context.Context, prefix string, limit int) (*api.KeyList, error) {
+// List returns up to limit live keys with the given prefix, sorted, after
+// the key after ("" from the first); KeyList.Next names the next page's.
+func (e *Engine) List(ctx context.Context, prefix, after string, limit int) (*api.KeyList, error) {
 	if e.isClosed() {
 		return nil, ErrClosed
 	}
 	var futures []*actor.Future
 	for _, pid := range e.owned() {
-		futures = append(futures, e.system.Root.RequestFuture(pid, &listKeys{prefix: prefix, limit: limit}, timeout(ctx)))
+		futures = append(futures, e.system.Root.RequestFuture(pid, &listKeys{prefix: prefix, after: after, limit: limit}, timeout(ctx)))
 	}
 	out := &api.KeyList{Live: e.Live(), Keys: []api.KeySummary{}}
 	for _, f := range futures {
@@ -350,10 +356,7 @@ func (e *Engine) List(ctx context.Context, prefix string, limit int) (*api.KeyLi
 		out.Keys = append(out.Keys, kl.keys...)
 		out.Truncated = out.Truncated || kl.truncated
 	}
-	sort.Slice(out.Keys, func(i, j int) bool { return out.Keys[i].Key < out.Keys[j].Key })
-	if len(out.Keys) > limit {
-		out.Keys, out.Truncated = out.Keys[:limit], true
-	}
+	out.Cut(limit)
 	return out, nil
 }
 

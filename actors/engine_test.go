@@ -2,8 +2,10 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -237,12 +239,43 @@ func TestListAndClose(t *testing.T) {
 		submit(t, e, event.Event{Key: fmt.Sprintf("host-%02d.cpu", i), TS: t0, Value: 1})
 	}
 	submit(t, e, event.Event{Key: "other", TS: t0, Value: 1})
-	kl, err := e.List(context.Background(), "host-", 10)
+	kl, err := e.List(context.Background(), "host-", "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(kl.Keys) != 10 || !kl.Truncated || kl.Keys[0].Key != "host-00.cpu" || kl.Keys[9].Key != "host-09.cpu" || kl.Live != 31 {
 		t.Fatalf("list = %+v", kl)
+	}
+	// Pages follow Next until the last, which is not truncated.
+	var seen []string
+	for after := ""; ; {
+		kl, err := e.List(context.Background(), "host-", after, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range kl.Keys {
+			seen = append(seen, k.Key)
+		}
+		if !kl.Truncated {
+			if kl.Next != "" {
+				t.Fatalf("last page: next = %q", kl.Next)
+			}
+			break
+		}
+		if kl.Next != kl.Keys[len(kl.Keys)-1].Key {
+			t.Fatalf("next = %q, last key %q", kl.Next, kl.Keys[len(kl.Keys)-1].Key)
+		}
+		after = kl.Next
+	}
+	if len(seen) != 30 || seen[0] != "host-00.cpu" || seen[29] != "host-29.cpu" || !slices.IsSorted(seen) {
+		t.Fatalf("pages listed %v", seen)
+	}
+	sr, err := e.Series(context.Background(), "host-03.cpu")
+	if err != nil || len(sr.Buckets) != 1 || sr.Buckets[0].Count != 1 || sr.Key != "host-03.cpu" || sr.ResolutionMs != 1000 {
+		t.Fatalf("series = %+v, %v", sr, err)
+	}
+	if _, err := e.Series(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("series of a missing key: %v", err)
 	}
 	e.Close()
 	e.Close()

@@ -27,8 +27,11 @@ type getKey struct{ key string }
 
 type getEvents struct{ key string }
 
+type getSeries struct{ key string }
+
 type listKeys struct {
 	prefix string
+	after  string
 	limit  int
 }
 
@@ -120,6 +123,8 @@ func (p *partition) Receive(c actor.Context) {
 		c.Respond(ofLive(p.keys[m.key], p.state))
 	case *getEvents:
 		c.Respond(ofLive(p.keys[m.key], p.events))
+	case *getSeries:
+		c.Respond(ofLive(p.keys[m.key], p.series))
 	case *listKeys:
 		c.Respond(p.list(m))
 	case restoreOffsetReq:
@@ -437,6 +442,16 @@ func (p *partition) events(k *Key) *api.KeyEvents {
 	return ke
 }
 
+// series returns k's per-bucket series document.
+func (p *partition) series(k *Key) *api.KeySeries {
+	sh := &p.e.cfg.Shape
+	return &api.KeySeries{
+		Key: k.name, Node: p.e.cfg.Node, Partition: p.id,
+		ResolutionMs: sh.Resolution.Milliseconds(), RetentionMs: sh.Retention.Milliseconds(),
+		Buckets: append([]window.BucketStats{}, k.win.Series()...),
+	}
+}
+
 // tick runs the StatefulHandler's Tick; a panic is logged, not fatal.
 func (p *partition) tick() {
 	defer func() {
@@ -450,7 +465,7 @@ func (p *partition) tick() {
 func (p *partition) list(m *listKeys) keyList {
 	var out keyList
 	for name, k := range p.keys {
-		if !strings.HasPrefix(name, m.prefix) {
+		if !strings.HasPrefix(name, m.prefix) || name <= m.after {
 			continue
 		}
 		applied, _, _ := k.win.Counts()

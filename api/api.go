@@ -4,6 +4,7 @@ package api
 
 import (
 	"encoding/json"
+	"sort"
 	"time"
 
 	"github.com/squallhq/squall/event"
@@ -19,13 +20,27 @@ const (
 	// key's kept events (KeyEvents). A key that itself ends in "/events"
 	// must have its "/" sent as %2F (url.PathEscape does).
 	PathActorEvents = "/events"
+	// PathActorSeries follows PathActor and the percent-encoded key: the
+	// per-bucket statistics of the key's window (KeySeries). As with
+	// PathActorEvents, a key ending in "/series" or "/replay" must have
+	// its "/" sent as %2F.
+	PathActorSeries = "/series"
+	// PathActorReplay follows PathActor and the percent-encoded key: a
+	// replay of the key's kept events on its owner, with its differences
+	// from the live key (KeyReplay).
+	PathActorReplay = "/replay"
 	PathCluster     = "/debug/cluster"
-	PathAlerts      = "/debug/alerts"
-	PathRules       = "/debug/rules"
-	PathMetrics     = "/metrics"
-	PathHealthz     = "/healthz"
-	PathReadyz      = "/readyz"
-	PathPprof       = "/debug/pprof/"
+	// PathMembers is every member's readiness and partitions in motion,
+	// asked by the node (Members).
+	PathMembers = "/debug/cluster/members"
+	// PathUI is the web console, served by every node.
+	PathUI      = "/ui/"
+	PathAlerts  = "/debug/alerts"
+	PathRules   = "/debug/rules"
+	PathMetrics = "/metrics"
+	PathHealthz = "/healthz"
+	PathReadyz  = "/readyz"
+	PathPprof   = "/debug/pprof/"
 )
 
 // IngestResponse answers POST /v1/events (and a NATS request on the events
@@ -126,6 +141,83 @@ type KeyEvents struct {
 	Events []KeptEvent `json:"events"`
 }
 
+// KeySeries is the document of GET /debug/actors/{key}/series: the
+// statistics of every non-empty bucket of the key's window, oldest first,
+// what a chart of the key over the retention draws. In a cluster the key's
+// owner answers. 404 when the key has no live actor.
+type KeySeries struct {
+	Key       string `json:"key"`
+	Node      string `json:"node"`
+	Partition int32  `json:"partition"`
+	// ResolutionMs and RetentionMs are the node's --resolution and
+	// --retention: a bucket's length and the window's.
+	ResolutionMs int64 `json:"resolution_ms"`
+	RetentionMs  int64 `json:"retention_ms"`
+	// Buckets are the non-empty buckets, oldest first: ts (the bucket's
+	// start, epoch ms), count, sum, min, max and mean, all exact.
+	Buckets []window.BucketStats `json:"buckets"`
+}
+
+// KeyReplay is the document of GET /debug/actors/{key}/replay: the key's
+// kept events (KeyEvents) replayed, on the key's owner, in a fresh key
+// actor of the owner's window shape, partitions and alert rules (package
+// replay), one step per event, and the differences between the replayed
+// state and the live one.
+//
+// When the owner no longer keeps every event the key received (more than
+// --recent-events), nothing is replayed: Complete is false, Error says why
+// and the answer is 409; the key's log has its events (squallctl replay
+// --from-log). 404 when the key has no live actor.
+type KeyReplay struct {
+	Key       string `json:"key"`
+	Node      string `json:"node"`
+	Partition int32  `json:"partition"`
+	// Complete is true when the kept events are every event the key
+	// received, and so were replayed.
+	Complete bool `json:"complete"`
+	// Kept and Received are those of KeyEvents.
+	Kept     int    `json:"kept"`
+	Received uint64 `json:"received"`
+	// Steps are the replayed events, in the order the key received them,
+	// each with its outcome, the aggregates after it and the alert
+	// transitions it caused.
+	Steps []ReplayStep `json:"steps"`
+	// State is the replayed key's final state document; null when nothing
+	// was replayed.
+	State *KeyState `json:"state"`
+	// Diff lists the differences between the live state and the replayed
+	// one, one line each ("window.max: live 95, replay 90"), leaving out
+	// wall-clock fields; empty when they agree.
+	Diff []string `json:"diff"`
+	// Error says why nothing was replayed.
+	Error string `json:"error,omitempty"`
+}
+
+// ReplayStep is one event of a replay: what it did and the alert
+// transitions it caused.
+type ReplayStep struct {
+	ReplayEvent
+	// Transitions are the alert transitions the event caused.
+	Transitions []Alert `json:"transitions,omitempty"`
+}
+
+// ReplayEvent is one event of a replay and what it did (package replay's
+// Step has it too).
+type ReplayEvent struct {
+	// Index is the event's position among the key's events, from 0.
+	Index int `json:"index"`
+	// Offset is the log offset or sequence of its record; -1 when none.
+	Offset  int64             `json:"offset"`
+	TS      int64             `json:"ts"`
+	Value   float64           `json:"value"`
+	ID      string            `json:"id,omitempty"`
+	Tags    map[string]string `json:"tags,omitempty"`
+	Outcome string            `json:"outcome"` // "applied", "late" or "duplicate"
+	// Window and Subwindows are the key's aggregates after the event.
+	Window     window.Aggregates            `json:"window"`
+	Subwindows map[string]window.Aggregates `json:"subwindows"`
+}
+
 // WindowShape is a node's window shape (--retention, --resolution,
 // --subwindows), in milliseconds.
 type WindowShape struct {
@@ -222,13 +314,74 @@ type KeySummary struct {
 	LastEventAt   time.Time `json:"last_event_at"`
 }
 
-// KeyList is the document of GET /debug/actors.
+// KeyList is the document of GET /debug/actors: the live keys that start
+// with prefix, sorted, at most limit (default 100, at most 10,000), after
+// the key after when it is given (a page starts after the previous page's
+// Next), of the node or, with scope=cluster, of every node.
 type KeyList struct {
 	// Live is the number of live key actors on the node (or cluster).
 	Live int64        `json:"live"`
 	Keys []KeySummary `json:"keys"`
 	// Truncated is true when more keys matched than the limit.
 	Truncated bool `json:"truncated"`
+	// Next, when Truncated, is the last key listed: the after parameter
+	// of the next page.
+	Next string `json:"next,omitempty"`
+}
+
+// Cut sorts l's keys and keeps the first limit of them, setting Truncated
+// and Next when it drops any or when Truncated was set already.
+func (l *KeyList) Cut(limit int) {
+	sort.Slice(l.Keys, func(i, j int) bool { return l.Keys[i].Key < l.Keys[j].Key })
+	if len(l.Keys) > limit {
+		l.Keys, l.Truncated = l.Keys[:limit], true
+	}
+	l.Next = ""
+	if l.Truncated && len(l.Keys) > 0 {
+		l.Next = l.Keys[len(l.Keys)-1].Key
+	}
+}
+
+// Members is the document of GET /debug/cluster/members: for each member
+// of the cluster, whether it is ready and which of its partitions are in
+// motion, as the node answering finds them: its own, and each peer's from
+// the peer's GET /debug/cluster over HTTP on its http_addr (at most 2 s
+// each, all at once). Standalone, the node is the only member.
+type Members struct {
+	Self    string                  `json:"self"`
+	Members map[string]MemberStatus `json:"members"`
+}
+
+// MemberStatus is one member's readiness and partitions in motion.
+type MemberStatus struct {
+	// Ready and Reason are the member's ready and not_ready_reason (its
+	// /readyz); Reason also says why it could not be asked.
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+	// Moving lists the partitions the member holds that are not serving:
+	// acquiring (a handoff in), replaying, releasing (a handoff out) or
+	// suspended.
+	Moving []PartitionState `json:"moving"`
+	// Replaying lists the member's log sources (Kafka or JetStream)
+	// replaying.
+	Replaying []SourceStatus `json:"replaying"`
+}
+
+// StatusOf returns the member status the cluster document of a member
+// (its GET /debug/cluster) gives.
+func StatusOf(doc *Cluster) MemberStatus {
+	st := MemberStatus{Ready: doc.Ready, Reason: doc.NotReadyReason, Moving: []PartitionState{}, Replaying: []SourceStatus{}}
+	for _, p := range doc.Partitions {
+		if p.State != "serving" {
+			st.Moving = append(st.Moving, p)
+		}
+	}
+	for _, s := range doc.Sources {
+		if s.State == "replaying" {
+			st.Replaying = append(st.Replaying, s)
+		}
+	}
+	return st
 }
 
 // Member is one node of the cluster.

@@ -32,9 +32,13 @@ import (
 // engineBackend serves the engine's keys; the cluster views are not used.
 type engineBackend struct{ *actors.Engine }
 
-func (b engineBackend) List(ctx context.Context, prefix string, limit int, _ bool) (*api.KeyList, error) {
-	return b.Engine.List(ctx, prefix, limit)
+func (b engineBackend) List(ctx context.Context, prefix, after string, limit int, _ bool) (*api.KeyList, error) {
+	return b.Engine.List(ctx, prefix, after, limit)
 }
+func (engineBackend) Replay(context.Context, string) (*api.KeyReplay, error) {
+	return nil, actors.ErrNotFound
+}
+func (engineBackend) Members(context.Context) (*api.Members, error)     { return &api.Members{}, nil }
 func (engineBackend) Cluster(context.Context) (*api.Cluster, error)     { return &api.Cluster{}, nil }
 func (engineBackend) Alerts(context.Context, bool) (*api.Alerts, error) { return &api.Alerts{}, nil }
 func (engineBackend) Rules(context.Context) (*api.Rules, error)         { return &api.Rules{}, nil }

@@ -29,6 +29,7 @@ import (
 	"github.com/squallhq/squall/api"
 	"github.com/squallhq/squall/event"
 	"github.com/squallhq/squall/ingest"
+	"github.com/squallhq/squall/ui"
 )
 
 // Backend is what the HTTP API serves. It is safe for concurrent use.
@@ -39,9 +40,19 @@ type Backend interface {
 	// Events returns the events a key's actor keeps; an error wrapping
 	// actors.ErrNotFound when the key has no live actor.
 	Events(ctx context.Context, key string) (*api.KeyEvents, error)
-	// List returns live keys with prefix, at most limit, of this node or,
-	// with cluster, of every node.
-	List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error)
+	// Series returns the per-bucket series of a key's window; an error
+	// wrapping actors.ErrNotFound when the key has no live actor.
+	Series(ctx context.Context, key string) (*api.KeySeries, error)
+	// Replay replays a key's kept events on its owner and compares the
+	// result with the live key; an error wrapping actors.ErrNotFound when
+	// the key has no live actor.
+	Replay(ctx context.Context, key string) (*api.KeyReplay, error)
+	// List returns live keys with prefix, after the key after ("" from
+	// the first), at most limit, of this node or, with cluster, of every
+	// node.
+	List(ctx context.Context, prefix, after string, limit int, cluster bool) (*api.KeyList, error)
+	// Members returns every member's readiness and partitions in motion.
+	Members(ctx context.Context) (*api.Members, error)
 	// Rules returns the alert rules in force on this node.
 	Rules(ctx context.Context) (*api.Rules, error)
 	// Cluster describes the cluster as this node sees it.
@@ -129,9 +140,11 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 		ingests: make(chan struct{}, max(cfg.MaxConcurrentIngest, 1))}
 	s.mux.HandleFunc("POST "+api.PathEvents, s.postEvents)
 	s.mux.HandleFunc("GET "+api.PathActors, s.listActors)
-	s.mux.HandleFunc("GET "+api.PathCluster, s.cluster)
+	s.mux.HandleFunc("GET "+api.PathCluster, serveDoc(s, Backend.Cluster))
+	s.mux.HandleFunc("GET "+api.PathMembers, serveDoc(s, Backend.Members))
+	s.mux.Handle("GET "+api.PathUI, ui.Handler())
 	s.mux.HandleFunc("GET "+api.PathAlerts, s.alerts)
-	s.mux.HandleFunc("GET "+api.PathRules, s.rules)
+	s.mux.HandleFunc("GET "+api.PathRules, serveDoc(s, Backend.Rules))
 	s.mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET "+api.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -162,7 +175,7 @@ func (s *Server) SetReadiness(check func() (ok bool, reason string)) { s.readine
 // Handler returns the API's handler, for an http.Server or httptest.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != api.PathHealthz && r.URL.Path != api.PathReadyz && !s.authorized(r) {
+		if !public(r.URL.Path) && !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="squall"`)
 			writeJSON(w, http.StatusUnauthorized, api.Error{Error: "missing or wrong bearer token"})
 			return
@@ -175,13 +188,22 @@ func (s *Server) Handler() http.Handler {
 				writeJSON(w, http.StatusMethodNotAllowed, api.Error{Error: "method not allowed"})
 				return
 			}
-			// "{key}/events", the "/" literal (a key's own "/" is sent as %2F
-			// by the Go client): the key's kept events.
+			// "{key}/events", "{key}/series", "{key}/replay", the "/"
+			// literal (a key's own "/" is sent as %2F by the Go client and
+			// the console): the key's kept events, series, replay.
 			if k, ok := strings.CutSuffix(rest, api.PathActorEvents); ok && k != "" {
-				serveKey(w, r, k, s.backend.Events)
+				serveKey(w, r, k, s.backend.Events, nil)
 				return
 			}
-			serveKey(w, r, rest, s.backend.Get)
+			if k, ok := strings.CutSuffix(rest, api.PathActorSeries); ok && k != "" {
+				serveKey(w, r, k, s.backend.Series, nil)
+				return
+			}
+			if k, ok := strings.CutSuffix(rest, api.PathActorReplay); ok && k != "" {
+				serveKey(w, r, k, s.backend.Replay, replayStatus)
+				return
+			}
+			serveKey(w, r, rest, s.backend.Get, nil)
 			return
 		}
 		if h, pattern := s.mux.Handler(r); pattern == "" {
@@ -197,6 +219,14 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.mux.ServeHTTP(w, r)
 	})
+}
+
+// public reports whether path is served without the token: the probes,
+// which send none, and the web console's static files, which hold no data
+// (the console sends the token with every data request).
+func public(path string) bool {
+	return path == api.PathHealthz || path == api.PathReadyz ||
+		path == strings.TrimSuffix(api.PathUI, "/") || strings.HasPrefix(path, api.PathUI)
 }
 
 // errorWriter keeps the status and headers a plain-text error handler
@@ -412,8 +442,8 @@ func (h *heldReader) Read(p []byte) (int, error) {
 }
 
 // serveKey answers a read of one key's document, the key percent-encoded
-// in escaped.
-func serveKey[D any](w http.ResponseWriter, r *http.Request, escaped string, read func(context.Context, string) (*D, error)) {
+// in escaped, with the status status gives the document (nil: 200).
+func serveKey[D any](w http.ResponseWriter, r *http.Request, escaped string, read func(context.Context, string) (*D, error), status func(*D) int) {
 	key, err := url.PathUnescape(escaped)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad key escape: " + err.Error()})
@@ -429,9 +459,20 @@ func serveKey[D any](w http.ResponseWriter, r *http.Request, escaped string, rea
 		writeJSON(w, http.StatusNotFound, api.Error{Error: "key " + strconv.Quote(key) + " has no live actor"})
 	case err != nil:
 		unavailable(w, api.Error{Error: err.Error()})
+	case status != nil:
+		writeJSON(w, status(doc), doc)
 	default:
 		writeJSON(w, http.StatusOK, doc)
 	}
+}
+
+// replayStatus is 409 when the replay could not run: the owner no longer
+// keeps every event of the key.
+func replayStatus(kr *api.KeyReplay) int {
+	if !kr.Complete {
+		return http.StatusConflict
+	}
+	return http.StatusOK
 }
 
 func (s *Server) listActors(w http.ResponseWriter, r *http.Request) {
@@ -450,7 +491,7 @@ func (s *Server) listActors(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	kl, err := s.backend.List(r.Context(), q.Get("prefix"), limit, cl)
+	kl, err := s.backend.List(r.Context(), q.Get("prefix"), q.Get("after"), limit, cl)
 	if err != nil {
 		unavailable(w, api.Error{Error: err.Error()})
 		return
@@ -471,13 +512,17 @@ func scope(w http.ResponseWriter, r *http.Request) (cluster, ok bool) {
 	return false, false
 }
 
-func (s *Server) rules(w http.ResponseWriter, r *http.Request) {
-	doc, err := s.backend.Rules(r.Context())
-	if err != nil {
-		unavailable(w, api.Error{Error: err.Error()})
-		return
+// serveDoc returns a handler that answers the document read gets from
+// s's backend: 200, or 503 when read fails.
+func serveDoc[D any](s *Server, read func(Backend, context.Context) (*D, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		doc, err := read(s.backend, r.Context())
+		if err != nil {
+			unavailable(w, api.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, doc)
 	}
-	writeJSON(w, http.StatusOK, doc)
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
@@ -491,15 +536,6 @@ func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
-}
-
-func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
-	c, err := s.backend.Cluster(r.Context())
-	if err != nil {
-		unavailable(w, api.Error{Error: err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusOK, c)
 }
 
 // heldBuf is a pooled body buffer and the bytes it counts in

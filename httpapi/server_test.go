@@ -28,8 +28,25 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // backend serves the debug endpoints from a real engine.
 type backend struct{ *actors.Engine }
 
-func (b backend) List(ctx context.Context, prefix string, limit int, _ bool) (*api.KeyList, error) {
-	return b.Engine.List(ctx, prefix, limit)
+func (b backend) List(ctx context.Context, prefix, after string, limit int, _ bool) (*api.KeyList, error) {
+	return b.Engine.List(ctx, prefix, after, limit)
+}
+
+// Replay answers what the kept events allow, without replaying them.
+func (b backend) Replay(ctx context.Context, key string) (*api.KeyReplay, error) {
+	ke, err := b.Events(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	kr := &api.KeyReplay{Key: key, Node: ke.Node, Complete: ke.Complete, Kept: ke.Kept, Received: ke.Received, Steps: []api.ReplayStep{}, Diff: []string{}}
+	if !kr.Complete {
+		kr.Error = "incomplete"
+	}
+	return kr, nil
+}
+
+func (b backend) Members(context.Context) (*api.Members, error) {
+	return &api.Members{Self: "n1", Members: map[string]api.MemberStatus{"n1": {Ready: true}}}, nil
 }
 
 func (b backend) Cluster(context.Context) (*api.Cluster, error) {

@@ -211,7 +211,13 @@ type KeyStateRequest struct {
 	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	// events asks for the key's kept events (the api.KeyEvents document)
 	// instead of its state document.
-	Events        bool `protobuf:"varint,3,opt,name=events,proto3" json:"events,omitempty"`
+	Events bool `protobuf:"varint,3,opt,name=events,proto3" json:"events,omitempty"`
+	// series asks for the per-bucket series of the key's window (the
+	// api.KeySeries document).
+	Series bool `protobuf:"varint,4,opt,name=series,proto3" json:"series,omitempty"`
+	// replay asks the key's owner to replay the key's kept events and
+	// compare the result with the live key (the api.KeyReplay document).
+	Replay        bool `protobuf:"varint,5,opt,name=replay,proto3" json:"replay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,11 +273,26 @@ func (x *KeyStateRequest) GetEvents() bool {
 	return false
 }
 
+func (x *KeyStateRequest) GetSeries() bool {
+	if x != nil {
+		return x.Series
+	}
+	return false
+}
+
+func (x *KeyStateRequest) GetReplay() bool {
+	if x != nil {
+		return x.Replay
+	}
+	return false
+}
+
 // KeyStateResponse answers a KeyStateRequest.
 type KeyStateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// json is the api.KeyState document (api.KeyEvents when the request
-	// asked for events) when found.
+	// json is the api.KeyState document (api.KeyEvents, api.KeySeries or
+	// api.KeyReplay when the request asked for events, series or replay)
+	// when found.
 	Json []byte `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
 	// found is false when the key has no live actor on the node.
 	Found bool `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
@@ -349,7 +370,9 @@ type ListRequest struct {
 	// limit is the largest number of keys listed.
 	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	// from is the asking node's id.
-	From          string `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	From string `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	// after lists only the keys after it ("" = from the first).
+	After         string `protobuf:"bytes,4,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -401,6 +424,13 @@ func (x *ListRequest) GetLimit() int32 {
 func (x *ListRequest) GetFrom() string {
 	if x != nil {
 		return x.From
+	}
+	return ""
+}
+
+func (x *ListRequest) GetAfter() string {
+	if x != nil {
+		return x.After
 	}
 	return ""
 }
@@ -838,20 +868,23 @@ const file_messages_remote_proto_rawDesc = "" +
 	"\x05batch\x18\x02 \x01(\fR\x05batch\"A\n" +
 	"\x0fForwardResponse\x12\x18\n" +
 	"\aresults\x18\x01 \x01(\fR\aresults\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"O\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\x7f\n" +
 	"\x0fKeyStateRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x16\n" +
-	"\x06events\x18\x03 \x01(\bR\x06events\"f\n" +
+	"\x06events\x18\x03 \x01(\bR\x06events\x12\x16\n" +
+	"\x06series\x18\x04 \x01(\bR\x06series\x12\x16\n" +
+	"\x06replay\x18\x05 \x01(\bR\x06replay\"f\n" +
 	"\x10KeyStateResponse\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x12\n" +
-	"\x04from\x18\x04 \x01(\tR\x04from\"O\n" +
+	"\x04from\x18\x04 \x01(\tR\x04from\"e\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x12\n" +
-	"\x04from\x18\x03 \x01(\tR\x04from\"L\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x14\n" +
+	"\x05after\x18\x04 \x01(\tR\x05after\"L\n" +
 	"\fListResponse\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +

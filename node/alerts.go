@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -168,31 +170,21 @@ func (n *Node) Alerts(ctx context.Context, cluster bool) (*api.Alerts, error) {
 	if !cluster || n.cl == nil {
 		return doc, nil
 	}
-	members := n.cl.describe().Members
 	type answer struct {
-		id  string
 		doc *api.Alerts
 		err error
 	}
-	answers := make(chan answer, len(members))
-	asked := 0
-	for _, m := range members {
-		if m.ID == n.cfg.NodeID {
-			continue
-		}
-		asked++
-		go func() {
-			d, err := n.peerAlerts(ctx, m.HTTPAddr)
-			answers <- answer{m.ID, d, err}
-		}()
-	}
-	for range asked {
-		a := <-answers
+	answers := askPeers(n, func(m api.Member) answer {
+		d, err := n.peerAlerts(ctx, m.HTTPAddr)
+		return answer{d, err}
+	})
+	for _, id := range slices.Sorted(maps.Keys(answers)) {
+		a := answers[id]
 		if a.err != nil {
 			if doc.Errors == nil {
 				doc.Errors = map[string]string{}
 			}
-			doc.Errors[a.id] = a.err.Error()
+			doc.Errors[id] = a.err.Error()
 			continue
 		}
 		doc.Alerts = append(doc.Alerts, a.doc.Alerts...)
@@ -216,28 +208,64 @@ func (n *Node) firing() []api.FiringAlert {
 	return out
 }
 
+// askPeers calls ask for every member of the cluster but this node, all
+// at once, and returns the answers by member id.
+func askPeers[T any](n *Node, ask func(m api.Member) T) map[string]T {
+	type answer struct {
+		id string
+		v  T
+	}
+	members := n.cl.describe().Members
+	answers := make(chan answer, len(members))
+	asked := 0
+	for _, m := range members {
+		if m.ID == n.cfg.NodeID {
+			continue
+		}
+		asked++
+		go func() { answers <- answer{m.ID, ask(m)} }()
+	}
+	out := make(map[string]T, asked)
+	for range asked {
+		a := <-answers
+		out[a.id] = a.v
+	}
+	return out
+}
+
 // peerAlerts asks a member's HTTP API for its own firing alerts.
 func (n *Node) peerAlerts(ctx context.Context, httpAddr string) (*api.Alerts, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+api.PathAlerts, nil)
+	var d api.Alerts
+	code, err := n.peerGet(ctx, httpAddr, api.PathAlerts, 5*time.Second, &d)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("%s: %d %s", httpAddr, code, http.StatusText(code))
+	}
 	if err != nil {
 		return nil, err
+	}
+	return &d, nil
+}
+
+// peerGet asks a member's HTTP API for path, with the node's token, within
+// timeout, and decodes the JSON body of the answer, whatever its status,
+// into v. It returns the status.
+func (n *Node) peerGet(ctx context.Context, httpAddr, path string, timeout time.Duration, v any) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+path, nil)
+	if err != nil {
+		return 0, err
 	}
 	if n.cfg.AuthToken != "" {
 		req.Header.Set("Authorization", "Bearer "+n.cfg.AuthToken)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", httpAddr, resp.Status)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return resp.StatusCode, fmt.Errorf("%s: %s: %w", httpAddr, resp.Status, err)
 	}
-	var d api.Alerts
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-		return nil, fmt.Errorf("%s: %w", httpAddr, err)
-	}
-	return &d, nil
+	return resp.StatusCode, nil
 }

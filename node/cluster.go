@@ -120,8 +120,8 @@ func (c *clustered) KeyEvents(ctx context.Context, key string) (*api.KeyEvents, 
 }
 
 // List implements transport.Handler.
-func (c *clustered) List(ctx context.Context, prefix string, limit int) (*api.KeyList, error) {
-	return c.n.engine.List(ctx, prefix, limit)
+func (c *clustered) List(ctx context.Context, prefix, after string, limit int) (*api.KeyList, error) {
+	return c.n.engine.List(ctx, prefix, after, limit)
 }
 
 // Handoff implements transport.Handler: a chunk of a partition's state
@@ -338,8 +338,8 @@ func (c *clustered) ready() (bool, string) {
 }
 
 // list merges the live keys of every member.
-func (c *clustered) list(ctx context.Context, prefix string, limit int) (*api.KeyList, error) {
-	out, err := c.n.engine.List(ctx, prefix, limit)
+func (c *clustered) list(ctx context.Context, prefix, after string, limit int) (*api.KeyList, error) {
+	out, err := c.n.engine.List(ctx, prefix, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +347,7 @@ func (c *clustered) list(ctx context.Context, prefix string, limit int) (*api.Ke
 		if id == c.self() {
 			continue
 		}
-		kl, err := c.tr.List(ctx, addr, prefix, limit)
+		kl, err := c.tr.List(ctx, addr, prefix, after, limit)
 		if err != nil {
 			return nil, fmt.Errorf("listing keys on %s: %w", id, err)
 		}
@@ -355,10 +355,7 @@ func (c *clustered) list(ctx context.Context, prefix string, limit int) (*api.Ke
 		out.Keys = append(out.Keys, kl.Keys...)
 		out.Truncated = out.Truncated || kl.Truncated
 	}
-	sort.Slice(out.Keys, func(i, j int) bool { return out.Keys[i].Key < out.Keys[j].Key })
-	if len(out.Keys) > limit {
-		out.Keys, out.Truncated = out.Keys[:limit], true
-	}
+	out.Cut(limit)
 	return out, nil
 }
 

@@ -47,6 +47,8 @@ type Node struct {
 	// connection of the node.
 	natsAuth []nats.Option
 
+	replays chan struct{} // one token per replay running, see maxReplays
+
 	serveErr chan error
 	once     sync.Once
 	closeErr error
@@ -58,7 +60,8 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 1), ncDone: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 1), ncDone: make(chan struct{}),
+		replays: make(chan struct{}, maxReplays)}
 	defer func() {
 		if err != nil {
 			n.teardown()
@@ -364,11 +367,11 @@ func (n *Node) Events(ctx context.Context, key string) (*api.KeyEvents, error) {
 }
 
 // List implements httpapi.Backend.
-func (n *Node) List(ctx context.Context, prefix string, limit int, cluster bool) (*api.KeyList, error) {
+func (n *Node) List(ctx context.Context, prefix, after string, limit int, cluster bool) (*api.KeyList, error) {
 	if n.cl != nil && cluster {
-		return n.cl.list(ctx, prefix, limit)
+		return n.cl.list(ctx, prefix, after, limit)
 	}
-	return n.engine.List(ctx, prefix, limit)
+	return n.engine.List(ctx, prefix, after, limit)
 }
 
 // Cluster implements httpapi.Backend: standalone, the node is the only

@@ -137,21 +137,10 @@ type Source interface {
 	Close() error
 }
 
-// Step is what one event did.
+// Step is what one event did: the event, its outcome and the aggregates
+// after it (api.ReplayEvent), and the alert transitions it caused.
 type Step struct {
-	// Index is the event's position among the key's events, from 0.
-	Index int `json:"index"`
-	// Offset is the log offset or sequence of its record; -1 when none.
-	Offset int64             `json:"offset"`
-	TS     int64             `json:"ts"`
-	Value  float64           `json:"value"`
-	ID     string            `json:"id,omitempty"`
-	Tags   map[string]string `json:"tags,omitempty"`
-	// Outcome is "applied", "late" or "duplicate".
-	Outcome string `json:"outcome"`
-	// Window and Subwindows are the key's aggregates after the event.
-	Window     window.Aggregates            `json:"window"`
-	Subwindows map[string]window.Aggregates `json:"subwindows"`
+	api.ReplayEvent
 	// Transitions are the alert transitions the event caused.
 	Transitions []rules.Transition `json:"transitions,omitempty"`
 }
@@ -266,8 +255,8 @@ func Replay(ctx context.Context, cfg Config, key string, src Source, step func(S
 		}
 		res.State = st
 		mu.Lock()
-		s := Step{Index: res.Steps, Offset: rec.Offset, TS: rec.TS, Value: rec.Value, ID: rec.ID, Tags: rec.Tags,
-			Outcome: out[0].String(), Window: st.Window, Subwindows: st.Subwindows, Transitions: trs}
+		s := Step{ReplayEvent: api.ReplayEvent{Index: res.Steps, Offset: rec.Offset, TS: rec.TS, Value: rec.Value, ID: rec.ID,
+			Tags: rec.Tags, Outcome: out[0].String(), Window: st.Window, Subwindows: st.Subwindows}, Transitions: trs}
 		trs = nil
 		mu.Unlock()
 		res.Steps++

@@ -42,17 +42,21 @@ func (t *Transition) ID() string {
 	return t.Rule + "/" + t.Key + "/" + strconv.FormatInt(t.At, 10) + "/" + t.State
 }
 
-// MarshalJSON encodes the alert document (docs/rules.md, api.Alert), id first. A non-finite
-// Value is encoded as null.
-func (t Transition) MarshalJSON() ([]byte, error) {
+// Alert returns the alert document (docs/rules.md) of the transition; a
+// non-finite Value is nil.
+func (t Transition) Alert() api.Alert {
 	d := api.Alert{ID: t.ID(), Rule: t.Rule, Key: t.Key, State: t.State, Threshold: t.Threshold,
 		Severity: t.Severity, Labels: t.Labels, StartedAt: t.StartedAt, At: t.At}
 	if !math.IsNaN(t.Value) && !math.IsInf(t.Value, 0) {
 		v := t.Value
 		d.Value = &v
 	}
-	return json.Marshal(d)
+	return d
 }
+
+// MarshalJSON encodes the alert document (docs/rules.md, api.Alert), id
+// first. A non-finite Value is encoded as null.
+func (t Transition) MarshalJSON() ([]byte, error) { return json.Marshal(t.Alert()) }
 
 // Value returns r's aggregate of w over r.Over (the whole window when Over
 // is 0), or NaN when w is empty or r is an absent rule. count, sum, min,

@@ -215,7 +215,7 @@ func TestChildProcessPeer(t *testing.T) {
 	if _, err := tr.KeyState(ctx, peer.addr, "nope"); !errors.Is(err, actors.ErrNotFound) {
 		t.Errorf("KeyState(nope) = %v, want ErrNotFound", err)
 	}
-	if kl, err := tr.List(ctx, peer.addr, "", 10); err != nil || len(kl.Keys) != 1 {
+	if kl, err := tr.List(ctx, peer.addr, "", "", 10); err != nil || len(kl.Keys) != 1 {
 		t.Errorf("List = %+v, %v", kl, err)
 	}
 	keys := make([]actors.KeySnapshot, 3000)

@@ -170,6 +170,21 @@ func (t *Transport) KeyEvents(ctx context.Context, peerAddr, key string) (*api.K
 	return keyDoc[api.KeyEvents](ctx, t, peerAddr, &messages.KeyStateRequest{Key: key, From: t.cfg.NodeID, Events: true})
 }
 
+// KeySeries returns the per-bucket series of key's window (api.KeySeries)
+// from the peer at peerAddr, or an error wrapping actors.ErrNotFound when
+// the key has no live actor there. It is safe for concurrent use.
+func (t *Transport) KeySeries(ctx context.Context, peerAddr, key string) (*api.KeySeries, error) {
+	return keyDoc[api.KeySeries](ctx, t, peerAddr, &messages.KeyStateRequest{Key: key, From: t.cfg.NodeID, Series: true})
+}
+
+// KeyReplay asks the peer at peerAddr, the key's owner, to replay key's
+// kept events (api.KeyReplay), or returns an error wrapping
+// actors.ErrNotFound when the key has no live actor there. It is safe for
+// concurrent use.
+func (t *Transport) KeyReplay(ctx context.Context, peerAddr, key string) (*api.KeyReplay, error) {
+	return keyDoc[api.KeyReplay](ctx, t, peerAddr, &messages.KeyStateRequest{Key: key, From: t.cfg.NodeID, Replay: true})
+}
+
 // keyDoc asks the peer at peerAddr for a key's JSON document (req says
 // which) and decodes it into a D.
 func keyDoc[D any](ctx context.Context, t *Transport, peerAddr string, req *messages.KeyStateRequest) (*D, error) {
@@ -197,10 +212,11 @@ func keyDoc[D any](ctx context.Context, t *Transport, peerAddr string, req *mess
 }
 
 // List returns the live keys of the peer at peerAddr that start with
-// prefix, at most limit of them (fewer, with Truncated set, when they do
-// not fit in one message). It is safe for concurrent use.
-func (t *Transport) List(ctx context.Context, peerAddr, prefix string, limit int) (*api.KeyList, error) {
-	req := &messages.ListRequest{Prefix: prefix, Limit: int32(min(max(limit, 0), math.MaxInt32)), From: t.cfg.NodeID}
+// prefix, after the key after ("" from the first), at most limit of them
+// (fewer, with Truncated set, when they do not fit in one message). It is
+// safe for concurrent use.
+func (t *Transport) List(ctx context.Context, peerAddr, prefix, after string, limit int) (*api.KeyList, error) {
+	req := &messages.ListRequest{Prefix: prefix, After: after, Limit: int32(min(max(limit, 0), math.MaxInt32)), From: t.cfg.NodeID}
 	m, err := t.call(ctx, peerAddr, req)
 	resp, peer, err := reply[*messages.ListResponse](t, peerAddr, req, m, err)
 	if err == nil && resp.Error != "" {

@@ -172,14 +172,19 @@ func (t *Transport) serveForward(ctx context.Context, r *messages.ForwardRequest
 }
 
 // serveKeyState answers a KeyStateRequest: the key's state document, or
-// its kept events when the request asks for them.
+// its kept events, series or replay when the request asks for them.
 func (t *Transport) serveKeyState(ctx context.Context, r *messages.KeyStateRequest) *messages.KeyStateResponse {
 	resp := &messages.KeyStateResponse{From: t.cfg.NodeID}
 	var doc any
 	var err error
-	if r.Events {
+	switch {
+	case r.Events:
 		doc, err = t.h.KeyEvents(ctx, r.Key)
-	} else {
+	case r.Series:
+		doc, err = t.h.KeySeries(ctx, r.Key)
+	case r.Replay:
+		doc, err = t.h.KeyReplay(ctx, r.Key)
+	default:
 		doc, err = t.h.KeyState(ctx, r.Key)
 	}
 	if errors.Is(err, actors.ErrNotFound) {
@@ -203,7 +208,7 @@ func (t *Transport) serveKeyState(ctx context.Context, r *messages.KeyStateReque
 // loses keys from its end and is marked truncated.
 func (t *Transport) serveList(ctx context.Context, r *messages.ListRequest) *messages.ListResponse {
 	resp := &messages.ListResponse{From: t.cfg.NodeID}
-	kl, err := t.h.List(ctx, r.Prefix, int(r.Limit))
+	kl, err := t.h.List(ctx, r.Prefix, r.After, int(r.Limit))
 	if err == nil {
 		resp.Json, err = json.Marshal(kl)
 	}

@@ -116,9 +116,16 @@ type Handler interface {
 	// KeyEvents returns the events a key's actor keeps, or an error
 	// wrapping actors.ErrNotFound when the key has no live actor here.
 	KeyEvents(ctx context.Context, key string) (*api.KeyEvents, error)
-	// List lists this node's live keys that start with prefix, at most
-	// limit of them.
-	List(ctx context.Context, prefix string, limit int) (*api.KeyList, error)
+	// KeySeries returns the per-bucket series of a key's window, or an
+	// error wrapping actors.ErrNotFound when the key has no live actor here.
+	KeySeries(ctx context.Context, key string) (*api.KeySeries, error)
+	// KeyReplay replays a key's kept events and compares the result with
+	// the live key, or returns an error wrapping actors.ErrNotFound when
+	// the key has no live actor here.
+	KeyReplay(ctx context.Context, key string) (*api.KeyReplay, error)
+	// List lists this node's live keys that start with prefix, after the
+	// key after ("" from the first), at most limit of them.
+	List(ctx context.Context, prefix, after string, limit int) (*api.KeyList, error)
 	// Handoff receives one chunk of a partition's key state from its
 	// previous owner. Chunks of one handoff arrive one at a time, in order;
 	// a chunk numbered 0 starts a handoff afresh.

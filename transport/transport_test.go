@@ -117,12 +117,39 @@ func (h *fakeHandler) KeyEvents(ctx context.Context, key string) (*api.KeyEvents
 	return ke, nil
 }
 
-func (h *fakeHandler) List(_ context.Context, prefix string, limit int) (*api.KeyList, error) {
+// KeySeries answers with one bucket per Recent event.
+func (h *fakeHandler) KeySeries(ctx context.Context, key string) (*api.KeySeries, error) {
+	ks, err := h.KeyState(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	sr := &api.KeySeries{Key: key, Node: ks.Node, Partition: ks.Partition, ResolutionMs: 1000, RetentionMs: 600_000}
+	for _, ev := range ks.Recent {
+		sr.Buckets = append(sr.Buckets, window.BucketStats{TS: ev.TS, Count: 1, Sum: ev.Value, Min: ev.Value, Max: ev.Value, Mean: ev.Value})
+	}
+	return sr, nil
+}
+
+// KeyReplay answers with one step per Recent event and no difference.
+func (h *fakeHandler) KeyReplay(ctx context.Context, key string) (*api.KeyReplay, error) {
+	ks, err := h.KeyState(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	kr := &api.KeyReplay{Key: key, Node: ks.Node, Partition: ks.Partition, Kept: 32, Received: ks.EventsApplied,
+		Complete: ks.EventsApplied == uint64(len(ks.Recent)), State: ks, Diff: []string{}}
+	for i, ev := range ks.Recent {
+		kr.Steps = append(kr.Steps, api.ReplayStep{ReplayEvent: api.ReplayEvent{Index: i, Offset: -1, TS: ev.TS, Value: ev.Value, Outcome: "applied"}})
+	}
+	return kr, nil
+}
+
+func (h *fakeHandler) List(_ context.Context, prefix, after string, limit int) (*api.KeyList, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	kl := &api.KeyList{Live: int64(len(h.states)), Keys: []api.KeySummary{}}
 	for k, ks := range h.states {
-		if strings.HasPrefix(k, prefix) {
+		if strings.HasPrefix(k, prefix) && k > after {
 			if len(kl.Keys) == limit {
 				kl.Truncated = true
 				break
@@ -345,19 +372,35 @@ func TestKeyStateAndList(t *testing.T) {
 	if _, err = a.KeyEvents(ctx, b.Addr(), "nope"); !errors.Is(err, actors.ErrNotFound) {
 		t.Fatalf("events of a missing key: err = %v, want ErrNotFound", err)
 	}
+	sr, err := a.KeySeries(ctx, b.Addr(), "sensor/1")
+	if err != nil || sr.Key != "sensor/1" || len(sr.Buckets) != 1 || sr.Buckets[0].Mean != 2 {
+		t.Fatalf("series = %+v, %v", sr, err)
+	}
+	kr, err := a.KeyReplay(ctx, b.Addr(), "sensor/1")
+	if err != nil || kr.Key != "sensor/1" || kr.Complete || len(kr.Steps) != 1 || kr.Steps[0].Value != 2 || kr.State == nil {
+		t.Fatalf("replay = %+v, %v", kr, err)
+	}
+	for _, f := range []func(context.Context, string, string) error{
+		func(ctx context.Context, addr, k string) error { _, err := a.KeySeries(ctx, addr, k); return err },
+		func(ctx context.Context, addr, k string) error { _, err := a.KeyReplay(ctx, addr, k); return err },
+	} {
+		if err := f(ctx, b.Addr(), "nope"); !errors.Is(err, actors.ErrNotFound) {
+			t.Fatalf("series or replay of a missing key: err = %v, want ErrNotFound", err)
+		}
+	}
 	_, err = a.KeyState(ctx, b.Addr(), "boom")
 	if !errors.Is(err, ErrRemote) || errors.Is(err, actors.ErrNotFound) || !strings.Contains(err.Error(), "state unreadable") {
 		t.Fatalf("err = %v, want ErrRemote", err)
 	}
 
-	kl, err := a.List(ctx, b.Addr(), "sensor/", 10)
+	kl, err := a.List(ctx, b.Addr(), "sensor/", "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if kl.Live != 3 || len(kl.Keys) != 2 || kl.Truncated {
 		t.Fatalf("list = %+v, want 2 of 3 live keys", kl)
 	}
-	kl, err = a.List(ctx, b.Addr(), "", 1)
+	kl, err = a.List(ctx, b.Addr(), "", "", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -822,7 +865,7 @@ func (*bigHandler) KeyState(_ context.Context, key string) (*api.KeyState, error
 	return &api.KeyState{Key: key, Recent: makeEvents(5000)}, nil
 }
 
-func (*bigHandler) List(_ context.Context, prefix string, limit int) (*api.KeyList, error) {
+func (*bigHandler) List(_ context.Context, prefix, _ string, limit int) (*api.KeyList, error) {
 	kl := &api.KeyList{Live: int64(limit)}
 	for i := range limit {
 		kl.Keys = append(kl.Keys, api.KeySummary{Key: fmt.Sprintf("%s%08d", prefix, i), Node: "b"})
@@ -838,7 +881,7 @@ func TestResponsesFitInAMessage(t *testing.T) {
 	if !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "too large") {
 		t.Fatalf("err = %v, want a too-large error from the peer", err)
 	}
-	kl, err := a.List(context.Background(), b.Addr(), "key-", 10_000)
+	kl, err := a.List(context.Background(), b.Addr(), "key-", "", 10_000)
 	if err != nil {
 		t.Fatal(err)
 	}

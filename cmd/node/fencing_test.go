@@ -190,7 +190,13 @@ func (nopHandler) KeyState(context.Context, string) (*api.KeyState, error) {
 func (nopHandler) KeyEvents(context.Context, string) (*api.KeyEvents, error) {
 	return nil, actors.ErrNotFound
 }
-func (nopHandler) List(context.Context, string, int) (*api.KeyList, error) {
+func (nopHandler) KeySeries(context.Context, string) (*api.KeySeries, error) {
+	return nil, actors.ErrNotFound
+}
+func (nopHandler) KeyReplay(context.Context, string) (*api.KeyReplay, error) {
+	return nil, actors.ErrNotFound
+}
+func (nopHandler) List(context.Context, string, string, int) (*api.KeyList, error) {
 	return &api.KeyList{}, nil
 }
 func (nopHandler) Handoff(context.Context, *transport.HandoffChunk) error {
