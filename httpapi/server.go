@@ -138,11 +138,11 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 	})
 	s.mux.HandleFunc("GET "+api.PathReadyz, s.readyz)
 	if cfg.Pprof {
-		s.mux.HandleFunc(api.PathPprof, pprof.Index)
+		s.mux.HandleFunc(api.PathPprof, jsonErrors(pprof.Index))
 		s.mux.HandleFunc(api.PathPprof+"cmdline", s.cmdline)
-		s.mux.HandleFunc(api.PathPprof+"profile", pprof.Profile)
-		s.mux.HandleFunc(api.PathPprof+"symbol", pprof.Symbol)
-		s.mux.HandleFunc(api.PathPprof+"trace", pprof.Trace)
+		s.mux.HandleFunc(api.PathPprof+"profile", jsonErrors(pprof.Profile))
+		s.mux.HandleFunc(api.PathPprof+"symbol", jsonErrors(pprof.Symbol))
+		s.mux.HandleFunc(api.PathPprof+"trace", jsonErrors(pprof.Trace))
 	}
 	return s
 }
@@ -186,28 +186,63 @@ func (s *Server) Handler() http.Handler {
 		}
 		if h, pattern := s.mux.Handler(r); pattern == "" {
 			// The mux's own 404 or 405 (with Allow): answer it in JSON.
-			jw := &errorWriter{ResponseWriter: w, code: http.StatusNotFound}
+			jw := &errorWriter{ResponseWriter: w}
 			h.ServeHTTP(jw, r)
-			msg := "no such endpoint"
-			if jw.code == http.StatusMethodNotAllowed {
+			code, msg := jw.code, "no such endpoint"
+			if code == http.StatusMethodNotAllowed {
 				msg = "method not allowed"
+			} else if code == 0 {
+				code = http.StatusNotFound
 			}
-			writeJSON(w, jw.code, api.Error{Error: msg})
+			writeJSON(w, code, api.Error{Error: msg})
 			return
 		}
 		s.mux.ServeHTTP(w, r)
 	})
 }
 
-// errorWriter keeps the status and headers a plain-text error handler
-// sets and drops its body.
+// errorWriter passes a handler's answer through unless its status is an
+// error (400 and up): then it keeps the status and the headers set, and
+// holds the plain-text body back in msg, for the error to be answered in
+// JSON.
 type errorWriter struct {
 	http.ResponseWriter
-	code int
+	code int // the error status; 0 until the handler writes one
+	msg  bytes.Buffer
 }
 
-func (w *errorWriter) WriteHeader(code int)        { w.code = code }
-func (w *errorWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *errorWriter) WriteHeader(code int) {
+	if code >= http.StatusBadRequest {
+		w.code = code
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *errorWriter) Write(b []byte) (int, error) {
+	if w.code != 0 {
+		return w.msg.Write(b)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (pprof sets
+// its write deadline).
+func (w *errorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// jsonErrors answers the errors of h, a net/http/pprof handler (404 for an
+// unknown profile, 400 for a bad parameter, 500 when the profiler is in
+// use), in JSON like every other error of the API, with pprof's text as
+// the message.
+func jsonErrors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ew := &errorWriter{ResponseWriter: w}
+		h(ew, r)
+		if ew.code != 0 {
+			writeJSON(w, ew.code, api.Error{Error: strings.TrimSpace(ew.msg.String())})
+		}
+	}
+}
 
 // WarnExposed logs a warning when addr, the bound HTTP address, is not a
 // loopback one and cfg has no AuthToken: anyone who can reach it may
