@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,6 +118,7 @@ type Server struct {
 	// readiness, when set, is asked by /readyz once ready is set.
 	readiness func() (bool, string)
 	mux       *http.ServeMux
+	routes    []string // the mux's patterns, see Routes
 	bufs      sync.Pool
 	ingests   chan struct{} // one token per ingest request decoded or submitted
 	buffered  atomic.Int64  // bytes of bodies held, see Config.MaxBufferedBytes
@@ -127,25 +129,44 @@ type Server struct {
 func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gatherer, log *slog.Logger) *Server {
 	s := &Server{cfg: cfg, backend: backend, in: in, gather: gather, log: log, mux: http.NewServeMux(),
 		ingests: make(chan struct{}, max(cfg.MaxConcurrentIngest, 1))}
-	s.mux.HandleFunc("POST "+api.PathEvents, s.postEvents)
-	s.mux.HandleFunc("GET "+api.PathActors, s.listActors)
-	s.mux.HandleFunc("GET "+api.PathCluster, s.cluster)
-	s.mux.HandleFunc("GET "+api.PathAlerts, s.alerts)
-	s.mux.HandleFunc("GET "+api.PathRules, s.rules)
-	s.mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
-	s.mux.HandleFunc("GET "+api.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
+	s.handle("POST "+api.PathEvents, s.postEvents)
+	s.handle("GET "+api.PathActors, s.listActors)
+	s.handle("GET "+api.PathCluster, s.cluster)
+	s.handle("GET "+api.PathAlerts, s.alerts)
+	s.handle("GET "+api.PathRules, s.rules)
+	s.handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}).ServeHTTP)
+	s.handle("GET "+api.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET "+api.PathReadyz, s.readyz)
+	s.handle("GET "+api.PathReadyz, s.readyz)
 	if cfg.Pprof {
-		s.mux.HandleFunc(api.PathPprof, jsonErrors(pprof.Index))
-		s.mux.HandleFunc(api.PathPprof+"cmdline", s.cmdline)
-		s.mux.HandleFunc(api.PathPprof+"profile", jsonErrors(pprof.Profile))
-		s.mux.HandleFunc(api.PathPprof+"symbol", jsonErrors(pprof.Symbol))
-		s.mux.HandleFunc(api.PathPprof+"trace", jsonErrors(pprof.Trace))
+		s.handle(api.PathPprof, jsonErrors(pprof.Index))
+		s.handle(api.PathPprof+"cmdline", s.cmdline)
+		s.handle(api.PathPprof+"profile", jsonErrors(pprof.Profile))
+		s.handle(api.PathPprof+"symbol", jsonErrors(pprof.Symbol))
+		s.handle(api.PathPprof+"trace", jsonErrors(pprof.Trace))
 	}
 	return s
 }
+
+// keyRoutes are the routes of one key, served before the mux (see
+// Handler), with the key as "{key}".
+var keyRoutes = []string{
+	"GET " + api.PathActor + "{key}",
+	"GET " + api.PathActor + "{key}" + api.PathActorEvents,
+}
+
+// handle registers h on the mux for pattern and lists it in Routes.
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, h)
+	s.routes = append(s.routes, pattern)
+}
+
+// Routes returns the routes the server answers, as ServeMux patterns:
+// "GET /debug/cluster" (GET also answers HEAD), "/debug/pprof/" (any
+// method, and every path below it), "GET /debug/actors/{key}" (the key
+// percent-encoded as one segment). api/openapi.yaml documents each one.
+func (s *Server) Routes() []string { return append(slices.Clone(s.routes), keyRoutes...) }
 
 // HeldBodyBytes returns the bytes of POST /v1/events bodies held now (see
 // Config.MaxBufferedBytes). Safe for concurrent use.
