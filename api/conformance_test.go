@@ -21,6 +21,7 @@ import (
 	"github.com/pb33f/libopenapi-validator/config"
 	"github.com/pb33f/libopenapi-validator/content"
 	vErrors "github.com/pb33f/libopenapi-validator/errors"
+	"github.com/pb33f/libopenapi-validator/helpers"
 	"github.com/pb33f/libopenapi-validator/paths"
 	"github.com/pb33f/libopenapi-validator/schema_validation"
 	"github.com/pb33f/libopenapi/datamodel/high/base"
@@ -189,6 +190,8 @@ func (c *checked) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.t.Errorf("%s: the request breaks the document:\n%s", what, describe(errs))
 	case w == breaks && ok:
 		c.t.Errorf("%s: the request was meant to break the document, and passes it", what)
+	case w == breaks && !brokenBy(errs):
+		c.t.Errorf("%s: the request breaks the document, but not by a parameter or its body:\n%s", what, describe(errs))
 	case w == unlisted && item != nil && item.GetOperations().GetOrZero(strings.ToLower(req.Method)) != nil:
 		c.t.Errorf("%s: the document lists it (%s)", what, tmpl)
 	case w != unlisted && item == nil:
@@ -246,6 +249,19 @@ func (s *spec) route(req *http.Request) (*v3.PathItem, string) {
 		}
 	}
 	return item, tmpl
+}
+
+// brokenBy reports whether errs are all about a parameter's value or the
+// body's content: a request broken on purpose must not be refused for its
+// path, its security or an unknown Content-Type instead.
+func brokenBy(errs []*vErrors.ValidationError) bool {
+	for _, e := range errs {
+		if (e.ValidationType != helpers.ParameterValidation && e.ValidationType != helpers.RequestBodyValidation) ||
+			strings.Contains(e.Message, "content type") {
+			return false
+		}
+	}
+	return true
 }
 
 // asTyped returns a copy of req, with body, as the document types it: a

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
@@ -49,6 +50,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	t.Run("standalone", func(t *testing.T) { standalone(t, s) })
 	t.Run("durable", func(t *testing.T) { durable(t, s) })
 	t.Run("shed-no-pprof", func(t *testing.T) { shedNoPprof(t, s) })
+	t.Run("kafka", func(t *testing.T) { overKafka(t, s) })
 	t.Run("not-joined", func(t *testing.T) { notJoined(t, s) })
 	t.Run("failing-backend", func(t *testing.T) { failingBackend(t, s) })
 	t.Run("cluster", func(t *testing.T) { threeNodes(t, s) })
@@ -371,6 +373,39 @@ func durable(t *testing.T, s *spec) {
 		t.Error("the durable node lists no log partition")
 	}
 	c.get(200, api.PathActors)
+}
+
+// overKafka: a node that writes events to Kafka first answers once they
+// are stored, and lists its Kafka sources.
+func overKafka(t *testing.T, s *spec) {
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	n := startNode(t, func(c *node.Config) {
+		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup, c.Partitions = kc.ListenAddrs()[0], "events", "g", 4
+	})
+	c := newCaller(t, s, n, "")
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		code, _, _ := c.do(conforms, http.MethodGet, api.PathReadyz, nil)
+		return code == 200
+	}, "the Kafka node is not ready")
+	r := decode[api.IngestResponse](t, c.expect(202, conforms, http.MethodPost, api.PathEvents,
+		[]byte(`{"key":"k.cpu","value":1}`+"\n"+`{"key":"k.cpu","value":2}`), "Content-Type", "application/x-ndjson"))
+	if r.Late != nil || r.Duplicate != nil || r.Accepted != 2 {
+		t.Errorf("ingest over Kafka: %+v, want 2 accepted, late and duplicate absent", r)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		code, _, _ := c.do(conforms, http.MethodGet, api.PathActor+"k.cpu", nil)
+		return code == 200
+	}, "k.cpu not applied")
+	if ke := decode[api.KeyEvents](t, c.get(200, api.PathActor+"k.cpu"+api.PathActorEvents)); ke.Restore < 0 {
+		t.Errorf("restore %d, want a Kafka offset", ke.Restore)
+	}
+	if cl := decode[api.Cluster](t, c.get(200, api.PathCluster)); len(cl.Sources) != 4 {
+		t.Errorf("%d Kafka sources listed, want 4", len(cl.Sources))
+	}
 }
 
 // shedNoPprof: a node at its --max-keys sheds new keys (429), and without
