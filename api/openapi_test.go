@@ -348,35 +348,13 @@ func standalone(t *testing.T, s *spec) {
 	anon.get(200, api.PathReadyz)
 }
 
-// durable: a node with a log answers once events are stored (no late,
-// no duplicate), reports its log partitions and the keys' restore offsets.
+// durable: a node with a log of its own (--data-dir).
 func durable(t *testing.T, s *spec) {
 	n := startNode(t, func(c *node.Config) { c.DataDir, c.Partitions = t.TempDir(), 4 })
-	c := newCaller(t, s, n, "")
-	testutil.Eventually(t, 30*time.Second, func() bool {
-		code, _, _ := c.do(conforms, http.MethodGet, api.PathReadyz, nil)
-		return code == 200
-	}, "the durable node is not ready")
-	r := decode[api.IngestResponse](t, c.expect(202, conforms, http.MethodPost, api.PathEvents,
-		[]byte(`[{"key":"d.cpu","value":1,"id":"x"},{"key":"d.cpu","value":2,"id":"x"}]`), "Content-Type", "application/json"))
-	if r.Late != nil || r.Duplicate != nil || r.Accepted != 2 {
-		t.Errorf("durable ingest: %+v, want 2 accepted, late and duplicate absent", r)
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		code, _, _ := c.do(conforms, http.MethodGet, api.PathActor+"d.cpu", nil)
-		return code == 200
-	}, "d.cpu not applied")
-	if ke := decode[api.KeyEvents](t, c.get(200, api.PathActor+"d.cpu"+api.PathActorEvents)); ke.Restore < 0 {
-		t.Errorf("restore %d, want an offset of the log", ke.Restore)
-	}
-	if cl := decode[api.Cluster](t, c.get(200, api.PathCluster)); len(cl.Sources) == 0 {
-		t.Error("the durable node lists no log partition")
-	}
-	c.get(200, api.PathActors)
+	withLog(t, newCaller(t, s, n, ""), 1) // one stream
 }
 
-// overKafka: a node that writes events to Kafka first answers once they
-// are stored, and lists its Kafka sources.
+// overKafka: a node that writes events to Kafka first.
 func overKafka(t *testing.T, s *spec) {
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "events"))
 	if err != nil {
@@ -386,26 +364,35 @@ func overKafka(t *testing.T, s *spec) {
 	n := startNode(t, func(c *node.Config) {
 		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup, c.Partitions = kc.ListenAddrs()[0], "events", "g", 4
 	})
-	c := newCaller(t, s, n, "")
+	withLog(t, newCaller(t, s, n, ""), 4) // a source a topic partition
+}
+
+// withLog drives a node with a log (its --data-dir, or Kafka): it is
+// ready once it has replayed the log, answers once events are stored (late
+// and duplicate not known yet), gives its keys' restore offsets and lists
+// the partitions of the log it consumes.
+func withLog(t *testing.T, c *caller, sources int) {
+	t.Helper()
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		code, _, _ := c.do(conforms, http.MethodGet, api.PathReadyz, nil)
 		return code == 200
-	}, "the Kafka node is not ready")
+	}, "the node is not ready")
 	r := decode[api.IngestResponse](t, c.expect(202, conforms, http.MethodPost, api.PathEvents,
-		[]byte(`{"key":"k.cpu","value":1}`+"\n"+`{"key":"k.cpu","value":2}`), "Content-Type", "application/x-ndjson"))
+		[]byte(`{"key":"d.cpu","value":1,"id":"x"}`+"\n"+`{"key":"d.cpu","value":2,"id":"x"}`), "Content-Type", "application/x-ndjson"))
 	if r.Late != nil || r.Duplicate != nil || r.Accepted != 2 {
-		t.Errorf("ingest over Kafka: %+v, want 2 accepted, late and duplicate absent", r)
+		t.Errorf("ingest: %+v, want 2 accepted, late and duplicate absent", r)
 	}
 	testutil.Eventually(t, 15*time.Second, func() bool {
-		code, _, _ := c.do(conforms, http.MethodGet, api.PathActor+"k.cpu", nil)
+		code, _, _ := c.do(conforms, http.MethodGet, api.PathActor+"d.cpu", nil)
 		return code == 200
-	}, "k.cpu not applied")
-	if ke := decode[api.KeyEvents](t, c.get(200, api.PathActor+"k.cpu"+api.PathActorEvents)); ke.Restore < 0 {
-		t.Errorf("restore %d, want a Kafka offset", ke.Restore)
+	}, "d.cpu not applied")
+	if ke := decode[api.KeyEvents](t, c.get(200, api.PathActor+"d.cpu"+api.PathActorEvents)); ke.Restore < 0 {
+		t.Errorf("restore %d, want an offset of the log", ke.Restore)
 	}
-	if cl := decode[api.Cluster](t, c.get(200, api.PathCluster)); len(cl.Sources) != 4 {
-		t.Errorf("%d Kafka sources listed, want 4", len(cl.Sources))
+	if cl := decode[api.Cluster](t, c.get(200, api.PathCluster)); len(cl.Sources) != sources {
+		t.Errorf("%d log partitions listed, want %d", len(cl.Sources), sources)
 	}
+	c.get(200, api.PathActors)
 }
 
 // shedNoPprof: a node at its --max-keys sheds new keys (429), and without
