@@ -190,6 +190,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		// A key may contain "/", "//", ".." or any percent-encoded byte,
 		// which ServeMux would clean and redirect: route it before the mux.
+		// A document of one key added here is listed in keyRoutes too.
 		if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), api.PathActor); ok && rest != "" {
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				w.Header().Set("Allow", "GET, HEAD")
