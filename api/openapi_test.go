@@ -346,6 +346,25 @@ func standalone(t *testing.T, s *spec) {
 	}
 	anon.get(200, api.PathHealthz)
 	anon.get(200, api.PathReadyz)
+	headAsGet(t, s, c)
+}
+
+// headAsGet checks what the document says of HEAD, which it does not list
+// as an operation: every GET answers it with GET's status and no body.
+// The profiles that take seconds to answer are left out.
+func headAsGet(t *testing.T, s *spec, c *caller) {
+	plain := &caller{t: t, hc: http.DefaultClient, base: c.base, token: c.token}
+	for tmpl, item := range s.doc.Paths.PathItems.FromOldest() {
+		if item.Get == nil || tmpl == api.PathPprof+"profile" || tmpl == api.PathPprof+"trace" {
+			continue
+		}
+		path := strings.NewReplacer("{key}", "web-1.cpu", "{profile}", "heap").Replace(tmpl)
+		get, _, _ := plain.do(conforms, http.MethodGet, path, nil)
+		head, _, b := plain.do(conforms, http.MethodHead, path, nil)
+		if head != get || len(b) != 0 {
+			t.Errorf("HEAD %s = %d with %d bytes, want GET's %d and no body", path, head, len(b), get)
+		}
+	}
 }
 
 // durable: a node with a log of its own (--data-dir).
