@@ -1,5 +1,9 @@
 // Package api holds the JSON documents of Squall's HTTP API, shared by the
 // server and the Go client.
+//
+// openapi.yaml, in this package's directory, is the API's reference
+// (OpenAPI 3.1): every path, parameter, status and body schema. The
+// package's tests check it against running nodes; docs/api.md is the guide.
 package api
 
 import (

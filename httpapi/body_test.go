@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -73,15 +72,7 @@ func TestServerFaultsAre503(t *testing.T) {
 
 func gz(t testing.TB, b []byte) string {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.String()
+	return string(testutil.Gzip(t, b))
 }
 
 // A gzip body is accepted; its decompressed size counts against the

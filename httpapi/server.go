@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,6 +129,7 @@ type Server struct {
 	// readiness, when set, is asked by /readyz once ready is set.
 	readiness func() (bool, string)
 	mux       *http.ServeMux
+	routes    []string // the mux's patterns, see Routes
 	bufs      sync.Pool
 	ingests   chan struct{} // one token per ingest request decoded or submitted
 	buffered  atomic.Int64  // bytes of bodies held, see Config.MaxBufferedBytes
@@ -138,27 +140,48 @@ type Server struct {
 func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gatherer, log *slog.Logger) *Server {
 	s := &Server{cfg: cfg, backend: backend, in: in, gather: gather, log: log, mux: http.NewServeMux(),
 		ingests: make(chan struct{}, max(cfg.MaxConcurrentIngest, 1))}
-	s.mux.HandleFunc("POST "+api.PathEvents, s.postEvents)
-	s.mux.HandleFunc("GET "+api.PathActors, s.listActors)
-	s.mux.HandleFunc("GET "+api.PathCluster, serveDoc(s, Backend.Cluster))
-	s.mux.HandleFunc("GET "+api.PathMembers, serveDoc(s, Backend.Members))
-	s.mux.Handle("GET "+api.PathUI, ui.Handler())
-	s.mux.HandleFunc("GET "+api.PathAlerts, s.alerts)
-	s.mux.HandleFunc("GET "+api.PathRules, serveDoc(s, Backend.Rules))
-	s.mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
-	s.mux.HandleFunc("GET "+api.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
+	s.handle("POST "+api.PathEvents, s.postEvents)
+	s.handle("GET "+api.PathActors, s.listActors)
+	s.handle("GET "+api.PathCluster, serveDoc(s, Backend.Cluster))
+	s.handle("GET "+api.PathMembers, serveDoc(s, Backend.Members))
+	s.handle("GET "+api.PathUI, ui.Handler().ServeHTTP)
+	s.handle("GET "+api.PathAlerts, s.alerts)
+	s.handle("GET "+api.PathRules, serveDoc(s, Backend.Rules))
+	s.handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}).ServeHTTP)
+	s.handle("GET "+api.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET "+api.PathReadyz, s.readyz)
+	s.handle("GET "+api.PathReadyz, s.readyz)
 	if cfg.Pprof {
-		s.mux.HandleFunc(api.PathPprof, pprof.Index)
-		s.mux.HandleFunc(api.PathPprof+"cmdline", s.cmdline)
-		s.mux.HandleFunc(api.PathPprof+"profile", pprof.Profile)
-		s.mux.HandleFunc(api.PathPprof+"symbol", pprof.Symbol)
-		s.mux.HandleFunc(api.PathPprof+"trace", pprof.Trace)
+		s.handle(api.PathPprof, jsonErrors(pprof.Index))
+		s.handle(api.PathPprof+"cmdline", s.cmdline)
+		s.handle(api.PathPprof+"profile", jsonErrors(pprof.Profile))
+		s.handle(api.PathPprof+"symbol", jsonErrors(pprof.Symbol))
+		s.handle(api.PathPprof+"trace", jsonErrors(pprof.Trace))
 	}
 	return s
 }
+
+// keyRoutes are the routes of one key, served before the mux (see
+// Handler), with the key as "{key}".
+var keyRoutes = []string{
+	"GET " + api.PathActor + "{key}",
+	"GET " + api.PathActor + "{key}" + api.PathActorEvents,
+	"GET " + api.PathActor + "{key}" + api.PathActorSeries,
+	"GET " + api.PathActor + "{key}" + api.PathActorReplay,
+}
+
+// handle registers h on the mux for pattern and lists it in Routes.
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, h)
+	s.routes = append(s.routes, pattern)
+}
+
+// Routes returns the routes the server answers, as ServeMux patterns:
+// "GET /debug/cluster" (GET also answers HEAD), "/debug/pprof/" (any
+// method, and every path below it), "GET /debug/actors/{key}" (the key
+// percent-encoded as one segment). api/openapi.yaml documents each one.
+func (s *Server) Routes() []string { return append(slices.Clone(s.routes), keyRoutes...) }
 
 // HeldBodyBytes returns the bytes of POST /v1/events bodies held now (see
 // Config.MaxBufferedBytes). Safe for concurrent use.
@@ -182,6 +205,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		// A key may contain "/", "//", ".." or any percent-encoded byte,
 		// which ServeMux would clean and redirect: route it before the mux.
+		// A document of one key added here is listed in keyRoutes too.
 		if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), api.PathActor); ok && rest != "" {
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				w.Header().Set("Allow", "GET, HEAD")
@@ -208,13 +232,15 @@ func (s *Server) Handler() http.Handler {
 		}
 		if h, pattern := s.mux.Handler(r); pattern == "" {
 			// The mux's own 404 or 405 (with Allow): answer it in JSON.
-			jw := &errorWriter{ResponseWriter: w, code: http.StatusNotFound}
+			jw := &errorWriter{ResponseWriter: w}
 			h.ServeHTTP(jw, r)
-			msg := "no such endpoint"
-			if jw.code == http.StatusMethodNotAllowed {
+			code, msg := jw.code, "no such endpoint"
+			if code == http.StatusMethodNotAllowed {
 				msg = "method not allowed"
+			} else if code == 0 {
+				code = http.StatusNotFound
 			}
-			writeJSON(w, jw.code, api.Error{Error: msg})
+			writeJSON(w, code, api.Error{Error: msg})
 			return
 		}
 		s.mux.ServeHTTP(w, r)
@@ -229,15 +255,48 @@ func public(path string) bool {
 		path == strings.TrimSuffix(api.PathUI, "/") || strings.HasPrefix(path, api.PathUI)
 }
 
-// errorWriter keeps the status and headers a plain-text error handler
-// sets and drops its body.
+// errorWriter passes a handler's answer through unless its status is an
+// error (400 and up): then it keeps the status and the headers set, and
+// holds the plain-text body back in msg, for the error to be answered in
+// JSON.
 type errorWriter struct {
 	http.ResponseWriter
-	code int
+	code int // the error status; 0 until the handler writes one
+	msg  bytes.Buffer
 }
 
-func (w *errorWriter) WriteHeader(code int)        { w.code = code }
-func (w *errorWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *errorWriter) WriteHeader(code int) {
+	if code >= http.StatusBadRequest {
+		w.code = code
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *errorWriter) Write(b []byte) (int, error) {
+	if w.code != 0 {
+		return w.msg.Write(b)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (pprof sets
+// its write deadline).
+func (w *errorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// jsonErrors answers the errors of h, a net/http/pprof handler (404 for an
+// unknown profile, 400 for a bad parameter, 500 when the profiler is in
+// use), in JSON like every other error of the API, with pprof's text as
+// the message.
+func jsonErrors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ew := &errorWriter{ResponseWriter: w}
+		h(ew, r)
+		if ew.code != 0 {
+			writeJSON(w, ew.code, api.Error{Error: strings.TrimSpace(ew.msg.String())})
+		}
+	}
+}
 
 // WarnExposed logs a warning when addr, the bound HTTP address, is not a
 // loopback one and cfg has no AuthToken: anyone who can reach it may

@@ -373,6 +373,31 @@ func TestPprof(t *testing.T) {
 	}
 }
 
+// pprof's own errors are answered in JSON like every other error, and its
+// answers pass through unchanged.
+func TestPprofErrorsAreJSON(t *testing.T) {
+	f := newFixture(t, func(h *httpapi.Config, _ *actors.Config) { h.Pprof = true })
+	for _, c := range []struct {
+		path string
+		code int
+		msg  string
+	}{
+		{"/debug/pprof/no-such-profile", 404, "Unknown profile"},
+		{"/debug/pprof/heap?seconds=x", 400, `invalid value for "seconds"`},
+		{"/debug/pprof/heap?seconds=1&debug=1", 400, "incompatible"},
+	} {
+		code, b, hdr := f.do(t, "GET", c.path, "", "")
+		if code != c.code || hdr.Get("Content-Type") != "application/json" ||
+			!strings.Contains(decode[api.Error](t, b).Error, c.msg) {
+			t.Errorf("GET %s = %d %s %s, want %d and JSON naming %q", c.path, code, hdr.Get("Content-Type"), b, c.code, c.msg)
+		}
+	}
+	code, b, hdr := f.do(t, "GET", "/debug/pprof/goroutine?debug=1", "", "")
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain") || !strings.Contains(string(b), "goroutine profile:") {
+		t.Errorf("GET goroutine?debug=1 = %d %s %.80s", code, hdr.Get("Content-Type"), b)
+	}
+}
+
 // Keys may hold "/", "//", "..", spaces, "%" and any UTF-8.
 func TestKeysWithAwkwardBytes(t *testing.T) {
 	f := newFixture(t, nil)
