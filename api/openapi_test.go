@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -275,14 +276,43 @@ func standalone(t *testing.T, s *spec) {
 			t.Errorf("GET events of %q: key %q restore %d, want -1 without a log", k, ke.Key, ke.Restore)
 		}
 	}
-	c.get(404, api.PathActor+"no-such-key")
-	c.get(404, api.PathActor+"no-such-key"+api.PathActorEvents)
-	long := strings.Repeat("k", event.MaxKeyBytes+1)
-	c.expect(400, breaks, http.MethodGet, api.PathActor+long, nil)
-	c.expect(400, breaks, http.MethodGet, api.PathActor+long+api.PathActorEvents, nil)
-	if kl := decode[api.KeyList](t, c.get(200, api.PathActors+"?prefix=web-&limit=1")); !kl.Truncated || len(kl.Keys) != 1 {
+	for _, k := range []string{"db-3.disk./var", "web-1.cpu"} {
+		if ks := decode[api.KeySeries](t, c.get(200, api.PathActor+url.PathEscape(k)+api.PathActorSeries)); ks.Key != k || len(ks.Buckets) == 0 {
+			t.Errorf("GET series of %q: %+v", k, ks)
+		}
+		if kr := decode[api.KeyReplay](t, c.get(200, api.PathActor+url.PathEscape(k)+api.PathActorReplay)); kr.Key != k || !kr.Complete || len(kr.Diff) != 0 {
+			t.Errorf("GET replay of %q: %+v", k, kr)
+		}
+	}
+	// More events than a key keeps: no replay (409).
+	var many strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&many, `{"key":"many.cpu","ts":%d,"value":%d}`+"\n", now+int64(i), i)
+	}
+	post(202, conforms, []byte(many.String()), "Content-Type", "application/x-ndjson")
+	if kr := decode[api.KeyReplay](t, c.get(409, api.PathActor+"many.cpu"+api.PathActorReplay)); kr.Complete || kr.Error == "" || kr.State != nil {
+		t.Errorf("GET replay of a key with more events than kept: %+v", kr)
+	}
+	for _, sub := range []string{"", api.PathActorEvents, api.PathActorSeries, api.PathActorReplay} {
+		c.get(404, api.PathActor+"no-such-key"+sub)
+		c.expect(400, breaks, http.MethodGet, api.PathActor+strings.Repeat("k", event.MaxKeyBytes+1)+sub, nil)
+	}
+	kl := decode[api.KeyList](t, c.get(200, api.PathActors+"?prefix=web-&limit=1"))
+	if !kl.Truncated || len(kl.Keys) != 1 || kl.Next != kl.Keys[0].Key {
 		t.Errorf("limit=1: %+v", kl)
 	}
+	if next := decode[api.KeyList](t, c.get(200, api.PathActors+"?prefix=web-&limit=1&after="+url.QueryEscape(kl.Next))); len(next.Keys) != 1 || next.Keys[0].Key <= kl.Next {
+		t.Errorf("the page after %q: %+v", kl.Next, next)
+	}
+	if m := decode[api.Members](t, c.get(200, api.PathMembers)); len(m.Members) != 1 || !m.Members[m.Self].Ready {
+		t.Errorf("members of a standalone node: %+v", m)
+	}
+	// The console's files, without the token.
+	console := &caller{t: t, hc: c.hc, base: c.base}
+	console.get(200, api.PathUI)
+	console.get(200, api.PathUI+"app.js")
+	console.get(200, api.PathUI+"style.css")
+	console.get(404, api.PathUI+"no-such-file.js")
 	c.get(200, api.PathActors+"?scope=cluster")
 	c.expect(400, breaks, http.MethodGet, api.PathActors+"?limit=0", nil)
 	c.expect(400, breaks, http.MethodGet, api.PathActors+"?limit=many", nil)
@@ -323,6 +353,8 @@ func standalone(t *testing.T, s *spec) {
 	c.expect(405, unlisted, http.MethodDelete, api.PathActors, nil)
 	c.expect(405, unlisted, http.MethodPost, api.PathActor+"web-1.cpu", []byte("{}"))
 	c.expect(405, unlisted, http.MethodPut, api.PathActor+"web-1.cpu"+api.PathActorEvents, nil)
+	c.expect(405, unlisted, http.MethodPost, api.PathActor+"web-1.cpu"+api.PathActorReplay, nil)
+	c.expect(405, unlisted, http.MethodPost, api.PathMembers, nil)
 	c.expect(405, unlisted, http.MethodPost, api.PathHealthz, nil)
 
 	// Without the token, or with another: 401 on every operation that has
@@ -334,7 +366,7 @@ func standalone(t *testing.T, s *spec) {
 			if op.Security != nil && len(op.Security) == 0 {
 				continue // /healthz, /readyz
 			}
-			path := strings.NewReplacer("{key}", "web-1.cpu", "{profile}", "heap").Replace(tmpl)
+			path := strings.NewReplacer("{key}", "web-1.cpu", "{profile}", "heap", "{file}", "app.js").Replace(tmpl)
 			var body []byte
 			var hdr []string
 			if op.RequestBody != nil {
@@ -358,7 +390,7 @@ func headAsGet(t *testing.T, s *spec, c *caller) {
 		if item.Get == nil || tmpl == api.PathPprof+"profile" || tmpl == api.PathPprof+"trace" {
 			continue
 		}
-		path := strings.NewReplacer("{key}", "web-1.cpu", "{profile}", "heap").Replace(tmpl)
+		path := strings.NewReplacer("{key}", "web-1.cpu", "{profile}", "heap", "{file}", "app.js").Replace(tmpl)
 		get, _, _ := plain.do(conforms, http.MethodGet, path, nil)
 		head, _, b := plain.do(conforms, http.MethodHead, path, nil)
 		if head != get || len(b) != 0 {
@@ -466,6 +498,10 @@ func failingBackend(t *testing.T, s *spec) {
 	t.Cleanup(ts.Close)
 	c := &caller{t: t, hc: s.client(t), base: ts.URL}
 	c.get(503, api.PathActors+"?scope=cluster")
+	for _, path := range []string{api.PathCluster, api.PathMembers, api.PathRules,
+		api.PathActor + "k" + api.PathActorSeries, api.PathActor + "k" + api.PathActorReplay} {
+		c.get(503, path)
+	}
 }
 
 // failing is a Backend whose every call fails as a member that does not
@@ -533,11 +569,16 @@ func threeNodes(t *testing.T, s *spec) {
 		for i, c := range callers {
 			st := decode[api.KeyState](t, c.get(200, api.PathActor+url.PathEscape(k)))
 			ke := decode[api.KeyEvents](t, c.get(200, api.PathActor+url.PathEscape(k)+api.PathActorEvents))
+			ks := decode[api.KeySeries](t, c.get(200, api.PathActor+url.PathEscape(k)+api.PathActorSeries))
+			kr := decode[api.KeyReplay](t, c.get(200, api.PathActor+url.PathEscape(k)+api.PathActorReplay))
 			if i == 0 {
 				owner = st.Node
 			}
-			if st.Node != owner || ke.Node != owner {
-				t.Errorf("key %s: n%d answers from %s and %s, n1 from %s", k, i+1, st.Node, ke.Node, owner)
+			if st.Node != owner || ke.Node != owner || ks.Node != owner || kr.Node != owner {
+				t.Errorf("key %s: n%d answers from %s, %s, %s and %s, n1 from %s", k, i+1, st.Node, ke.Node, ks.Node, kr.Node, owner)
+			}
+			if len(kr.Diff) != 0 {
+				t.Errorf("key %s: the replay on %s differs from the live key: %q", k, kr.Node, kr.Diff)
 			}
 		}
 		owners[owner] = true
@@ -552,6 +593,9 @@ func threeNodes(t *testing.T, s *spec) {
 		c.get(200, api.PathActors)
 		c.get(404, api.PathActor+"no-such-key")
 		c.get(200, api.PathRules)
+		if m := decode[api.Members](t, c.get(200, api.PathMembers)); len(m.Members) != 3 {
+			t.Errorf("members: %+v", m)
+		}
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		a := decode[api.Alerts](t, callers[1].get(200, api.PathAlerts+"?scope=cluster"))

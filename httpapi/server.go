@@ -144,7 +144,7 @@ func New(cfg Config, backend Backend, in *ingest.Ingester, gather prometheus.Gat
 	s.handle("GET "+api.PathActors, s.listActors)
 	s.handle("GET "+api.PathCluster, serveDoc(s, Backend.Cluster))
 	s.handle("GET "+api.PathMembers, serveDoc(s, Backend.Members))
-	s.handle("GET "+api.PathUI, ui.Handler().ServeHTTP)
+	s.handle("GET "+api.PathUI, jsonErrors(ui.Handler().ServeHTTP)) // a missing file: 404 in JSON
 	s.handle("GET "+api.PathAlerts, s.alerts)
 	s.handle("GET "+api.PathRules, serveDoc(s, Backend.Rules))
 	s.handle("GET "+api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}).ServeHTTP)
