@@ -149,22 +149,27 @@ type memCase struct {
 	ids, tags  bool
 	maxPerKey  float64 // budget asserted by TestMemoryBudget; 0: none
 	keysInTest int
+	noRecent   bool // Shape.Recent 0
 }
 
 var memCases = []memCase{
-	{"1event", 1, 0, false, false, 300, 20000},
-	{"10events", 10, 0, false, false, 600, 20000},
-	{"60events", 60, 0, false, false, 0, 5000},
-	{"10events+ids", 10, 0, true, false, 0, 5000},
-	{"10events+tags", 10, 0, false, true, 0, 5000},
-	{"600events", 600, 0, false, false, 0, 1000},
-	{"3000events/10s(sketched)", 3000, 10_000, false, false, 0, 200},
+	{"1event", 1, 0, false, false, 300, 20000, false},
+	{"10events", 10, 0, false, false, 600, 20000, false},
+	{"60events", 60, 0, false, false, 0, 5000, false},
+	{"10events+ids", 10, 0, true, false, 0, 5000, false},
+	{"10events+tags", 10, 0, false, true, 0, 5000, false},
+	{"600events", 600, 0, false, false, 0, 1000, false},
+	{"600events+ids", 600, 0, true, false, 0, 1000, false},
+	{"3000events/10s(sketched)", 3000, 10_000, false, false, 0, 200, false},
 }
 
 // bytesPerKey builds keys windows for c and returns the heap bytes per key
 // and the mean MemSize.
 func bytesPerKey(c memCase, keys int) (float64, float64) {
 	s := DefaultShape()
+	if c.noRecent {
+		s.Recent = 0
+	}
 	tags := map[string]string{"env": "prod", "host": "web-1"}
 	ws := make([]*Window, keys)
 	var before, after runtime.MemStats

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"math/bits"
 )
 
-// Encoded window, format version 1. Integers are varints (u: unsigned,
+// Encoded window, format version 2. Integers are varints (u: unsigned,
 // s: zig-zag signed), floats are 8-byte little-endian IEEE 754 bits,
 // strings are a uvarint length and the bytes.
 //
-//	"SW" 0x01                      magic and version
+//	"SW" 0x02                      magic and version
 //	u res_ms  u retention_ms       shape the window was built with
 //	u applied u late u duplicates  lifetime counters
 //	-- only when applied > 0:
@@ -21,13 +22,17 @@ import (
 //	    u n; n > 0: n raw values f…
 //	         n = 0: sketch: u count f sum f min f max u zero_count
 //	                u positive_bins (s index u count)…  u negative_bins (s index u count)…
-//	u ids; for each: 8-byte LE hash, u newest − bucket
+//	u ids; when > 0: u k (bucket tag bits of the fingerprints), then
+//	    for each: 8-byte LE fingerprint (low k bits 0), u newest − bucket
 //	u tags; when > 0: s ts, then (string key, string value)…
 //	u recent, oldest first; for each: s ts, f value, byte flags
 //	    (1 id, 2 tags, 4 same tags as the previous entry, 8 late, 16 duplicate),
 //	    [string id], [tags as above without ts]
+//
+// Version 1, still decoded, differs only in its ids: no k, and each id's
+// full 64-bit xxHash in place of its fingerprint.
 const (
-	codecVersion = 1
+	codecVersion = 2
 
 	recentID        = 1
 	recentTags      = 2
@@ -105,11 +110,16 @@ func (w *Window) MarshalBinary() ([]byte, error) {
 	if x == nil {
 		b = append(b, 0, 0) // no ids, no tags
 	} else {
-		b = binary.AppendUvarint(b, uint64(x.ids.live(cut)))
-		for _, sl := range x.ids.slots {
-			if sl.h != 0 && sl.b > cut {
-				b = binary.LittleEndian.AppendUint64(b, sl.h)
-				b = binary.AppendUvarint(b, uint64(w.newest-sl.b))
+		t := &x.ids
+		live := t.live(w.newest, cut)
+		b = binary.AppendUvarint(b, uint64(live))
+		if live > 0 {
+			b = binary.AppendUvarint(b, uint64(bits.Len64(t.mask)))
+		}
+		for _, wd := range t.words {
+			if bk := t.bucket(wd, w.newest); wd != 0 && bk > cut {
+				b = binary.LittleEndian.AppendUint64(b, wd&^t.mask)
+				b = binary.AppendUvarint(b, uint64(w.newest-bk))
 			}
 		}
 		b = binary.AppendUvarint(b, uint64(len(x.tags)))
@@ -129,7 +139,7 @@ func (w *Window) MarshalBinary() ([]byte, error) {
 		var id []byte
 		var tags map[string]string
 		if x != nil && x.rids != nil {
-			id = x.rids[i]
+			id = x.recentID(i)
 		}
 		if x != nil && x.rtags != nil {
 			tags = x.rtags[i]
@@ -185,8 +195,9 @@ func appendTags(b []byte, tags map[string]string) []byte {
 
 // reader decodes; the first error sticks and later reads return zeros.
 type reader struct {
-	b   []byte
-	err error
+	b       []byte
+	version byte
+	err     error
 }
 
 func (r *reader) fail(format string, args ...any) {
@@ -310,10 +321,10 @@ func (w *Window) UnmarshalBinary(data []byte) error {
 	if len(data) < 3 || data[0] != 'S' || data[1] != 'W' {
 		return fmt.Errorf("%w: bad magic", ErrCorrupt)
 	}
-	if data[2] != codecVersion {
+	if data[2] != codecVersion && data[2] != 1 {
 		return fmt.Errorf("%w: unknown version %d", ErrCorrupt, data[2])
 	}
-	r := &reader{b: data[3:]}
+	r := &reader{b: data[3:], version: data[2]}
 	res := int64(r.uvarint())
 	ret := int64(r.uvarint())
 	if r.err != nil {
@@ -439,20 +450,32 @@ func (w *Window) decodeState(r *reader) error {
 		return fmt.Errorf("%w: newest bucket %d holds no values", ErrCorrupt, w.newest)
 	}
 
-	nids := r.count(9)
-	for range nids {
-		h := r.u64()
-		d := r.uvarint()
-		if r.err != nil {
-			return r.err
+	if nids := r.count(9); nids > 0 {
+		t := &w.ext().ids
+		t.init(R, w.newest)
+		if r.version >= 2 {
+			k := r.uvarint()
+			if r.err == nil && (k == 0 || k > 62) {
+				return fmt.Errorf("%w: bad fingerprint width %d", ErrCorrupt, k)
+			}
+			if m := uint64(1)<<k - 1; m > t.mask {
+				t.mask = m
+			}
 		}
-		if h == 0 || d > 1<<62 {
-			return fmt.Errorf("%w: bad id entry", ErrCorrupt)
-		}
-		if bk := w.newest - int64(d); bk > cut {
-			t := &w.ext().ids
-			if !t.contains(h, cut) {
-				t.insert(h, bk, cut)
+		for range nids {
+			h := r.u64()
+			d := r.uvarint()
+			if r.err != nil {
+				return r.err
+			}
+			if h == 0 || d > 1<<62 {
+				return fmt.Errorf("%w: bad id entry", ErrCorrupt)
+			}
+			if bk := w.newest - int64(d); bk > cut {
+				fp := t.fingerprint(h)
+				if at := t.find(fp); at < 0 || t.bucket(t.words[at], w.newest) <= cut {
+					t.insert(fp, at, bk, w.newest, cut)
+				}
 			}
 		}
 	}

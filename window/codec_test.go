@@ -60,7 +60,7 @@ func checkInvariants(t testing.TB, w *Window) {
 		if x.rids != nil && len(x.rids) != len(w.ring) || x.rtags != nil && len(x.rtags) != len(w.ring) {
 			t.Fatal("recent ids/tags out of step with the ring")
 		}
-		if x.ids.used > len(x.ids.slots) || len(x.ids.slots)&(len(x.ids.slots)-1) != 0 {
+		if len(x.ids.words)%idGroup != 0 {
 			t.Fatal("bad id table")
 		}
 	}

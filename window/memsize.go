@@ -24,11 +24,8 @@ func (w *Window) MemSize() int {
 		// ~2.7 KB for ~230 bins.
 		n += 1024 + 8*x.sk[i].sk.bins()
 	}
-	n += cap(x.ids.slots) * int(unsafe.Sizeof(idSlot{}))
-	n += cap(x.rids) * int(unsafe.Sizeof([]byte(nil)))
-	for _, b := range x.rids {
-		n += cap(b)
-	}
+	n += cap(x.ids.words) * 8
+	n += cap(x.rids)*int(unsafe.Sizeof(idRef{})) + cap(x.rid)
 	n += cap(x.rtags)*8 + cap(x.rout)
 	seen := make([]map[string]string, 0, 4)
 	count := func(m map[string]string) {

@@ -30,7 +30,7 @@ func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[stri
 		w.ring = append(w.ring, recentCore{ts: ts, v: v})
 		if x != nil {
 			if x.rids != nil {
-				x.rids = append(x.rids, nil)
+				x.rids = append(x.rids, idRef{})
 			}
 			if x.rtags != nil {
 				x.rtags = append(x.rtags, nil)
@@ -50,9 +50,9 @@ func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[stri
 	if id != "" || (x != nil && x.rids != nil) {
 		x = w.ext()
 		if x.rids == nil {
-			x.rids = make([][]byte, len(w.ring), cap(w.ring))
+			x.rids = make([]idRef, len(w.ring), cap(w.ring))
 		}
-		x.rids[slot] = append(x.rids[slot][:0], id...)
+		x.setRecentID(w, slot, id)
 	}
 	if tags != nil || (x != nil && x.rtags != nil) {
 		x = w.ext()
@@ -68,6 +68,57 @@ func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[stri
 		}
 		x.rout[slot] = o
 	}
+}
+
+// idRef is where the id of a recent event is in extra.rid.
+type idRef struct{ off, n uint32 }
+
+// recentID returns the id of the ring's slot i (shared, not a copy).
+func (x *extra) recentID(i int) []byte {
+	r := x.rids[i]
+	return x.rid[r.off : r.off+r.n]
+}
+
+// setRecentID makes id the id of the ring's slot, which is being
+// overwritten. Ids are appended to one buffer, so that the ids of the
+// whole ring cost one allocation; when it is full, the ids of the other
+// slots are moved to its front, oldest first (they lie in ring order, so
+// each moves down), and it grows only when they take over half of it: in
+// steady state setting an id allocates nothing and moves O(len(id)) bytes
+// amortised.
+func (x *extra) setRecentID(w *Window, slot int, id string) {
+	x.rids[slot] = idRef{}
+	if id == "" {
+		return
+	}
+	if len(x.rid)+len(id) > cap(x.rid) {
+		live := len(id)
+		for _, r := range x.rids {
+			live += int(r.n)
+		}
+		buf := x.rid[:0]
+		if 2*live > cap(x.rid) {
+			buf = allocCap[byte](2 * live)
+		}
+		n := len(w.ring)
+		start := 0
+		if n == w.shape.Recent {
+			start = int(w.rnext) // the oldest, once the ring is full
+		}
+		for k := range n {
+			i := (start + k) % n
+			r := &x.rids[i]
+			if r.n == 0 {
+				continue
+			}
+			off := len(buf)
+			buf = append(buf, x.rid[r.off:r.off+r.n]...)
+			r.off = uint32(off)
+		}
+		x.rid = buf
+	}
+	x.rids[slot] = idRef{off: uint32(len(x.rid)), n: uint32(len(id))}
+	x.rid = append(x.rid, id...)
 }
 
 // keepDropped records a late or duplicate event in the recent ring, so that
@@ -147,8 +198,8 @@ func (w *Window) Received() []Received {
 func (w *Window) received(i int) Received {
 	e := Received{Event: event.Event{TS: w.ring[i].ts, Value: w.ring[i].v}}
 	if x := w.x; x != nil {
-		if x.rids != nil && len(x.rids[i]) > 0 {
-			e.ID = string(x.rids[i])
+		if x.rids != nil && x.rids[i].n > 0 {
+			e.ID = string(x.recentID(i))
 		}
 		if x.rtags != nil && x.rtags[i] != nil {
 			e.Tags = maps.Clone(x.rtags[i])

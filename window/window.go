@@ -45,18 +45,32 @@
 //
 // Measured with the default shape (runtime.MemStats over 100K windows,
 // BenchmarkMemory): ~184 B per key with 1 event, ~472 B with 10 and ~1.7 KB
-// with 60 (the 32 recent events are 512 B of it). Ids add ~90 B per id
-// (dedup slot, recent id copy) plus a ~150 B side structure; tags add their
-// map, shared by consecutive events that repeat it.
+// with 60 (the 32 recent events are 512 B of it). Ids add 8.5-10 B per id
+// live in the window to the dedup table (9.4 B at 600 ids, 1 event/s over
+// the default 10 minutes: TestDedupMemoryPerID), the bytes of the recent
+// events' ids (one buffer per window, 8 B a slot) and a ~200 B side
+// structure; tags add their map, shared by consecutive events that repeat
+// it.
 //
 // # Deduplication
 //
-// Ids are kept as 64-bit xxHash values (fixed seed, so they survive
-// MarshalBinary and a move to another node) with the bucket they were
-// applied to, in an open-addressing table whose slots expire with their
-// bucket. Two different ids collide with probability 2^-64: with n ids in
-// the window a new event is wrongly taken for a duplicate with probability
-// about n·2^-64 (≈ 3·10^-17 for n = 600).
+// An event is a duplicate when its id was applied to a bucket still inside
+// the window (Add says exactly when). Ids are remembered as 64-bit words: a
+// fingerprint of the id — its xxHash (fixed seed, so it survives
+// MarshalBinary and a move to another node) with the low k bits cleared —
+// and, in those k bits, the id's bucket modulo 2^k, where 2^k is the
+// smallest power of two above 2R (R = Retention/Resolution). Words sit in
+// a bucketed cuckoo table (groups of 8 words, two candidate groups per id)
+// and expire with their bucket; the table is kept about 90% full: 8.5-10
+// bytes per live id.
+//
+// Two different ids share a fingerprint with probability 2^-(64−k): with n
+// ids live in a key's window, a new event is wrongly taken for a duplicate
+// with probability about n·2^-(64−k). Default shape (10m at 1s, k = 11,
+// 53-bit fingerprints): 6.7·10^-14 per event at 600 live ids (1 event/s),
+// under 10^-12 up to 9,000 live ids per key (15 events/s). A 1h window at
+// 1s (k = 13) stays under 10^-12 up to 2,250 live ids, a 24h one (k = 18)
+// up to 70.
 //
 // # Queries
 //
@@ -163,7 +177,8 @@ type extra struct {
 
 	ids idTable
 
-	rids  [][]byte            // ids of recent events, parallel to Window.ring
+	rids  []idRef             // ids of recent events, parallel to Window.ring: spans of rid
+	rid   []byte              // the bytes of the recent ids, in ring order (see setRecentID)
 	rtags []map[string]string // tags of recent events, parallel to Window.ring
 	rout  []Outcome           // outcomes of recent events, parallel to Window.ring; nil while all were applied
 
@@ -230,21 +245,28 @@ func (w *Window) Add(ev *event.Event) Outcome {
 			return Late
 		}
 	}
-	var h uint64
+	var fp uint64
+	at := -1 // fp's word in the id table
 	if ev.ID != "" {
-		h = idHash(ev.ID)
-		if w.x != nil && w.x.ids.contains(h, max(b, w.newest)-R) {
+		t := &w.ext().ids
+		if t.mask == 0 {
+			t.init(R, w.newest)
+		}
+		fp = t.fingerprint(idHash(ev.ID))
+		if at = t.find(fp); at >= 0 && t.bucket(t.words[at], w.newest) > max(b, w.newest)-R {
 			w.dups++
 			w.keepDropped(ts, ev, Duplicate)
 			return Duplicate
 		}
 	}
 	if b > w.newest {
-		w.advance(b)
+		if w.advance(b) {
+			at = w.x.ids.find(fp) // the table was swept
+		}
 	}
 	w.insert(b, ev.Value)
 	if ev.ID != "" {
-		w.ext().ids.insert(h, b, w.newest-R)
+		w.x.ids.insert(fp, at, b, w.newest, w.newest-R)
 	}
 	if w.applied == 0 || ts >= w.last.TS {
 		w.last = Point{TS: ts, Value: ev.Value}
@@ -261,8 +283,12 @@ func (w *Window) Add(ev *event.Event) Outcome {
 }
 
 // advance makes b the newest bucket and evicts the buckets that fall out.
-func (w *Window) advance(b int64) {
+// It reports whether it swept the id table.
+func (w *Window) advance(b int64) (swept bool) {
 	R := int64(w.span)
+	if w.x != nil {
+		swept = w.x.ids.advance(w.newest, b, R)
+	}
 	w.newest = b
 	if cut := b - R - w.base; cut >= 0 {
 		hdr := w.hdr
@@ -285,6 +311,7 @@ func (w *Window) advance(b int64) {
 	if b-w.base >= relLimit {
 		w.rebase(b - R + 1)
 	}
+	return swept
 }
 
 // rebase moves base up to nb, which must not exceed the oldest live bucket.

@@ -331,7 +331,7 @@ func TestDuplicates(t *testing.T) {
 				mustAdd(t, w, evID(ts, 1, id(i-60)), Applied) // 12 buckets old: evicted
 			}
 		}
-		if n := len(w.x.ids.slots); n > 256 {
+		if n := len(w.x.ids.words); n > 256 {
 			t.Fatalf("id table grew to %d slots for ~100 live ids", n)
 		}
 	})
