@@ -193,12 +193,13 @@ func scenarios(o *Options) []scenario {
 	}
 	for _, b := range brokers {
 		for _, keys := range sc.kafkaKeys {
-			out = append(out, scenario{fmt.Sprintf("kafka/%s/%s-keys", b, count(keys)), kafkaThroughput(b, keys, 0, false)})
+			out = append(out, scenario{fmt.Sprintf("kafka/%s/%s-keys", b, count(keys)), kafkaThroughput(b, keys, 0, false, true)})
 		}
 		mid := sc.kafkaKeys[len(sc.kafkaKeys)/2]
 		out = append(out,
-			scenario{fmt.Sprintf("kafka/%s/%s-keys/1-rule", b, count(mid)), kafkaThroughput(b, mid, 1, false)},
-			scenario{fmt.Sprintf("kafka/%s/%s-keys/steady", b, count(sc.kafkaKeys[0])), kafkaThroughput(b, sc.kafkaKeys[0], 0, true)})
+			scenario{fmt.Sprintf("kafka/%s/%s-keys/no-ids", b, count(mid)), kafkaThroughput(b, mid, 0, false, false)},
+			scenario{fmt.Sprintf("kafka/%s/%s-keys/1-rule", b, count(mid)), kafkaThroughput(b, mid, 1, false, true)},
+			scenario{fmt.Sprintf("kafka/%s/%s-keys/steady", b, count(sc.kafkaKeys[0])), kafkaThroughput(b, sc.kafkaKeys[0], 0, true, true)})
 		for _, keys := range sc.kafkaKeys {
 			out = append(out, scenario{fmt.Sprintf("kafka/%s/%s-keys/latency", b, count(keys)), kafkaLatency(b, keys)})
 		}
@@ -211,9 +212,10 @@ func scenarios(o *Options) []scenario {
 			scenario{"kafka/jetstream-3xR3/" + mid + "-keys", jetstreamThroughput(3, 3, sc.kafkaKeys[len(sc.kafkaKeys)/2])})
 	}
 	out = append(out,
-		scenario{"ingest/http/batch-1000", httpThroughput(1000)},
+		scenario{"ingest/http/batch-1000", httpThroughput(1000, true)},
+		scenario{"ingest/http/batch-1000/no-ids", httpThroughput(1000, false)},
 		scenario{"ingest/http-durable/batch-1000", httpDurable(1000)},
-		scenario{"ingest/http/batch-100", httpThroughput(100)},
+		scenario{"ingest/http/batch-100", httpThroughput(100, true)},
 		scenario{"ingest/nats/batch-1000", natsThroughput(1000)},
 		scenario{"ingest/nats-publish/batch-1000", natsPublish(1000)},
 		scenario{"ingest/http/latency", httpLatency(100)},

@@ -123,23 +123,14 @@ func routing(r *run) ([]Result, error) {
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	const batch = 1000
-	bodies := make([][]byte, 64)
-	jsonBytes := 0
-	for i := range bodies {
-		var b []byte
-		for j := range batch {
-			n := len(b)
-			b = fmt.Appendf(b, `{"key":%q,"ts":%d,"value":%.2f}`, keys[rng.IntN(len(keys))], t0+int64(i*batch+j), rng.Float64()*100)
-			jsonBytes += len(b) - n
-			b = append(b, '\n')
-		}
-		bodies[i] = b
-	}
-	size := jsonBytes / (len(bodies) * batch)
+	bodies, size := newBodySet(64, batch, true, func(b []byte, j int) []byte {
+		b = fmt.Appendf(b, `{"key":%q,"ts":%d,"value":%.2f`, keys[rng.IntN(len(keys))], t0+int64(j), rng.Float64()*100)
+		return append(appendID(b, j), '}')
+	})
 	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	defer cl.CloseIdleConnections()
 	url := "http://" + addrs[0] + api.PathEvents
-	if _, err := postBody(cl, url, bodies[0]); err != nil { // connections up
+	if _, err := postBody(cl, url, bodies.body(0, nil)); err != nil { // connections up
 		return nil, err
 	}
 	before, err := httpDoc(addrs[0])
@@ -147,8 +138,12 @@ func routing(r *run) ([]Result, error) {
 		return nil, err
 	}
 	r.status("posting to the non-owner")
+	sends := atomic.Int64{}
+	sends.Store(1) // send 0 brought the connections up
+	bufs := make([][]byte, 4)
 	total, el, err := workers(4, r.sc.routeFor, func(w, i int) (int, error) {
-		return postBody(cl, url, bodies[(w*16+i)%len(bodies)])
+		bufs[w] = bodies.body(int(sends.Add(1)-1), bufs[w])
+		return postBody(cl, url, bufs[w])
 	})
 	if err != nil {
 		return nil, err
@@ -169,7 +164,7 @@ func routing(r *run) ([]Result, error) {
 	per := float64(bytes) / float64(evs)
 	return []Result{{Scenario: r.name, Group: "cluster",
 		Setup: Setup{Keys: len(keys), EventBytes: size, Batch: batch, Partitions: clusterPartitions, Nodes: 3,
-			Cores: runtime.NumCPU(), Events: total},
+			Cores: runtime.NumCPU(), Events: total, IDs: "on"},
 		EventsPerSec: float64(total) / el.Seconds(), Duration: el, AllocsPerEvent: -1,
 		Figures: []Figure{
 			{"bytes/routed event", fmt.Sprintf("%.1f B (%.2f× its %d B of JSON; target ≤ 1.1×)", per, per/float64(size), size)},
@@ -264,7 +259,7 @@ func failover(r *run) ([]Result, error) {
 				return
 			default:
 			}
-			v := appendEvent(nil, 10_000, j, rng)
+			v := appendEvent(nil, 10_000, j, rng, true)
 			cl.Produce(context.Background(), &kgo.Record{Key: v[8 : 8+len(keyName(0))], Value: v}, nil)
 			produced.Add(1)
 			if j%200 == 0 {
@@ -306,7 +301,7 @@ func failover(r *run) ([]Result, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return []Result{{Scenario: r.name, Group: "failover",
-		Setup:          Setup{Keys: 10_000, Partitions: clusterPartitions, Nodes: 3, Cores: runtime.NumCPU(), Broker: "kafka 4.4.0", Events: int(produced.Load())},
+		Setup:          Setup{Keys: 10_000, Partitions: clusterPartitions, Nodes: 3, Cores: runtime.NumCPU(), Broker: "kafka 4.4.0", Events: int(produced.Load()), IDs: "on"},
 		AllocsPerEvent: -1, Duration: served,
 		Figures: []Figure{
 			{"kill -9 → partitions owned again", fmt.Sprintf("%.2f s", owned.Seconds())},

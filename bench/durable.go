@@ -55,7 +55,7 @@ func durableReplay(events int) func(r *run) ([]Result, error) {
 					}
 					b = b[:0]
 					for i := j; i < min(j+batch, events); i++ {
-						b = appendEvent(b, ingestKeys, i, rng)
+						b = appendEvent(b, ingestKeys, i, rng, true)
 						b = append(b, '\n')
 					}
 					if _, err := postBody(cl, url, b); err != nil {
@@ -95,7 +95,7 @@ func durableReplay(events int) func(r *run) ([]Result, error) {
 		speed := float64(events) / ready.Seconds()
 		span := time.Duration(events/ingestKeys) * time.Second // event time covered: one event a second per key
 		return []Result{{Scenario: r.name, Group: "durable",
-			Setup:        Setup{Keys: ingestKeys, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: events},
+			Setup:        Setup{Keys: ingestKeys, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: events, IDs: "on"},
 			EventsPerSec: speed, Duration: ready, AllocsPerEvent: -1,
 			Figures: []Figure{
 				{"stored", fmt.Sprintf("%s events stored in %s (%.0f events/s), applied and committed after %s",

@@ -25,24 +25,12 @@ import (
 const ingestKeys = 100_000
 
 // bodies returns count NDJSON bodies of batch events each over ingestKeys
-// keys, and the mean event size.
-func bodies(count, batch int, seed uint64) ([][]byte, int) {
+// keys, with ids when ids is set, and the mean event size.
+func bodies(count, batch int, seed uint64, ids bool) (*bodySet, int) {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	out := make([][]byte, count)
-	total := 0
-	j := 0
-	for i := range out {
-		var b []byte
-		for range batch {
-			n := len(b)
-			b = appendEvent(b, ingestKeys, j, rng)
-			total += len(b) - n
-			b = append(b, '\n')
-			j++
-		}
-		out[i] = b
-	}
-	return out, total / (count * batch)
+	return newBodySet(count, batch, ids, func(b []byte, j int) []byte {
+		return appendEvent(b, ingestKeys, j, rng, ids)
+	})
 }
 
 // workers runs f on c goroutines until d has passed and returns how many
@@ -103,10 +91,16 @@ func warm(cl *http.Client, url string) error {
 
 // httpThroughput: 4 clients post NDJSON batches over 100K live keys for
 // ingestFor; a 202 means the events are applied.
-func httpThroughput(batch int) func(r *run) ([]Result, error) {
+// With ids every event carries an id; the row without (ids false) is
+// compared with the row with ids, when the run has it.
+func httpThroughput(batch int, ids bool) func(r *run) ([]Result, error) {
 	return func(r *run) ([]Result, error) {
 		n := r.startNode(nil, 0, "", nil)
-		return r.httpIngest(n, batch, nil)
+		rs, err := r.httpIngest(n, batch, nil, ids)
+		if err == nil && ids {
+			rs[0].versus = r.name + "/no-ids" // when the run has it
+		}
+		return rs, err
 	}
 }
 
@@ -118,14 +112,14 @@ func httpDurable(batch int) func(r *run) ([]Result, error) {
 		var applied atomic.Int64
 		n := r.startNodeWith(nil, 0, "", func(evs []event.Event) { applied.Add(int64(len(evs))) },
 			func(c *node.Config) { c.DataDir = r.tb.TempDir() })
-		return r.httpIngest(n, batch, &applied)
+		return r.httpIngest(n, batch, &applied, true)
 	}
 }
 
 // httpIngest posts batches to n from 4 clients for ingestFor. With
 // applied (the node's applied-event count), the time runs until every
 // event posted is applied.
-func (r *run) httpIngest(n *node.Node, batch int, applied *atomic.Int64) ([]Result, error) {
+func (r *run) httpIngest(n *node.Node, batch int, applied *atomic.Int64, ids bool) ([]Result, error) {
 	url := "http://" + n.HTTPAddr() + api.PathEvents
 	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	defer cl.CloseIdleConnections()
@@ -142,13 +136,16 @@ func (r *run) httpIngest(n *node.Node, batch int, applied *atomic.Int64) ([]Resu
 		}
 	}
 	const clients = 4
-	bs, size := bodies(64, batch, uint64(batch))
+	bs, size := bodies(64, batch, uint64(batch), ids)
 	r.status("posting batches of %d", batch)
 	var m0 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	start := time.Now()
+	var sends atomic.Int64
+	bufs := make([][]byte, clients)
 	total, el, err := workers(clients, r.sc.ingestFor, func(w, i int) (int, error) {
-		return postBody(cl, url, bs[(w*16+i)%len(bs)])
+		bufs[w] = bs.body(int(sends.Add(1)-1), bufs[w])
+		return postBody(cl, url, bufs[w])
 	})
 	if err != nil {
 		return nil, err
@@ -164,17 +161,17 @@ func (r *run) httpIngest(n *node.Node, batch int, applied *atomic.Int64) ([]Resu
 		el = time.Since(start)
 		how += "; 202 once stored in the log, timed until applied"
 	}
-	return r.ingestRow(size, batch, total, el, &m0, how), nil
+	return r.ingestRow(size, batch, total, el, &m0, how, ids), nil
 }
 
 // ingestRow is the row of an ingest throughput scenario: total events of
 // size bytes in batches of batch applied in el, allocations counted from
 // m0 (read when the measurement started).
-func (r *run) ingestRow(size, batch, total int, el time.Duration, m0 *runtime.MemStats, clients string) []Result {
+func (r *run) ingestRow(size, batch, total int, el time.Duration, m0 *runtime.MemStats, clients string, ids bool) []Result {
 	var m1 runtime.MemStats
 	runtime.ReadMemStats(&m1)
 	return []Result{{Scenario: r.name, Group: "ingest",
-		Setup:        Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: total},
+		Setup:        Setup{Keys: ingestKeys, EventBytes: size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: total, IDs: idsLabel(ids)},
 		EventsPerSec: float64(total) / el.Seconds(), Duration: el, RSSBytes: rss(),
 		AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(total),
 		Figures:        []Figure{{"clients", clients}}}}
@@ -209,7 +206,8 @@ func natsPublish(batch int) func(r *run) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		bs, size := bodies(64, batch, uint64(batch)+2)
+		bs, size := bodies(64, batch, uint64(batch)+2, true)
+		var buf []byte
 		base := applied.Load()
 		var m0 runtime.MemStats
 		runtime.ReadMemStats(&m0)
@@ -220,7 +218,8 @@ func natsPublish(batch int) func(r *run) ([]Result, error) {
 			for int64(sent)-(applied.Load()-base) > int64(64*batch) {
 				time.Sleep(50 * time.Microsecond)
 			}
-			if err := nc.Publish("squall.events", bs[i%len(bs)]); err != nil {
+			buf = bs.body(i, buf)
+			if err := nc.Publish("squall.events", buf); err != nil {
 				return nil, err
 			}
 			sent += batch
@@ -231,7 +230,7 @@ func natsPublish(batch int) func(r *run) ([]Result, error) {
 			}
 			time.Sleep(100 * time.Microsecond)
 		}
-		return r.ingestRow(size, batch, sent, time.Since(start), &m0, "1 NATS publisher (no reply), at most 64 batches ahead of apply"), nil
+		return r.ingestRow(size, batch, sent, time.Since(start), &m0, "1 NATS publisher (no reply), at most 64 batches ahead of apply", true), nil
 	}
 }
 
@@ -243,13 +242,16 @@ func natsThroughput(batch int) func(r *run) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		bs, size := bodies(64, batch, uint64(batch)+1)
+		bs, size := bodies(64, batch, uint64(batch)+1, true)
 		const publishers = 4
+		var sends atomic.Int64
+		bufs := make([][]byte, publishers)
 		var m0 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		r.status("requesting batches of %d", batch)
 		total, el, err := workers(publishers, r.sc.ingestFor, func(w, i int) (int, error) {
-			msg, err := nc.Request("squall.events", bs[(w*16+i)%len(bs)], 10*time.Second)
+			bufs[w] = bs.body(int(sends.Add(1)-1), bufs[w])
+			msg, err := nc.Request("squall.events", bufs[w], 10*time.Second)
 			if err != nil {
 				return 0, err
 			}
@@ -262,7 +264,7 @@ func natsThroughput(batch int) func(r *run) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		return r.ingestRow(size, batch, total, el, &m0, fmt.Sprintf("%d NATS requesters, embedded server", publishers)), nil
+		return r.ingestRow(size, batch, total, el, &m0, fmt.Sprintf("%d NATS requesters, embedded server", publishers), true), nil
 	}
 }
 
@@ -284,7 +286,7 @@ type offered struct {
 // sleeps end on the runtime's timer, whose wake-ups on this VM land up to
 // ~1.2 ms after the due time, and that is not Squall's.
 func latencyAt(rate, batch int, d time.Duration, send func(body []byte) error) (*offered, error) {
-	bs, size := bodies(256, batch, 99)
+	bs, size := bodies(256, batch, 99, true)
 	var sentH, dueH, lateH Histogram
 	sem := make(chan struct{}, 256)
 	var wg sync.WaitGroup
@@ -305,7 +307,7 @@ func latencyAt(rate, batch int, d time.Duration, send func(body []byte) error) (
 			defer wg.Done()
 			defer func() { <-sem }()
 			sent := time.Now()
-			if err := send(bs[i%len(bs)]); err != nil {
+			if err := send(bs.body(i, nil)); err != nil {
 				firstErr.CompareAndSwap(nil, err)
 				return
 			}
@@ -431,7 +433,7 @@ func (r *run) latency(over, measured, where string, batch int, send func(body []
 	}
 	m1 := sampleMachine()
 	return []Result{{Scenario: r.name, Group: "ingest",
-		Setup:   Setup{Keys: ingestKeys, EventBytes: o.size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: o.sent.Samples * batch},
+		Setup:   Setup{Keys: ingestKeys, EventBytes: o.size, Batch: batch, Partitions: 64, Nodes: 1, Cores: runtime.NumCPU(), Events: o.sent.Samples * batch, IDs: "on"},
 		Latency: o.sent, AllocsPerEvent: -1, Duration: r.sc.latencyFor,
 		Figures: []Figure{{"measured", measured}, {"node", where},
 			{"from due", o.due.String() + ", the generator's lateness (due → sent) " + o.late.String()},

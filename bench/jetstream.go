@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +85,7 @@ func jetstreamThroughput(servers, replicas, keys int) func(r *run) ([]Result, er
 		measured := int64(n) - firstN.Load()
 		return []Result{{Scenario: r.name, Group: "kafka",
 			Setup: Setup{Keys: keys, EventBytes: size, Batch: jsPreloadBatch, Partitions: kafkaPartitions, Nodes: 1,
-				Cores: runtime.NumCPU(), Broker: fmt.Sprintf("jetstream %d×R%d", servers, replicas), Events: n},
+				Cores: runtime.NumCPU(), Broker: fmt.Sprintf("jetstream %d×R%d", servers, replicas), Events: n, IDs: "on"},
 			EventsPerSec: float64(measured) / el.Seconds(), Duration: el, versus: "kafka/kafka/" + count(keys) + "-keys",
 			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(measured), RSSBytes: rss(),
 			Figures: []Figure{cpuFigure(cpu0, cpu1, el, false),
@@ -123,7 +124,7 @@ func (r *run) preloadJS(nc *nats.Conn, replicas, keys, n int) (int, error) {
 		for i := j; i < min(j+jsPreloadBatch, n); i++ {
 			k := rng.IntN(keys)
 			evs = append(evs, event.Event{Key: names[k], TS: t0 + int64(i/keys)*1000 + int64(rng.IntN(1000)),
-				Value: float64(int(rng.Float64()*10000)) / 100})
+				Value: float64(int(rng.Float64()*10000)) / 100, ID: idPrefix + "0000-" + strconv.FormatInt(int64(i), 36)})
 		}
 		sem <- struct{}{}
 		wg.Add(1)

@@ -70,17 +70,22 @@ func brokerNote(kind string) Figure {
 // keyName is the key of key number i: ~26 bytes, so that events are ~80.
 func keyName(i int) string { return fmt.Sprintf("dc1.rack%02d.srv-%07d.cpu", i%50, i) }
 
-// appendEvent appends the JSON of event j of a stream over keys keys.
-func appendEvent(b []byte, keys, j int, rng *rand.Rand) []byte {
+// appendEvent appends the JSON of event j of a stream over keys keys, with
+// an id (appendID) when ids is set.
+func appendEvent(b []byte, keys, j int, rng *rand.Rand, ids bool) []byte {
 	k := rng.IntN(keys)
 	ts := t0 + int64(j/keys)*1000 + int64(rng.IntN(1000))
-	return fmt.Appendf(b, `{"key":%q,"ts":%d,"value":%.2f}`, keyName(k), ts, rng.Float64()*100)
+	b = fmt.Appendf(b, `{"key":%q,"ts":%d,"value":%.2f`, keyName(k), ts, rng.Float64()*100)
+	if ids {
+		b = appendID(b, j)
+	}
+	return append(b, '}')
 }
 
 // preload writes n events over keys keys to the topic, keyed by the
 // event key (Kafka's default partitioner), and returns their mean size and
 // how many went to each partition.
-func (r *run) preload(b *broker, keys, n int) (int, [kafkaPartitions]int) {
+func (r *run) preload(b *broker, keys, n int, ids bool) (int, [kafkaPartitions]int) {
 	var parts [kafkaPartitions]int
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.DefaultProduceTopic(benchTopic),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(1<<17))
@@ -96,7 +101,7 @@ func (r *run) preload(b *broker, keys, n int) (int, [kafkaPartitions]int) {
 		if j%10_000 == 0 {
 			r.status("preloading %s of %s events", count(j), count(n))
 		}
-		scratch = appendEvent(scratch[:0], keys, j, rng)
+		scratch = appendEvent(scratch[:0], keys, j, rng, ids)
 		v := append([]byte(nil), scratch...)
 		key := v[8 : 8+len(keyName(0))] // the key string inside the JSON
 		parts[cluster.Partition(string(key), kafkaPartitions)]++
@@ -213,7 +218,11 @@ const steadyPerKey = 150
 // full and evict as they take events (steady state), and the figures are
 // taken over the last three quarters (long enough that a hiccup of the
 // machine does not decide the figure).
-func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]Result, error) {
+//
+// With ids every event carries an id (as the Go client sends them); the
+// row without (ids false) is compared with the row with ids, when the run
+// has it.
+func kafkaThroughput(kind string, keys, rules int, steady, ids bool) func(r *run) ([]Result, error) {
 	return func(r *run) ([]Result, error) {
 		n := max(r.sc.kafkaEvents, 3*keys)
 		mark := n / 10
@@ -227,7 +236,7 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 			}
 		}
 		b := r.startBroker(kind)
-		size, parts := r.preload(b, keys, n)
+		size, parts := r.preload(b, keys, n, ids)
 		var base float64
 		if rules == 0 {
 			var err error
@@ -284,11 +293,14 @@ func kafkaThroughput(kind string, keys, rules int, steady bool) func(r *run) ([]
 		el := time.Duration(last.Load() - first.Load())
 		res := Result{Scenario: r.name, Group: "kafka",
 			Setup: Setup{Keys: keys, EventBytes: size, Partitions: kafkaPartitions, Nodes: 1,
-				Cores: runtime.NumCPU(), Broker: b.label, Rules: rules, Events: n},
+				Cores: runtime.NumCPU(), Broker: b.label, Rules: rules, Events: n, IDs: idsLabel(ids)},
 			EventsPerSec: float64(int64(n)-firstN.Load()) / el.Seconds(), BaselinePerSec: base, Duration: el,
 			AllocsPerEvent: float64(m1.Mallocs-m0.Mallocs) / float64(int64(n)-firstN.Load()), RSSBytes: rss()}
 		if steady {
 			res.Figures = append(res.Figures, Figure{"window", "30s, full: every event evicts a bucket (steady state)"})
+		}
+		if ids && rules == 0 && !steady {
+			res.versus = r.name + "/no-ids" // when the run has it
 		}
 		res.Figures = append(res.Figures, cpuFigure(cpu0, cpu1, el, b.pid > 0), brokerNote(kind))
 		return []Result{res}, nil
@@ -330,7 +342,7 @@ func kafkaLatency(kind string, keys int) func(r *run) ([]Result, error) {
 		time.Sleep(time.Second) // the last records applied
 		return []Result{{Scenario: r.name, Group: "kafka",
 			Setup: Setup{Keys: keys, EventBytes: pr.Size, Partitions: kafkaPartitions, Nodes: 1, Cores: runtime.NumCPU(),
-				Broker: b.label, Events: pr.Sent},
+				Broker: b.label, Events: pr.Sent, IDs: "on"},
 			Latency: h.Latency(float64(r.sc.latencyRate)), AllocsPerEvent: -1, Duration: r.sc.latencyFor,
 			Figures: []Figure{{"measured", "produce → applied (acks=all, linger 0; the producer a process of its own)"},
 				{"produce → ack", pr.Ack.String() + " (the broker's answer to the producer, same records)"},

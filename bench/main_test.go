@@ -49,6 +49,22 @@ func TestSmoke(t *testing.T) {
 		if r.Group == "kafka" && r.Setup.Rules == 0 && r.Latency == nil && r.BaselinePerSec <= 0 && r.versus == "" {
 			t.Errorf("%s: no baseline", r.Scenario)
 		}
+		// What clients send: ids, but in the rows named /no-ids.
+		if want := map[bool]string{true: "off", false: "on"}[strings.HasSuffix(r.Scenario, "/no-ids")]; r.Group != "memory" && r.Setup.IDs != want {
+			t.Errorf("%s: ids %q, want %q", r.Scenario, r.Setup.IDs, want)
+		}
+	}
+	// The ids-on / ids-off ratio of the same run.
+	for _, name := range []string{"kafka/kfake/1K-keys", "ingest/http/batch-1000"} {
+		found := false
+		for _, r := range rep.Results {
+			for _, f := range r.Figures {
+				found = found || r.Scenario == name && f.Name == "vs "+name+"/no-ids"
+			}
+		}
+		if !found {
+			t.Errorf("%s: no figure against %s/no-ids", name, name)
+		}
 	}
 	if groups["kafka"] < 3 || groups["ingest"] < 5 || groups["memory"] != 1 {
 		t.Errorf("scenarios run: %v", groups)

@@ -89,7 +89,7 @@ func runProducer(specJSON string) error {
 		v = append(append(append(v, `{"key":"`...), k...), `","ts":`...)
 		v = strconv.AppendInt(v, t0+int64(j/spec.Keys)*1000, 10)
 		v = strconv.AppendInt(append(v, `,"value":`...), us, 10)
-		v = append(v, '}')
+		v = append(appendID(v, j), '}')
 		size = len(v)
 		m := measuring.Load()
 		cl.Produce(context.Background(), &kgo.Record{Key: k, Value: v}, func(_ *kgo.Record, err error) {

@@ -147,6 +147,12 @@ func setupString(res *Result) string {
 	if s.Rules > 0 {
 		p = append(p, pluralN(s.Rules, "rule"))
 	}
+	switch s.IDs {
+	case "on":
+		p = append(p, "ids")
+	case "off":
+		p = append(p, "no ids")
+	}
 	if l := res.Latency; l != nil && l.OfferedPerSec > 0 {
 		p = append(p, "@"+siNum(l.OfferedPerSec)+"/s")
 	}

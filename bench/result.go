@@ -21,6 +21,10 @@ type Setup struct {
 	Broker     string `json:"broker,omitempty"` // "kfake", "kafka 4.4.0", ""
 	Rules      int    `json:"rules,omitempty"`  // rules in the rules file
 	Events     int    `json:"events,omitempty"` // events the measurement covered
+	// IDs is "on" when every event sent carries an id (as the Go client
+	// sends them), "off" when none does; "" for scenarios that send none
+	// over a network (memory).
+	IDs string `json:"ids,omitempty"`
 }
 
 // Latency is ingest → applied latency measured at a fixed offered load.
