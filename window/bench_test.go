@@ -279,3 +279,27 @@ func TestAddDoesNotAllocate(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkFill is a new key's first 10 events, one a second (the
+// harness's Kafka scenarios at 100K keys are mostly this): with an id on
+// each and without.
+func BenchmarkFill(b *testing.B) {
+	ids := benchIDs()
+	s := DefaultShape()
+	for _, withIDs := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "ids"}[withIDs], func(b *testing.B) {
+			b.ReportAllocs()
+			e := event.Event{Key: "k"}
+			for i := 0; i < b.N; i++ {
+				w := New(&s)
+				for j := range 10 {
+					e.TS, e.Value = benchT0+int64(j)*1000, float64(j)
+					if withIDs {
+						e.ID = ids[(i*10+j)%len(ids)]
+					}
+					w.Add(&e)
+				}
+			}
+		})
+	}
+}

@@ -153,6 +153,9 @@ func (t *idTable) place(word uint64, newest, cut int64) (uint64, bool) {
 			t.words[i] = word
 			return 0, true
 		}
+		if len(t.words) == idGroup { // one group: nowhere to move to
+			return word, false
+		}
 		// Both full of live words: swap word with a resident of one of
 		// them and place the resident next.
 		t.kick++

@@ -50,7 +50,9 @@ func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[stri
 	if id != "" || (x != nil && x.rids != nil) {
 		x = w.ext()
 		if x.rids == nil {
-			x.rids = make([]idRef, len(w.ring), cap(w.ring))
+			// Room for 8 events at first (ids come in runs), not grown
+			// with every growth of the ring.
+			x.rids = make([]idRef, len(w.ring), min(n, max(8, cap(w.ring))))
 		}
 		x.setRecentID(w, slot, id)
 	}
@@ -83,9 +85,9 @@ func (x *extra) recentID(i int) []byte {
 // overwritten. Ids are appended to one buffer, so that the ids of the
 // whole ring cost one allocation; when it is full, the ids of the other
 // slots are moved to its front, oldest first (they lie in ring order, so
-// each moves down), and it grows only when they take over half of it: in
-// steady state setting an id allocates nothing and moves O(len(id)) bytes
-// amortised.
+// each moves down), and it grows (by half, to room for 8 ids at first)
+// only when they take over half of it: in steady state setting an id
+// allocates nothing and moves O(len(id)) bytes amortised.
 func (x *extra) setRecentID(w *Window, slot int, id string) {
 	x.rids[slot] = idRef{}
 	if id == "" {
@@ -98,7 +100,7 @@ func (x *extra) setRecentID(w *Window, slot int, id string) {
 		}
 		buf := x.rid[:0]
 		if 2*live > cap(x.rid) {
-			buf = allocCap[byte](2 * live)
+			buf = allocCap[byte](max(2*live, cap(x.rid)*3/2, 8*len(id)))
 		}
 		n := len(w.ring)
 		start := 0
