@@ -264,7 +264,7 @@ func failover(r *run) ([]Result, error) {
 				return
 			default:
 			}
-			v := appendEvent(nil, 10_000, j, rng)
+			v := appendEvent(nil, 10_000, j, rng, false)
 			cl.Produce(context.Background(), &kgo.Record{Key: v[8 : 8+len(keyName(0))], Value: v}, nil)
 			produced.Add(1)
 			if j%200 == 0 {

@@ -55,7 +55,7 @@ func durableReplay(events int) func(r *run) ([]Result, error) {
 					}
 					b = b[:0]
 					for i := j; i < min(j+batch, events); i++ {
-						b = appendEvent(b, ingestKeys, i, rng)
+						b = appendEvent(b, ingestKeys, i, rng, false)
 						b = append(b, '\n')
 					}
 					if _, err := postBody(cl, url, b); err != nil {

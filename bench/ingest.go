@@ -35,7 +35,7 @@ func bodies(count, batch int, seed uint64) ([][]byte, int) {
 		var b []byte
 		for range batch {
 			n := len(b)
-			b = appendEvent(b, ingestKeys, j, rng)
+			b = appendEvent(b, ingestKeys, j, rng, false)
 			total += len(b) - n
 			b = append(b, '\n')
 			j++
