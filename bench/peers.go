@@ -96,10 +96,41 @@ type peerSample struct {
 	events int           // records covered by the measurement
 	wall   time.Duration // from the mark to the last record
 	cpu    time.Duration // CPU time of the system's process over wall
+	broker time.Duration // CPU time of the broker over wall
 	steal  machineCPU    // the machine's CPU and steal over wall
 }
 
 func (s peerSample) perSec() float64 { return float64(s.events) / s.wall.Seconds() }
+
+// meter takes a peerSample's measurements: start at the mark, stop at the
+// last record.
+type meter struct {
+	pid    int // the system's process; 0: this one
+	broker int // the broker's JVM
+	from   time.Time
+	cpu0   time.Duration
+	brk0   time.Duration
+	m0     machineCPU
+}
+
+func (m *meter) cpu() time.Duration {
+	if m.pid == 0 {
+		return sampleCPU(0).self
+	}
+	return procCPU(m.pid)
+}
+
+// start begins the measurement of the events records still to come.
+func (m *meter) start() {
+	m.from, m.cpu0, m.brk0, m.m0 = time.Now(), m.cpu(), procCPU(m.broker), sampleMachine()
+}
+
+// stop ends it and returns the sample of events records.
+func (m *meter) stop(events int) peerSample {
+	m1 := sampleMachine()
+	return peerSample{events: events, wall: time.Since(m.from), cpu: m.cpu() - m.cpu0, broker: procCPU(m.broker) - m.brk0,
+		steal: machineCPU{total: m1.total - m.m0.total, steal: m1.steal - m.m0.steal}}
+}
 
 // RunPeers compares Squall with the franz-go baseline, Kafka Streams and
 // Flink: one Kafka broker, one topic preloaded with o.Events JSON events
@@ -147,7 +178,7 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 			}
 			r.status("round %d/%d: %s", round+1, o.Rounds, sys)
 			group := fmt.Sprintf("peer-%s-%d", sys, time.Now().UnixNano())
-			s, err := r.peerPass(ctx, o, sys, kb.Addr(), group)
+			s, err := r.peerPass(ctx, o, sys, kb.Addr(), group, kb.Pid())
 			if err != nil {
 				errs[sys] = fmt.Errorf("round %d: %w", round+1, err)
 				continue
@@ -163,12 +194,13 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 }
 
 // peerPass runs one system over the whole topic and measures it.
-func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group string) (peerSample, error) {
+func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group string, broker int) (peerSample, error) {
+	m := &meter{broker: broker}
 	switch sys {
 	case PeerSquall:
-		return r.squallPass(addr, group, o)
+		return r.squallPass(addr, group, o, m)
 	case PeerBaseline:
-		return r.baselinePass(addr, o)
+		return r.baselinePass(addr, o, m)
 	}
 	var module string
 	var args []string
@@ -192,35 +224,31 @@ func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group str
 		// Flink's own classes reach into the JDK's internals.
 		jargs = append([]string{"--add-opens=java.base/java.util=ALL-UNNAMED", "--add-opens=java.base/java.lang=ALL-UNNAMED"}, jargs...)
 	}
-	return r.jvmPass(ctx, o, sys, o.Java, jargs)
+	return r.jvmPass(ctx, o, sys, m, o.Java, jargs)
 }
 
 // squallPass starts a node (defaults, a fresh consumer group) on the
 // topic and measures it until it has applied every event.
-func (r *run) squallPass(addr, group string, o *PeerOptions) (peerSample, error) {
+func (r *run) squallPass(addr, group string, o *PeerOptions, m *meter) (peerSample, error) {
 	n := o.Events
 	mark := int64(n / 10)
 	var applied atomic.Int64
 	var s peerSample
-	var from time.Time
-	var cpu0 cpuSample
-	var m0 machineCPU
+	var rest int
 	done := make(chan struct{})
 	var mu sync.Mutex // orders the mark's samples before the end's (different partitions' goroutines)
 	nd := r.startNodeWith(nil, 0, group, func(evs []event.Event) {
 		a := applied.Add(int64(len(evs)))
 		if a-int64(len(evs)) < mark && a >= mark {
 			mu.Lock()
-			from, cpu0, m0 = time.Now(), sampleCPU(0), sampleMachine()
-			s.events = n - int(a)
+			m.start()
+			rest = n - int(a)
 			mu.Unlock()
 		}
 		if a-int64(len(evs)) < int64(n) && a >= int64(n) {
 			mu.Lock()
 			defer mu.Unlock()
-			s.wall, s.cpu = time.Since(from), sampleCPU(0).self-cpu0.self
-			m1 := sampleMachine()
-			s.steal = machineCPU{total: m1.total - m0.total, steal: m1.steal - m0.steal}
+			s = m.stop(rest)
 			close(done)
 		}
 	}, func(c *node.Config) {
@@ -232,25 +260,19 @@ func (r *run) squallPass(addr, group string, o *PeerOptions) (peerSample, error)
 }
 
 // baselinePass runs the franz-go baseline loop over the topic.
-func (r *run) baselinePass(addr string, o *PeerOptions) (peerSample, error) {
+func (r *run) baselinePass(addr string, o *PeerOptions, m *meter) (peerSample, error) {
 	n := o.Events
-	mark := n / 10
-	var s peerSample
-	var from time.Time
-	var cpu0 cpuSample
-	var m0 machineCPU
+	rest := -1
 	err := r.consumeBaseline(addr, peersTopic, o.Partitions, n, window.DefaultShape(), func(got int) {
-		if from.IsZero() && got >= mark {
-			from, cpu0, m0 = time.Now(), sampleCPU(0), sampleMachine()
-			s.events = n - got
+		if rest < 0 && got >= n/10 {
+			m.start()
+			rest = n - got
 		}
 	})
 	if err != nil {
-		return s, err
+		return peerSample{}, err
 	}
-	s.wall, s.cpu = time.Since(from), sampleCPU(0).self-cpu0.self
-	m1 := sampleMachine()
-	s.steal = machineCPU{total: m1.total - m0.total, steal: m1.steal - m0.steal}
+	s := m.stop(rest)
 	runtime.GC() // the baseline's windows are garbage now
 	return s, nil
 }
@@ -259,7 +281,7 @@ func (r *run) baselinePass(addr string, o *PeerOptions) (peerSample, error) {
 // (a tenth of the records) starts the measurement and a sample of the
 // JVM's CPU time, the one with every record ends it; then the JVM is
 // killed.
-func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys, java string, args []string) (peerSample, error) {
+func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys string, m *meter, java string, args []string) (peerSample, error) {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, java, args...)
@@ -278,15 +300,12 @@ func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys, java string, arg
 	if err := cmd.Start(); err != nil {
 		return peerSample{}, err
 	}
-	pid := cmd.Process.Pid
+	m.pid = cmd.Process.Pid
 	defer func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
-	var s peerSample
-	var from time.Time
-	var cpu0 time.Duration
-	var m0 machineCPU
+	rest := -1
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
@@ -295,23 +314,19 @@ func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys, java string, arg
 		if !ok {
 			continue
 		}
-		now := time.Now()
 		if got >= int64(o.Events) {
-			if from.IsZero() {
-				return s, errors.New("the peer reported every record without the first tenth")
+			if rest < 0 {
+				return peerSample{}, errors.New("the peer reported every record without the first tenth")
 			}
-			s.wall, s.cpu = now.Sub(from), procCPU(pid)-cpu0
-			m1 := sampleMachine()
-			s.steal = machineCPU{total: m1.total - m0.total, steal: m1.steal - m0.steal}
-			return s, nil
+			return m.stop(rest), nil
 		}
-		from, cpu0, m0 = now, procCPU(pid), sampleMachine()
-		s.events = o.Events - int(got)
+		m.start()
+		rest = o.Events - int(got)
 		r.status("%s: a tenth of the records processed", sys)
 	}
 	_ = cmd.Process.Kill()
 	werr := cmd.Wait()
-	return s, fmt.Errorf("the peer ended before processing every record (%v; %v): %s", werr, ctx.Err(), tail(logf.Name(), 2000))
+	return peerSample{}, fmt.Errorf("the peer ended before processing every record (%v; %v): %s", werr, ctx.Err(), tail(logf.Name(), 2000))
 }
 
 // parsePeerLine reads a peer's "squall-peer processed N" line.
@@ -390,11 +405,12 @@ func peerRows(systems []string, samples map[string][]peerSample, errs map[string
 			res.BaselinePerSec = eps(PeerBaseline)
 		}
 		var rounds []string
-		var cpus, walls []float64
+		var cpus, brokers, walls []float64
 		var st machineCPU
 		for _, s := range ss {
 			rounds = append(rounds, siNum(s.perSec()))
 			cpus = append(cpus, float64(s.cpu.Nanoseconds())/1e3/float64(s.events))
+			brokers = append(brokers, float64(s.broker.Nanoseconds())/1e3/float64(s.events))
 			walls = append(walls, s.wall.Seconds())
 			st.total += s.steal.total
 			st.steal += s.steal.steal
@@ -403,6 +419,7 @@ func peerRows(systems []string, samples map[string][]peerSample, errs map[string
 		cpu := median(cpus)
 		res.Figures = append(res.Figures,
 			Figure{"CPU/event", fmt.Sprintf("%.2f µs (%.2f cores)", cpu, cpu*res.EventsPerSec/1e6)},
+			Figure{"broker CPU/event", fmt.Sprintf("%.2f µs", median(brokers))},
 			Figure{"rounds", strings.Join(rounds, ", ") + " events/s"})
 		if sys != PeerSquall && squall > 0 {
 			res.Figures = append(res.Figures, Figure{"Squall ÷ this", fmt.Sprintf("%.2f×", squall/res.EventsPerSec)})
