@@ -219,7 +219,9 @@ func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group str
 		return peerSample{}, fmt.Errorf("%s not built (make bench-peers builds it): %w", jar, err)
 	}
 	cp := jar + string(os.PathListSeparator) + filepath.Join(target, "lib", "*")
-	jargs := append([]string{peerHeap, "-cp", cp}, args...)
+	// The JVM's temporary files (Kafka Streams' state directory, Flink's
+	// blobs and spill files) go to a directory removed after the run.
+	jargs := append([]string{peerHeap, "-Djava.io.tmpdir=" + r.tb.TempDir(), "-cp", cp}, args...)
 	if sys == PeerFlink {
 		// Flink's own classes reach into the JDK's internals.
 		jargs = append([]string{"--add-opens=java.base/java.util=ALL-UNNAMED", "--add-opens=java.base/java.lang=ALL-UNNAMED"}, jargs...)
@@ -254,8 +256,9 @@ func (r *run) squallPass(addr, group string, o *PeerOptions, m *meter) (peerSamp
 	}, func(c *node.Config) {
 		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = addr, peersTopic, group
 	})
-	defer nd.Close()
 	err := r.waitApplied(done, &applied, n)
+	_ = nd.Close()
+	runtime.GC() // the node's windows are garbage now
 	return s, err
 }
 
