@@ -168,10 +168,12 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 	size := r.produce(kb.Addr(), peersTopic, o.Keys, o.Events, true, nil, kgo.ProducerBatchCompression(kgo.SnappyCompression()))
 	samples := map[string][]peerSample{}
 	errs := map[string]error{}
+	setup := Setup{Keys: o.Keys, EventBytes: size, Partitions: o.Partitions, Nodes: 1, Cores: runtime.NumCPU(),
+		Broker: "kafka 4.4.0", Events: o.Events}
 	for round := range o.Rounds {
 		for _, sys := range o.Systems {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return peerRows(o.Systems, samples, errs, setup), err // the rounds so far
 			}
 			if errs[sys] != nil {
 				continue // failed in an earlier round
@@ -188,8 +190,6 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 			samples[sys] = append(samples[sys], s)
 		}
 	}
-	setup := Setup{Keys: o.Keys, EventBytes: size, Partitions: o.Partitions, Nodes: 1, Cores: runtime.NumCPU(),
-		Broker: "kafka 4.4.0", Events: o.Events}
 	return peerRows(o.Systems, samples, errs, setup), nil
 }
 
