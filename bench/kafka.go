@@ -390,8 +390,12 @@ func pace(rate int, d time.Duration, send func(j int)) int {
 }
 
 // rss returns this process's resident set size, or 0.
-func rss() int64 {
-	b, err := os.ReadFile("/proc/self/status")
+func rss() int64 { return procRSS("self") }
+
+// procRSS returns the resident set size of process pid ("self": this
+// one), or 0.
+func procRSS(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}

@@ -98,6 +98,7 @@ type peerSample struct {
 	cpu    time.Duration // CPU time of the system's process over wall
 	broker time.Duration // CPU time of the broker over wall
 	steal  machineCPU    // the machine's CPU and steal over wall
+	rss    int64         // the system's process's resident set size at the end
 }
 
 func (s peerSample) perSec() float64 { return float64(s.events) / s.wall.Seconds() }
@@ -128,8 +129,12 @@ func (m *meter) start() {
 // stop ends it and returns the sample of events records.
 func (m *meter) stop(events int) peerSample {
 	m1 := sampleMachine()
+	pid := "self"
+	if m.pid != 0 {
+		pid = strconv.Itoa(m.pid)
+	}
 	return peerSample{events: events, wall: time.Since(m.from), cpu: m.cpu() - m.cpu0, broker: procCPU(m.broker) - m.brk0,
-		steal: machineCPU{total: m1.total - m.m0.total, steal: m1.steal - m.m0.steal}}
+		steal: machineCPU{total: m1.total - m.m0.total, steal: m1.steal - m.m0.steal}, rss: procRSS(pid)}
 }
 
 // RunPeers compares Squall with the franz-go baseline, Kafka Streams and
@@ -408,17 +413,21 @@ func peerRows(systems []string, samples map[string][]peerSample, errs map[string
 			res.BaselinePerSec = eps(PeerBaseline)
 		}
 		var rounds []string
-		var cpus, brokers, walls []float64
+		var cpus, brokers, walls, rsss []float64
 		var st machineCPU
 		for _, s := range ss {
 			rounds = append(rounds, siNum(s.perSec()))
 			cpus = append(cpus, float64(s.cpu.Nanoseconds())/1e3/float64(s.events))
 			brokers = append(brokers, float64(s.broker.Nanoseconds())/1e3/float64(s.events))
 			walls = append(walls, s.wall.Seconds())
+			rsss = append(rsss, float64(s.rss))
 			st.total += s.steal.total
 			st.steal += s.steal.steal
 		}
 		res.Duration = time.Duration(median(walls) * float64(time.Second))
+		// For squall and the baseline, the harness's process: the broker's
+		// client buffers and the Go heap left by earlier passes included.
+		res.RSSBytes = int64(median(rsss))
 		cpu := median(cpus)
 		res.Figures = append(res.Figures,
 			Figure{"CPU/event", fmt.Sprintf("%.2f µs (%.2f cores)", cpu, cpu*res.EventsPerSec/1e6)},
