@@ -4,8 +4,10 @@ BIN       := bin/squall-node
 CTL       := bin/squallctl
 PKGS      := ./...
 BENCHTIME ?= 1s
+# PEER_FLAGS adds to make bench-peers's flags, e.g. PEER_FLAGS="-peer-events 1000000 -peer-rounds 1".
+PEER_FLAGS ?=
 
-.PHONY: all help build run test test-short chaos chaos-jetstream bench bench-quick bench-micro lint proto fuzz zk kafka cluster clean
+.PHONY: all help build run test test-short chaos chaos-jetstream bench bench-quick bench-peers bench-micro lint proto fuzz zk kafka cluster clean
 
 all: build
 
@@ -48,6 +50,11 @@ bench: build ## the benchmark harness, full (~11 min; real Kafka and ZooKeeper):
 
 bench-quick: ## a 30-second subset of the harness (kfake, 10K/100K keys, ingest, memory)
 	$(GO) run ./cmd/squall-bench -mode quick
+
+bench-peers: ## Squall against Kafka Streams 4.4 and Flink 2.2 on one broker and topic (5M events, 3 rounds; ~20 min; Java 17, Maven): docs/bench/peers.{json,md}
+	cd bench/peers && { mvn -B -q -o package >/dev/null 2>&1 || mvn -B -q package; }
+	$(GO) run ./cmd/squall-bench -mode peers -peers-dir bench/peers $(PEER_FLAGS) -commit "$$(git rev-parse --short HEAD 2>/dev/null)" \
+		-json docs/bench/peers.json -table docs/bench/peers.md
 
 bench-micro: ## the Go microbenchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./window/ ./event/ ./actors/ ./alerts/ ./output/ ./httpapi/ ./cluster/

@@ -87,8 +87,18 @@ func appendEvent(b []byte, keys, j int, rng *rand.Rand, ids bool) []byte {
 // how many went to each partition.
 func (r *run) preload(b *broker, keys, n int, ids bool) (int, [kafkaPartitions]int) {
 	var parts [kafkaPartitions]int
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.DefaultProduceTopic(benchTopic),
-		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(1<<17))
+	size := r.produce(b.addr, benchTopic, keys, n, ids, func(key []byte) {
+		parts[cluster.Partition(string(key), kafkaPartitions)]++
+	})
+	return size, parts
+}
+
+// produce writes n events over keys keys to topic, keyed by the event key
+// (Kafka's default partitioner), calls each with every key, and returns the
+// events' mean size. opts add to the producer's options (compression).
+func (r *run) produce(addr, topic string, keys, n int, withIDs bool, each func(key []byte), opts ...kgo.Opt) int {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
+		kgo.ProducerLinger(5 * time.Millisecond), kgo.ProducerBatchMaxBytes(1 << 20), kgo.MaxBufferedRecords(1 << 17)}, opts...)...)
 	if err != nil {
 		r.tb.Fatalf("producer: %v", err)
 	}
@@ -101,10 +111,12 @@ func (r *run) preload(b *broker, keys, n int, ids bool) (int, [kafkaPartitions]i
 		if j%10_000 == 0 {
 			r.status("preloading %s of %s events", count(j), count(n))
 		}
-		scratch = appendEvent(scratch[:0], keys, j, rng, ids)
+		scratch = appendEvent(scratch[:0], keys, j, rng, withIDs)
 		v := append([]byte(nil), scratch...)
 		key := v[8 : 8+len(keyName(0))] // the key string inside the JSON
-		parts[cluster.Partition(string(key), kafkaPartitions)]++
+		if each != nil {
+			each(key)
+		}
 		bytes.Add(int64(len(v)))
 		cl.Produce(ctx, &kgo.Record{Key: key, Value: v}, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -115,37 +127,52 @@ func (r *run) preload(b *broker, keys, n int, ids bool) (int, [kafkaPartitions]i
 	if err := cl.Flush(ctx); err != nil || failed.Load() > 0 {
 		r.tb.Fatalf("preload: %d records failed (%v)", failed.Load(), err)
 	}
-	return int(bytes.Load() / int64(n)), parts
+	return int(bytes.Load() / int64(n))
 }
 
 // baseline consumes the topic's n records with a plain franz-go consumer
 // (direct partition assignment, one goroutine) into a Go map of windows:
 // the same decoding and window update as Squall, nothing else.
 func (r *run) baseline(b *broker, n int, shape window.Shape) (float64, error) {
-	offsets := map[string]map[int32]kgo.Offset{benchTopic: {}}
-	for p := range int32(kafkaPartitions) {
-		offsets[benchTopic][p] = kgo.NewOffset().AtStart()
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.ConsumePartitions(offsets),
-		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))
+	var start time.Time
+	err := r.consumeBaseline(b.addr, benchTopic, kafkaPartitions, n, shape, func(got int) {
+		if start.IsZero() {
+			start = time.Now()
+		}
+	})
 	if err != nil {
 		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// consumeBaseline is the baseline's loop over the n records of topic's
+// partitions; applied is called with the records applied so far: with 0
+// once the first fetch has returned, then after each record.
+func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape window.Shape, applied func(got int)) error {
+	offsets := map[string]map[int32]kgo.Offset{topic: {}}
+	for p := range int32(partitions) {
+		offsets[topic][p] = kgo.NewOffset().AtStart()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(offsets),
+		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))
+	if err != nil {
+		return err
 	}
 	defer cl.Close()
 	wins := make(map[string]*window.Window)
 	var dec event.Decoder
 	var evs []event.Event
 	got := 0
-	var start time.Time
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	for got < n {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("baseline: %d of %d records after 10m", got, n)
+			return fmt.Errorf("baseline: %d of %d records after 10m", got, n)
 		}
-		if start.IsZero() {
-			start = time.Now()
+		if got == 0 {
+			applied(0)
 		}
 		fs.EachRecord(func(rec *kgo.Record) {
 			// Strings cut from one buffer, the record key copied only
@@ -162,10 +189,11 @@ func (r *run) baseline(b *broker, n int, shape window.Shape) (float64, error) {
 				w.Add(&evs[i])
 			}
 			got++
+			applied(got)
 		})
 		r.status("baseline: %s of %s records", count(got), count(n))
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return nil
 }
 
 // startNode starts an in-process node fed from b, counting the events it
@@ -370,8 +398,12 @@ func pace(rate int, d time.Duration, send func(j int)) int {
 }
 
 // rss returns this process's resident set size, or 0.
-func rss() int64 {
-	b, err := os.ReadFile("/proc/self/status")
+func rss() int64 { return procRSS("self") }
+
+// procRSS returns the resident set size of process pid ("self": this
+// one), or 0.
+func procRSS(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}

@@ -5,6 +5,8 @@
 //	make bench         # full: kfake and a real broker, 10K/100K/1M keys, cluster, failover
 //	make bench-quick   # about 30s: kfake, 10K/100K keys, ingest, memory at 100K keys
 //	go run ./cmd/squall-bench -only 'kafka/kafka/100K-keys$' -cpuprofile cpu.pprof   # profile one scenario
+//	make bench-peers   # peers: Squall, the baseline, Kafka Streams and Flink on one topic, 3 rounds
+//	go run ./cmd/squall-bench -mode peers -peer-events 500000 -peer-rounds 1 -peers kafka-streams   # a quick look
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/squallhq/squall/bench"
@@ -22,7 +25,7 @@ import (
 
 func main() {
 	bench.ProducerChild() // when started as the Kafka latency scenario's producer
-	mode := flag.String("mode", "full", "full, quick (about 30s) or smoke (a few seconds)")
+	mode := flag.String("mode", "full", "full, quick (about 30s), smoke (a few seconds) or peers (Squall against Kafka Streams and Flink)")
 	only := flag.String("only", "", "run only the scenarios matching this regular expression")
 	realKafka := flag.Bool("real-kafka", true, "full mode: run the Kafka scenarios against a real broker too (needs Java)")
 	nodeBin := flag.String("node-binary", "bin/squall-node", "squall-node binary for the failover scenario")
@@ -34,6 +37,12 @@ func main() {
 	verbose := flag.Bool("v", false, "log the servers' and nodes' warnings to stderr")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (in-process nodes included) to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file")
+	peerEvents := flag.Int("peer-events", 5_000_000, "peers mode: events in the topic, consumed by each system in each round")
+	peerKeys := flag.Int("peer-keys", 100_000, "peers mode: distinct keys")
+	peerRounds := flag.Int("peer-rounds", 3, "peers mode: interleaved rounds (the table has their medians)")
+	peerParts := flag.Int("peer-partitions", 12, "peers mode: partitions of the topic")
+	peers := flag.String("peers", strings.Join(bench.AllPeers, ","), "peers mode: the systems to run, comma-separated")
+	peersDir := flag.String("peers-dir", "bench/peers", "peers mode: the Maven project of the JVM peers, built (make bench-peers)")
 	flag.Parse()
 
 	if *cpuProfile != "" {
@@ -63,7 +72,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rep, err := bench.Run(ctx, opts)
+	var rep *bench.Report
+	var err error
+	if *mode == "peers" {
+		rep, err = bench.RunPeers(ctx, bench.PeerOptions{Events: *peerEvents, Keys: *peerKeys, Partitions: *peerParts,
+			Rounds: *peerRounds, Systems: strings.Split(*peers, ","), Dir: *peersDir, Progress: opts.Progress, Log: opts.Log})
+	} else {
+		rep, err = bench.Run(ctx, opts)
+	}
 	if err != nil && rep == nil {
 		fatal(err)
 	}

@@ -1,0 +1,446 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/internal/kafkatest"
+	"github.com/squallhq/squall/node"
+	"github.com/squallhq/squall/window"
+)
+
+// The systems RunPeers compares, in the order of each round.
+const (
+	PeerSquall          = "squall"
+	PeerBaseline        = "baseline"
+	PeerStreams         = "kafka-streams"
+	PeerStreamsLogged   = "kafka-streams-changelog"
+	PeerFlink           = "flink"
+	peersTopic          = "peer-events"
+	peerLinePrefix      = "squall-peer processed "
+	peerTimeout         = 20 * time.Minute // one system's pass over the topic, JVM start included
+	peerHeap            = "-Xmx4g"         // every peer JVM's maximum heap
+	peerModuleJarSuffix = "-1.jar"         // bench/peers/<module>/target/peers-<module>-1.jar
+)
+
+// AllPeers lists every system RunPeers knows, in the order of a round.
+var AllPeers = []string{PeerSquall, PeerBaseline, PeerStreams, PeerStreamsLogged, PeerFlink}
+
+// PeerOptions configure RunPeers.
+type PeerOptions struct {
+	// Events is how many events are preloaded and consumed by each system
+	// in each round. Default 5,000,000.
+	Events int
+	// Keys is how many distinct keys the events spread over. Default 100,000.
+	Keys int
+	// Partitions of the topic. Default 12.
+	Partitions int
+	// Rounds is how many times every system consumes the topic; rounds
+	// are interleaved (each round runs every system once). Default 3.
+	Rounds int
+	// Systems to run, among AllPeers. Default: all of them.
+	Systems []string
+	// Dir is bench/peers, whose modules make bench-peers has built
+	// (<module>/target/*.jar and target/lib/). Needed for the JVM peers.
+	Dir string
+	// Java is the java command. Default "java".
+	Java string
+	// Progress receives the progress line (nil: none).
+	Progress io.Writer
+	// Log receives the harness's and the peers' messages (nil: discarded).
+	Log io.Writer
+}
+
+func (o *PeerOptions) defaults() {
+	if o.Events <= 0 {
+		o.Events = 5_000_000
+	}
+	if o.Keys <= 0 {
+		o.Keys = 100_000
+	}
+	if o.Partitions <= 0 {
+		o.Partitions = 12
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 3
+	}
+	if len(o.Systems) == 0 {
+		o.Systems = AllPeers
+	}
+	if o.Java == "" {
+		o.Java = "java"
+	}
+}
+
+// peerSample is one system's pass over the topic, timed from the first
+// tenth of the records processed to the last.
+type peerSample struct {
+	events int           // records covered by the measurement
+	wall   time.Duration // from the mark to the last record
+	cpu    time.Duration // CPU time of the system's process over wall
+	broker time.Duration // CPU time of the broker over wall
+	steal  machineCPU    // the machine's CPU and steal over wall
+	rss    int64         // the system's process's resident set size at the end
+}
+
+func (s peerSample) perSec() float64 { return float64(s.events) / s.wall.Seconds() }
+
+// meter takes a peerSample's measurements: start at the mark, stop at the
+// last record.
+type meter struct {
+	pid    int // the system's process; 0: this one
+	broker int // the broker's JVM
+	from   time.Time
+	cpu0   time.Duration
+	brk0   time.Duration
+	m0     machineCPU
+}
+
+func (m *meter) cpu() time.Duration {
+	if m.pid == 0 {
+		return sampleCPU(0).self
+	}
+	return procCPU(m.pid)
+}
+
+// start begins the measurement of the events records still to come.
+func (m *meter) start() {
+	m.from, m.cpu0, m.brk0, m.m0 = time.Now(), m.cpu(), procCPU(m.broker), sampleMachine()
+}
+
+// stop ends it and returns the sample of events records.
+func (m *meter) stop(events int) peerSample {
+	m1 := sampleMachine()
+	pid := "self"
+	if m.pid != 0 {
+		pid = strconv.Itoa(m.pid)
+	}
+	return peerSample{events: events, wall: time.Since(m.from), cpu: m.cpu() - m.cpu0, broker: procCPU(m.broker) - m.brk0,
+		steal: machineCPU{total: m1.total - m.m0.total, steal: m1.steal - m.m0.steal}, rss: procRSS(pid)}
+}
+
+// RunPeers compares Squall with the franz-go baseline, Kafka Streams and
+// Flink: one Kafka broker, one topic preloaded with o.Events JSON events
+// (snappy), and o.Rounds interleaved rounds in which each system consumes
+// the whole topic from the beginning doing the same per-key work. The
+// report has one row per system with the medians of the rounds.
+func RunPeers(ctx context.Context, o PeerOptions) (*Report, error) {
+	o.defaults()
+	for _, s := range o.Systems {
+		if !slices.Contains(AllPeers, s) {
+			return nil, fmt.Errorf("bench: peer %q: want one of %s", s, strings.Join(AllPeers, ", "))
+		}
+	}
+	logw := o.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	rep := &Report{Started: time.Now().UTC(), Machine: ThisMachine(), Mode: "peers"}
+	r := &run{Options: &Options{Mode: "peers", Progress: o.Progress, Log: o.Log}, name: "peers",
+		log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	r.tb = &tb{name: "peers", log: logw}
+	if o.Progress != nil {
+		r.prog = StartProgress(o.Progress, "peers", r.progress, 500*time.Millisecond)
+		defer r.prog.Stop()
+	}
+	rows, err := r.execute(scenario{"peers", func(r *run) ([]Result, error) { return r.peers(ctx, &o) }})
+	rep.Results = rows
+	return rep, err
+}
+
+func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
+	r.status("starting a Kafka broker")
+	kb := kafkatest.Start(r.tb, kafkatest.Env("KAFKA_GC=parallel"))
+	kb.CreateTopic(r.tb, peersTopic, int32(o.Partitions))
+	size := r.produce(kb.Addr(), peersTopic, o.Keys, o.Events, true, nil, kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	samples := map[string][]peerSample{}
+	errs := map[string]error{}
+	setup := Setup{Keys: o.Keys, EventBytes: size, Partitions: o.Partitions, Nodes: 1, Cores: runtime.NumCPU(),
+		Broker: "kafka 4.4.0", Events: o.Events}
+	for round := range o.Rounds {
+		for _, sys := range o.Systems {
+			if err := ctx.Err(); err != nil {
+				return peerRows(o.Systems, samples, errs, setup), err // the rounds so far
+			}
+			if errs[sys] != nil {
+				continue // failed in an earlier round
+			}
+			r.status("round %d/%d: %s", round+1, o.Rounds, sys)
+			group := fmt.Sprintf("peer-%s-%d", sys, time.Now().UnixNano())
+			s, err := r.peerPass(ctx, o, sys, kb.Addr(), group, kb.Pid())
+			if err != nil {
+				errs[sys] = fmt.Errorf("round %d: %w", round+1, err)
+				continue
+			}
+			fmt.Fprintf(r.tb.log, "peers: round %d %s: %.0f events/s, %.2f µs CPU/event\n",
+				round+1, sys, s.perSec(), float64(s.cpu.Microseconds())/float64(s.events))
+			samples[sys] = append(samples[sys], s)
+		}
+	}
+	return peerRows(o.Systems, samples, errs, setup), nil
+}
+
+// peerPass runs one system over the whole topic and measures it.
+func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group string, broker int) (peerSample, error) {
+	m := &meter{broker: broker}
+	switch sys {
+	case PeerSquall:
+		return r.squallPass(addr, group, o, m)
+	case PeerBaseline:
+		return r.baselinePass(addr, o, m)
+	}
+	var module string
+	var args []string
+	n := strconv.Itoa(o.Events)
+	switch sys {
+	case PeerStreams:
+		module, args = "kafka-streams", []string{"squall.peers.streams.Main", addr, peersTopic, n, group, "no-changelog", "2"}
+	case PeerStreamsLogged:
+		module, args = "kafka-streams", []string{"squall.peers.streams.Main", addr, peersTopic, n, group, "changelog", "2"}
+	case PeerFlink:
+		module, args = "flink", []string{"squall.peers.flink.Main", addr, peersTopic, n, group, "2"}
+	}
+	target := filepath.Join(o.Dir, module, "target")
+	jar := filepath.Join(target, "peers-"+module+peerModuleJarSuffix)
+	if _, err := os.Stat(jar); err != nil {
+		return peerSample{}, fmt.Errorf("%s not built (make bench-peers builds it): %w", jar, err)
+	}
+	cp := jar + string(os.PathListSeparator) + filepath.Join(target, "lib", "*")
+	// The JVM's temporary files (Kafka Streams' state directory, Flink's
+	// blobs and spill files) go to a directory removed after the run.
+	jargs := append([]string{peerHeap, "-Djava.io.tmpdir=" + r.tb.TempDir(), "-cp", cp}, args...)
+	if sys == PeerFlink {
+		// Flink's own classes reach into the JDK's internals.
+		jargs = append([]string{"--add-opens=java.base/java.util=ALL-UNNAMED", "--add-opens=java.base/java.lang=ALL-UNNAMED"}, jargs...)
+	}
+	return r.jvmPass(ctx, o, sys, m, o.Java, jargs)
+}
+
+// squallPass starts a node (defaults, a fresh consumer group) on the
+// topic and measures it until it has applied every event.
+func (r *run) squallPass(addr, group string, o *PeerOptions, m *meter) (peerSample, error) {
+	n := o.Events
+	mark := int64(n / 10)
+	var applied atomic.Int64
+	var s peerSample
+	var rest int
+	done := make(chan struct{})
+	var mu sync.Mutex // orders the mark's samples before the end's (different partitions' goroutines)
+	nd := r.startNodeWith(nil, 0, group, func(evs []event.Event) {
+		a := applied.Add(int64(len(evs)))
+		if a-int64(len(evs)) < mark && a >= mark {
+			mu.Lock()
+			m.start()
+			rest = n - int(a)
+			mu.Unlock()
+		}
+		if a-int64(len(evs)) < int64(n) && a >= int64(n) {
+			mu.Lock()
+			defer mu.Unlock()
+			s = m.stop(rest)
+			close(done)
+		}
+	}, func(c *node.Config) {
+		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = addr, peersTopic, group
+	})
+	err := r.waitApplied(done, &applied, n)
+	_ = nd.Close()
+	runtime.GC() // the node's windows are garbage now
+	return s, err
+}
+
+// baselinePass runs the franz-go baseline loop over the topic.
+func (r *run) baselinePass(addr string, o *PeerOptions, m *meter) (peerSample, error) {
+	n := o.Events
+	rest := -1
+	err := r.consumeBaseline(addr, peersTopic, o.Partitions, n, window.DefaultShape(), func(got int) {
+		if rest < 0 && got >= n/10 {
+			m.start()
+			rest = n - got
+		}
+	})
+	if err != nil {
+		return peerSample{}, err
+	}
+	s := m.stop(rest)
+	runtime.GC() // the baseline's windows are garbage now
+	return s, nil
+}
+
+// jvmPass runs a peer JVM and reads its "processed N" lines: the first
+// (a tenth of the records) starts the measurement and a sample of the
+// JVM's CPU time, the one with every record ends it; then the JVM is
+// killed.
+func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys string, m *meter, java string, args []string) (peerSample, error) {
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, java, args...)
+	logf, err := os.CreateTemp("", "squall-peer-*.log")
+	if err != nil {
+		return peerSample{}, err
+	}
+	defer os.Remove(logf.Name())
+	defer logf.Close()
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return peerSample{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return peerSample{}, err
+	}
+	m.pid = cmd.Process.Pid
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	rest := -1
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(logf, line)
+		got, ok := parsePeerLine(line)
+		if !ok {
+			continue
+		}
+		if got >= int64(o.Events) {
+			if rest < 0 {
+				return peerSample{}, errors.New("the peer reported every record without the first tenth")
+			}
+			return m.stop(rest), nil
+		}
+		m.start()
+		rest = o.Events - int(got)
+		r.status("%s: a tenth of the records processed", sys)
+	}
+	_ = cmd.Process.Kill()
+	werr := cmd.Wait()
+	return peerSample{}, fmt.Errorf("the peer ended before processing every record (%v; %v): %s", werr, ctx.Err(), tail(logf.Name(), 2000))
+}
+
+// parsePeerLine reads a peer's "squall-peer processed N" line.
+func parsePeerLine(line string) (int64, bool) {
+	v, ok := strings.CutPrefix(strings.TrimSpace(line), peerLinePrefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// tail returns the last max bytes of a file.
+func tail(path string, max int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return string(b)
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count), or 0.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// peerWork says what each system does per event, for the table.
+var peerWork = map[string]string{
+	PeerSquall:        "a node with defaults: its window (1s buckets over 10 min, count/sum/min/max/last, raw values for quantiles, dedup by id, last 32 events)",
+	PeerBaseline:      "one goroutine, franz-go, Squall's decoder and window in a Go map: no node around them",
+	PeerStreams:       "Processor API, 2 stream threads, in-memory store without changelog; the window (de)serialised on every get/put",
+	PeerStreamsLogged: "as kafka-streams, with the store's changelog topic and the record cache in front of it",
+	PeerFlink:         "local MiniCluster, parallelism 2, heap state backend, KafkaSource → keyBy (serialised shuffle) → KeyedProcessFunction",
+}
+
+// peerRows makes the report's rows: one per system with the medians of
+// its rounds, its CPU per event and Squall's throughput over its own.
+func peerRows(systems []string, samples map[string][]peerSample, errs map[string]error, setup Setup) []Result {
+	eps := func(sys string) float64 {
+		var xs []float64
+		for _, s := range samples[sys] {
+			xs = append(xs, s.perSec())
+		}
+		return median(xs)
+	}
+	squall := eps(PeerSquall)
+	var rows []Result
+	for _, sys := range systems {
+		res := Result{Scenario: "peers/" + sys, Group: "peers", Setup: setup, AllocsPerEvent: -1}
+		ss := samples[sys]
+		if len(ss) == 0 {
+			res.Err = "no round completed"
+			if errs[sys] != nil {
+				res.Err = errs[sys].Error()
+			}
+			rows = append(rows, res)
+			continue
+		}
+		res.EventsPerSec = eps(sys)
+		if sys == PeerSquall {
+			res.BaselinePerSec = eps(PeerBaseline)
+		}
+		var rounds []string
+		var cpus, brokers, walls, rsss []float64
+		var st machineCPU
+		for _, s := range ss {
+			rounds = append(rounds, siNum(s.perSec()))
+			cpus = append(cpus, float64(s.cpu.Nanoseconds())/1e3/float64(s.events))
+			brokers = append(brokers, float64(s.broker.Nanoseconds())/1e3/float64(s.events))
+			walls = append(walls, s.wall.Seconds())
+			rsss = append(rsss, float64(s.rss))
+			st.total += s.steal.total
+			st.steal += s.steal.steal
+		}
+		res.Duration = time.Duration(median(walls) * float64(time.Second))
+		// For squall and the baseline, the harness's process: the broker's
+		// client buffers and the Go heap left by earlier passes included.
+		res.RSSBytes = int64(median(rsss))
+		cpu := median(cpus)
+		res.Figures = append(res.Figures,
+			Figure{"CPU/event", fmt.Sprintf("%.2f µs (%.2f cores)", cpu, cpu*res.EventsPerSec/1e6)},
+			Figure{"broker CPU/event", fmt.Sprintf("%.2f µs", median(brokers))},
+			Figure{"rounds", strings.Join(rounds, ", ") + " events/s"})
+		if sys != PeerSquall && squall > 0 {
+			res.Figures = append(res.Figures, Figure{"Squall ÷ this", fmt.Sprintf("%.2f×", squall/res.EventsPerSec)})
+		}
+		res.Figures = append(res.Figures, stealFigure(machineCPU{}, st), Figure{"work", peerWork[sys]})
+		if errs[sys] != nil {
+			res.Figures = append(res.Figures, Figure{"failed", errs[sys].Error()})
+		}
+		rows = append(rows, res)
+	}
+	return rows
+}
