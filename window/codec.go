@@ -136,16 +136,13 @@ func (w *Window) MarshalBinary() ([]byte, error) {
 		i := (int(w.rnext) + k) % n
 		b = binary.AppendVarint(b, w.ring[i].ts)
 		b = appendF64(b, w.ring[i].v)
-		var id []byte
+		hasID := x != nil && x.hasRecentID(i)
 		var tags map[string]string
-		if x != nil && x.rids != nil {
-			id = x.recentID(i)
-		}
 		if x != nil && x.rtags != nil {
 			tags = x.rtags[i]
 		}
 		var flags byte
-		if len(id) > 0 {
+		if hasID {
 			flags |= recentID
 		}
 		if x != nil && x.rout != nil {
@@ -163,9 +160,9 @@ func (w *Window) MarshalBinary() ([]byte, error) {
 			}
 		}
 		b = append(b, flags)
-		if len(id) > 0 {
-			b = binary.AppendUvarint(b, uint64(len(id)))
-			b = append(b, id...)
+		if hasID {
+			b = binary.AppendUvarint(b, uint64(x.recentIDLen(i)))
+			b = x.appendRecentID(b, i)
 		}
 		if flags&(recentTags|recentSameTags) == recentTags {
 			b = binary.AppendUvarint(b, uint64(len(tags)))

@@ -47,6 +47,7 @@ type idTable struct {
 const (
 	idGroup    = 8  // words per group
 	idMaxMoves = 64 // moves an insert tries before the table grows
+	idSmall    = 64 // below this many words a full table doubles
 )
 
 // idHash hashes an id; the table keeps its high bits (see fingerprint).
@@ -122,8 +123,18 @@ func (t *idTable) insert(fp uint64, at int, b, newest, cut int64) {
 		return
 	}
 	if left, ok := t.place(word, newest, cut); !ok {
-		t.rebuild(newest, cut, len(t.words)+len(t.words)/4, left)
+		t.rebuild(newest, cut, grown(len(t.words)), left)
 	}
+}
+
+// grown is the size a full table of n words is rebuilt to at least:
+// double while small (a new key's ids arrive one by one), a quarter more
+// beyond idSmall words.
+func grown(n int) int {
+	if n < idSmall {
+		return 2 * n
+	}
+	return n + n/4
 }
 
 // free returns the index of an empty or expired word of group g, or -1.
@@ -143,7 +154,9 @@ func (t *idTable) place(word uint64, newest, cut int64) (uint64, bool) {
 	if len(t.words) == 0 {
 		return word, false
 	}
-	for range idMaxMoves {
+	// A small table that is full grows rather than shuffling its few
+	// groups: 4 moves per group, at most idMaxMoves.
+	for range min(idMaxMoves, len(t.words)/idGroup*4) + 1 {
 		g1, g2 := t.groups(word &^ t.mask)
 		if i := t.free(g1, newest, cut); i >= 0 {
 			t.words[i] = word

@@ -25,7 +25,7 @@ func (w *Window) MemSize() int {
 		n += 1024 + 8*x.sk[i].sk.bins()
 	}
 	n += cap(x.ids.words) * 8
-	n += cap(x.rids)*int(unsafe.Sizeof(idRef{})) + cap(x.rid)
+	n += cap(x.rids)*8 + cap(x.rid)
 	n += cap(x.rtags)*8 + cap(x.rout)
 	seen := make([]map[string]string, 0, 4)
 	count := func(m map[string]string) {

@@ -201,6 +201,7 @@ type gen struct {
 	t       int64
 	step    int64 // max in-order step, ms
 	idPool  int
+	idForm  int // how ids look: see id
 	jumps   int // per 10000 events
 	tagSets []map[string]string
 }
@@ -233,12 +234,32 @@ func (g *gen) next() *event.Event {
 		e.Value = r.Float64() * 1e-6
 	}
 	if r.IntN(2) == 0 {
-		e.ID = fmt.Sprintf("id-%d", r.IntN(g.idPool))
+		e.ID = g.id(r.IntN(g.idPool))
 	}
 	if r.IntN(5) == 0 {
 		e.Tags = g.tagSets[r.IntN(len(g.tagSets))]
 	}
 	return e
+}
+
+// id returns id number i in the generator's form: short ids, a client's
+// (shared prefix, sequence number), a prefix longer than the window keeps
+// once, or the three mixed with ids that are each other's prefixes — so
+// that the recent ring's shared prefix is set, kept, shortened and reset.
+func (g *gen) id(i int) string {
+	form := g.idForm
+	if form == 3 {
+		form = i % 4
+	}
+	switch form {
+	case 0:
+		return fmt.Sprintf("id-%d", i)
+	case 1:
+		return fmt.Sprintf("5f3a9c0e21b7-%x", i)
+	case 2:
+		return fmt.Sprintf("a-prefix-longer-than-the-window-keeps-%d", i)
+	}
+	return strings.Repeat("x", i%7+1)
 }
 
 func TestRandomized(t *testing.T) {
@@ -264,7 +285,7 @@ func TestRandomized(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/seed%d", sc.name, seed), func(t *testing.T) {
 				s := sc.shape
 				rng := rand.New(rand.NewPCG(seed, 42))
-				g := &gen{rng: rng, res: s.Resolution.Milliseconds(), retMs: s.Retention.Milliseconds(), step: sc.step, idPool: sc.idPool, jumps: sc.jumps, tagSets: tagSets}
+				g := &gen{rng: rng, res: s.Resolution.Milliseconds(), retMs: s.Retention.Milliseconds(), step: sc.step, idPool: sc.idPool, idForm: rng.IntN(4), jumps: sc.jumps, tagSets: tagSets}
 				g.t = rng.Int64N(4e12) - 1e12 // negative times too
 				w, m := New(&s), newModel(&s)
 				nextCheck := 1

@@ -1,6 +1,7 @@
 package window
 
 import (
+	"encoding/binary"
 	"maps"
 	"strings"
 
@@ -30,12 +31,12 @@ func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[stri
 		w.ring = append(w.ring, recentCore{ts: ts, v: v})
 		if x != nil {
 			if x.rids != nil {
-				x.rids = append(x.rids, idRef{})
+				x.rids = append(x.rids, 0)
 			}
-			if x.rtags != nil {
+			if x.rhas&hasTags != 0 {
 				x.rtags = append(x.rtags, nil)
 			}
-			if x.rout != nil {
+			if x.rhas&hasOutcomes != 0 {
 				x.rout = append(x.rout, Applied)
 			}
 		}
@@ -56,71 +57,193 @@ func (w *Window) pushRecent(n int, ts int64, v float64, id string, tags map[stri
 		}
 		x.setRecentID(w, slot, id)
 	}
-	if tags != nil || (x != nil && x.rtags != nil) {
+	if tags != nil || (x != nil && x.rhas&hasTags != 0) {
 		x = w.ext()
-		if x.rtags == nil {
+		if x.rhas&hasTags == 0 {
 			x.rtags = make([]map[string]string, len(w.ring), cap(w.ring))
+			x.rhas |= hasTags
 		}
 		x.rtags[slot] = tags
 	}
-	if o != Applied || (x != nil && x.rout != nil) {
+	if o != Applied || (x != nil && x.rhas&hasOutcomes != 0) {
 		x = w.ext()
-		if x.rout == nil {
+		if x.rhas&hasOutcomes == 0 {
 			x.rout = make([]Outcome, len(w.ring), cap(w.ring))
+			x.rhas |= hasOutcomes
 		}
 		x.rout[slot] = o
 	}
 }
 
-// idRef is where the id of a recent event is in extra.rid.
-type idRef struct{ off, n uint32 }
+// idRef says where the id of a recent event is: 0 for no id; else its low
+// byte is 1 + the length of the id's rest (what follows the prefix all
+// recent ids share, extra.prefix()), and the rest is in its other 7 bytes
+// when it fits there, else at offset ref>>32 of extra.rid.
+type idRef uint64
 
-// recentID returns the id of the ring's slot i (shared, not a copy).
-func (x *extra) recentID(i int) []byte {
-	r := x.rids[i]
-	return x.rid[r.off : r.off+r.n]
+// idInline is the longest rest an idRef holds itself.
+const idInline = 7
+
+// restLen returns the length of the rest of r, which is not 0.
+func (r idRef) restLen() int { return int(uint8(r)) - 1 }
+
+// inlineRef returns the idRef holding rest (≤ idInline bytes) itself.
+func inlineRef(rest []byte) idRef {
+	var b [8]byte
+	b[0] = byte(len(rest) + 1)
+	copy(b[1:], rest)
+	return idRef(binary.LittleEndian.Uint64(b[:]))
 }
 
+// appendRest appends the rest of r (not 0), kept inline or in buf.
+func (r idRef) appendRest(dst, buf []byte) []byte {
+	n := r.restLen()
+	if n <= idInline {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], uint64(r))
+		return append(dst, b[1:1+n]...)
+	}
+	off := int(r >> 32)
+	return append(dst, buf[off:off+n]...)
+}
+
+// hasRecentID reports whether the ring's slot i has an id.
+func (x *extra) hasRecentID(i int) bool { return x.rids != nil && x.rids[i] != 0 }
+
+// appendRecentID appends the id of the ring's slot i to dst.
+func (x *extra) appendRecentID(dst []byte, i int) []byte {
+	r := x.rids[i]
+	if r == 0 {
+		return dst
+	}
+	return r.appendRest(append(dst, x.prefix()...), x.rid)
+}
+
+// recentIDLen returns the length of the id of the ring's slot i.
+func (x *extra) recentIDLen(i int) int {
+	if r := x.rids[i]; r != 0 {
+		return int(x.npre) + r.restLen()
+	}
+	return 0
+}
+
+// prefix returns the prefix all recent ids share.
+func (x *extra) prefix() []byte { return x.rpre[:x.npre] }
+
 // setRecentID makes id the id of the ring's slot, which is being
-// overwritten. Ids are appended to one buffer, so that the ids of the
-// whole ring cost one allocation; when it is full, the ids of the other
-// slots are moved to its front, oldest first (they lie in ring order, so
-// each moves down), and it grows (by half, to room for 8 ids at first)
-// only when they take over half of it: in steady state setting an id
-// allocates nothing and moves O(len(id)) bytes amortised.
+// overwritten.
+//
+// Ids from one client share a prefix (the Go client's are a random prefix
+// and a sequence number), so the ring keeps, once, the longest prefix that
+// all its ids share, up to idPrefixMax bytes, in the side structure itself
+// (no cache line more to compare with), and per id only the rest: 1-4 bytes
+// for the client's ids, held in the slot's own 8-byte idRef. The prefix
+// only ever shortens (to what a new id shares with it), except that the
+// first id after a ring with none sets it afresh; ids with nothing in
+// common keep all their bytes.
+//
+// Rests longer than idInline are appended to one buffer, so that they cost
+// one allocation for the whole ring; when it is full, the rests of the
+// other slots are moved to its front, oldest first (they lie in ring
+// order, so each moves down), and it grows (doubling) only when they take
+// over half of it: in steady state setting an id allocates nothing and
+// moves O(len(id)) bytes amortised. A shorter prefix rewrites the rests
+// (into a new buffer if any must be spilled); with sequence numbers that
+// happens when the number gains a digit.
 func (x *extra) setRecentID(w *Window, slot int, id string) {
-	x.rids[slot] = idRef{}
+	x.rids[slot] = 0
 	if id == "" {
 		return
 	}
-	if len(x.rid)+len(id) > cap(x.rid) {
-		live := len(id)
-		for _, r := range x.rids {
-			live += int(r.n)
+	if pre := x.prefix(); !x.preSet || len(id) < len(pre) || id[:len(pre)] != string(pre) {
+		if x.preSet && x.anyRecentID() {
+			x.shortenRecentPrefix(w, id)
+		} else {
+			x.npre, x.preSet = uint8(copy(x.rpre[:], id)), true
 		}
-		buf := x.rid[:0]
-		if 2*live > cap(x.rid) {
-			buf = allocCap[byte](max(2*live, cap(x.rid)*3/2, 8*len(id)))
-		}
-		n := len(w.ring)
-		start := 0
-		if n == w.shape.Recent {
-			start = int(w.rnext) // the oldest, once the ring is full
-		}
-		for k := range n {
-			i := (start + k) % n
-			r := &x.rids[i]
-			if r.n == 0 {
-				continue
-			}
-			off := len(buf)
-			buf = append(buf, x.rid[r.off:r.off+r.n]...)
-			r.off = uint32(off)
-		}
-		x.rid = buf
 	}
-	x.rids[slot] = idRef{off: uint32(len(x.rid)), n: uint32(len(id))}
-	x.rid = append(x.rid, id...)
+	rest := id[x.npre:]
+	if len(rest) <= idInline {
+		var b [idInline]byte
+		x.rids[slot] = inlineRef(b[:copy(b[:], rest)])
+		return
+	}
+	if len(x.rid)+len(rest) > cap(x.rid) {
+		x.compactRecentIDs(w, len(rest), nil)
+	}
+	x.rids[slot] = idRef(uint64(len(rest)+1) | uint64(len(x.rid))<<32)
+	x.rid = append(x.rid, rest...)
+}
+
+// anyRecentID reports whether a slot of the ring has an id.
+func (x *extra) anyRecentID() bool {
+	for _, r := range x.rids {
+		if r != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// shortenRecentPrefix cuts the prefix to what it shares with id, moving the
+// cut bytes to the front of every rest.
+func (x *extra) shortenRecentPrefix(w *Window, id string) {
+	pre := x.prefix()
+	n := 0
+	for n < len(pre) && n < len(id) && pre[n] == id[n] {
+		n++
+	}
+	var cut [idPrefixMax]byte
+	x.compactRecentIDs(w, len(id)-n, cut[:copy(cut[:], pre[n:])])
+	x.npre = uint8(n)
+}
+
+// compactRecentIDs moves the spilled rests of the ring's ids to the front
+// of their buffer, oldest first, each preceded by head, leaving room for
+// more bytes after them; the buffer is replaced by a larger one when they
+// would take over half of it, and by a new one when head is not empty and
+// some rests were spilled (the rests grow, so they cannot move down in
+// place).
+func (x *extra) compactRecentIDs(w *Window, more int, head []byte) {
+	live, spilled := 0, false // bytes of the rests to spill; whether any was
+	for _, r := range x.rids {
+		if r != 0 && r.restLen() > idInline {
+			spilled = true
+		}
+		if n := len(head) + r.restLen(); r != 0 && n > idInline {
+			live += n
+		}
+	}
+	if more > idInline {
+		live += more
+	}
+	old := x.rid
+	buf := old[:0]
+	if live > 0 && (2*live > cap(old) || len(head) > 0 && spilled) {
+		buf = allocCap[byte](max(2*live, 2*cap(old), 16*more))
+	}
+	n := len(w.ring)
+	start := 0
+	if n == w.shape.Recent {
+		start = int(w.rnext) // the oldest, once the ring is full
+	}
+	var scratch [idPrefixMax + event.MaxIDBytes]byte
+	for k := range n {
+		i := (start + k) % n
+		r := x.rids[i]
+		if r == 0 || len(head) == 0 && r.restLen() <= idInline {
+			continue
+		}
+		rest := r.appendRest(append(scratch[:0], head...), old)
+		if len(rest) <= idInline {
+			x.rids[i] = inlineRef(rest)
+			continue
+		}
+		off := len(buf)
+		buf = append(buf, rest...)
+		x.rids[i] = idRef(uint64(len(rest)+1) | uint64(off)<<32)
+	}
+	x.rid = buf
 }
 
 // keepDropped records a late or duplicate event in the recent ring, so that
@@ -200,8 +323,8 @@ func (w *Window) Received() []Received {
 func (w *Window) received(i int) Received {
 	e := Received{Event: event.Event{TS: w.ring[i].ts, Value: w.ring[i].v}}
 	if x := w.x; x != nil {
-		if x.rids != nil && x.rids[i].n > 0 {
-			e.ID = string(x.recentID(i))
+		if x.hasRecentID(i) {
+			e.ID = string(x.appendRecentID(make([]byte, 0, x.recentIDLen(i)), i))
 		}
 		if x.rtags != nil && x.rtags[i] != nil {
 			e.Tags = maps.Clone(x.rtags[i])

@@ -40,15 +40,17 @@
 // behind its state, and a new window of the same shape that applies them
 // in order is the same window. That is what a replay of one key relies on
 // (package replay). Recent shows the applied ones. The ring costs 16 bytes
-// per event, its ids their bytes, and its outcomes one byte per event once
+// per event, its ids 8 bytes each (more for ids that share no prefix), and
+// its outcomes one byte per event once
 // a late or duplicate event is among them.
 //
 // Measured with the default shape (runtime.MemStats over 100K windows,
 // BenchmarkMemory): ~184 B per key with 1 event, ~472 B with 10 and ~1.7 KB
 // with 60 (the 32 recent events are 512 B of it). Ids add 8.5-10 B per id
 // live in the window to the dedup table (9.4 B at 600 ids, 1 event/s over
-// the default 10 minutes: TestDedupMemoryPerID), the bytes of the recent
-// events' ids (one buffer per window, 8 B a slot) and a ~200 B side
+// the default 10 minutes: TestDedupMemoryPerID), 8 B a slot for the recent
+// events' ids (the prefix they share is kept once, and a rest of up to 7
+// bytes in the slot: a longer one spills to a buffer) and a 256 B side
 // structure; tags add their map, shared by consecutive events that repeat
 // it.
 //
@@ -170,22 +172,40 @@ type Window struct {
 	x *extra // allocated on first use
 }
 
-// extra holds what most keys never need.
-type extra struct {
-	sk  []skBucket // live sketched buckets are sk[skh:], ascending by bucket
-	skh int
+// idPrefixMax bounds the prefix of the recent ids kept once per window.
+const idPrefixMax = 20
 
+// extra holds what most keys never need. What an event with an id touches
+// comes first, in its first two cache lines (the structure is 256 bytes, a
+// size class whose objects are 64-byte aligned).
+type extra struct {
 	ids idTable
 
-	rids  []idRef             // ids of recent events, parallel to Window.ring: spans of rid
-	rid   []byte              // the bytes of the recent ids, in ring order (see setRecentID)
+	rids   []idRef           // ids of recent events, parallel to Window.ring (see idRef)
+	npre   uint8             // length of the shared prefix in rpre
+	preSet bool              // rpre[:npre] holds the prefix (else no id was kept yet)
+	rhas   uint8             // hasTags, hasOutcomes: whether rtags, rout exist
+	rpre   [idPrefixMax]byte // the prefix every recent id shares
+	rid    []byte            // the rest of each recent id after the shared prefix, in ring order (see setRecentID)
+
 	rtags []map[string]string // tags of recent events, parallel to Window.ring
 	rout  []Outcome           // outcomes of recent events, parallel to Window.ring; nil while all were applied
+
+	sk  []skBucket // live sketched buckets are sk[skh:], ascending by bucket
+	skh int
 
 	tags     map[string]string // tags of the last (max ts) applied event that had tags
 	tagsTS   int64
 	tagsLast map[string]string // last cloned tag map, reused while events repeat it
+
+	_ [32]byte // to 256 bytes (TestExtraLayout)
 }
+
+// Bits of extra.rhas.
+const (
+	hasTags     = 1 << iota // extra.rtags is not nil
+	hasOutcomes             // extra.rout is not nil
+)
 
 // skBucket is a bucket converted to a sketch, with its exact statistics.
 type skBucket struct {

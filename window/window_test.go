@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/squallhq/squall/event"
 )
@@ -612,5 +613,19 @@ func TestStatsOver(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { w.StatsOver(time.Minute) }); n != 0 {
 		t.Fatalf("StatsOver allocates %v times", n)
+	}
+}
+
+// TestExtraLayout keeps what an event with an id touches in the side
+// structure within two cache lines: the structure's size must be a size
+// class whose objects are 64-byte aligned, and the hot fields must come
+// before byte 128.
+func TestExtraLayout(t *testing.T) {
+	var x extra
+	if n := unsafe.Sizeof(x); n != 256 {
+		t.Errorf("extra is %d bytes, want 256 (adjust its padding)", n)
+	}
+	if end := unsafe.Offsetof(x.rid) + unsafe.Sizeof(x.rid); end > 128 {
+		t.Errorf("hot fields end at byte %d, want ≤ 128", end)
 	}
 }
