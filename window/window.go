@@ -41,8 +41,8 @@
 // in order is the same window. That is what a replay of one key relies on
 // (package replay). Recent shows the applied ones. The ring costs 16 bytes
 // per event, its ids 8 bytes each (more for ids that share no prefix), and
-// its outcomes one byte per event once
-// a late or duplicate event is among them.
+// its outcomes one byte per event once a late or duplicate event is among
+// them.
 //
 // Measured with the default shape (runtime.MemStats over 100K windows,
 // BenchmarkMemory): ~184 B per key with 1 event, ~472 B with 10 and ~1.7 KB
