@@ -87,16 +87,17 @@ func appendEvent(b []byte, keys, j int, rng *rand.Rand, ids bool) []byte {
 // how many went to each partition.
 func (r *run) preload(b *broker, keys, n int, ids bool) (int, [kafkaPartitions]int) {
 	var parts [kafkaPartitions]int
-	size := r.produce(b.addr, benchTopic, keys, n, ids, func(key []byte) {
+	size := r.produce(b.addr, benchTopic, keys, n, ids, func(key, _ []byte) {
 		parts[cluster.Partition(string(key), kafkaPartitions)]++
 	})
 	return size, parts
 }
 
 // produce writes n events over keys keys to topic, keyed by the event key
-// (Kafka's default partitioner), calls each with every key, and returns the
-// events' mean size. opts add to the producer's options (compression).
-func (r *run) produce(addr, topic string, keys, n int, withIDs bool, each func(key []byte), opts ...kgo.Opt) int {
+// (Kafka's default partitioner), calls each with every record's key and
+// value (in the order produced), and returns the events' mean size. opts
+// add to the producer's options (compression).
+func (r *run) produce(addr, topic string, keys, n int, withIDs bool, each func(key, value []byte), opts ...kgo.Opt) int {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
 		kgo.ProducerLinger(5 * time.Millisecond), kgo.ProducerBatchMaxBytes(1 << 20), kgo.MaxBufferedRecords(1 << 17)}, opts...)...)
 	if err != nil {
@@ -115,7 +116,7 @@ func (r *run) produce(addr, topic string, keys, n int, withIDs bool, each func(k
 		v := append([]byte(nil), scratch...)
 		key := v[8 : 8+len(keyName(0))] // the key string inside the JSON
 		if each != nil {
-			each(key)
+			each(key, v)
 		}
 		bytes.Add(int64(len(v)))
 		cl.Produce(ctx, &kgo.Record{Key: key, Value: v}, func(_ *kgo.Record, err error) {
@@ -135,7 +136,7 @@ func (r *run) produce(addr, topic string, keys, n int, withIDs bool, each func(k
 // the same decoding and window update as Squall, nothing else.
 func (r *run) baseline(b *broker, n int, shape window.Shape) (float64, error) {
 	var start time.Time
-	err := r.consumeBaseline(b.addr, benchTopic, kafkaPartitions, n, shape, func(got int) {
+	_, err := r.consumeBaseline(b.addr, benchTopic, kafkaPartitions, n, shape, func(got int) {
 		if start.IsZero() {
 			start = time.Now()
 		}
@@ -148,8 +149,9 @@ func (r *run) baseline(b *broker, n int, shape window.Shape) (float64, error) {
 
 // consumeBaseline is the baseline's loop over the n records of topic's
 // partitions; applied is called with the records applied so far: with 0
-// once the first fetch has returned, then after each record.
-func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape window.Shape, applied func(got int)) error {
+// once the first fetch has returned, then after each record. It returns
+// the windows, by key.
+func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape window.Shape, applied func(got int)) (map[string]*window.Window, error) {
 	offsets := map[string]map[int32]kgo.Offset{topic: {}}
 	for p := range int32(partitions) {
 		offsets[topic][p] = kgo.NewOffset().AtStart()
@@ -157,7 +159,7 @@ func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape windo
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(offsets),
 		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cl.Close()
 	wins := make(map[string]*window.Window)
@@ -169,7 +171,7 @@ func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape windo
 	for got < n {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("baseline: %d of %d records after 10m", got, n)
+			return nil, fmt.Errorf("baseline: %d of %d records after 10m", got, n)
 		}
 		if got == 0 {
 			applied(0)
@@ -193,7 +195,7 @@ func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape windo
 		})
 		r.status("baseline: %s of %s records", count(got), count(n))
 	}
-	return nil
+	return wins, nil
 }
 
 // startNode starts an in-process node fed from b, counting the events it

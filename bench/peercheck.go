@@ -1,0 +1,237 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/node"
+	"github.com/squallhq/squall/window"
+)
+
+// peerDigestPrefix starts the line a JVM peer prints once it has processed
+// every record (squall.peers.Digest.PREFIX in bench/peers/common).
+const peerDigestPrefix = "squall-peer digest "
+
+// peerSumTolerance is the relative difference allowed between two window
+// sums: the systems add the same values in different orders.
+const peerSumTolerance = 1e-9
+
+// errPeerDigest is wrapped by every digest mismatch.
+var errPeerDigest = errors.New("wrong digest")
+
+// peerDigest is what a system did with the topic's records and what its
+// state holds once it has processed all of them: the keys with a window,
+// the records applied, late, duplicate and skipped (undecodable or without
+// a key), and the count and sum of the events in every key's window. The
+// harness computes the digest every system must report (peerModel) and
+// fails a system whose digest differs: a system that dropped, misparsed or
+// failed to deduplicate records cannot pass for a fast one.
+type peerDigest struct {
+	Keys, Applied, Late, Duplicates, Skipped, WindowCount int64
+	WindowSum                                             float64
+}
+
+// digestField is one integer field of the digest line and where it goes.
+type digestField struct {
+	name string
+	n    *int64
+}
+
+// digestSum is the name of the line's last field, the window sum.
+const digestSum = "window-sum"
+
+// fields are the digest line's integer fields, in order.
+func (d *peerDigest) fields() []digestField {
+	return []digestField{{"keys", &d.Keys}, {"applied", &d.Applied}, {"late", &d.Late}, {"duplicates", &d.Duplicates},
+		{"skipped", &d.Skipped}, {"window-count", &d.WindowCount}}
+}
+
+// String is the digest as a peer prints it, without the prefix.
+func (d peerDigest) String() string {
+	var b strings.Builder
+	for _, f := range d.fields() {
+		fmt.Fprintf(&b, "%s=%d ", f.name, *f.n)
+	}
+	b.WriteString(digestSum + "=" + strconv.FormatFloat(d.WindowSum, 'g', -1, 64))
+	return b.String()
+}
+
+// addKey adds one key's counters and window.
+func (d *peerDigest) addKey(applied, late, dups uint64, a window.Aggregates) {
+	d.Keys++
+	d.Applied += int64(applied)
+	d.Late += int64(late)
+	d.Duplicates += int64(dups)
+	d.WindowCount += int64(a.Count)
+	d.WindowSum += a.Sum
+}
+
+// parsePeerDigest reads a peer's "squall-peer digest keys=… …" line. ok is
+// false for any other line; err says what is wrong with a digest line.
+func parsePeerDigest(line string) (d peerDigest, ok bool, err error) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(line), peerDigestPrefix)
+	if !ok {
+		return d, false, nil
+	}
+	seen := map[string]bool{}
+	for _, kv := range strings.Fields(rest) {
+		name, v, found := strings.Cut(kv, "=")
+		if !found || seen[name] {
+			return d, true, fmt.Errorf("digest %q: field %q repeated or without a value", rest, kv)
+		}
+		seen[name] = true
+		if name == digestSum {
+			if d.WindowSum, err = strconv.ParseFloat(v, 64); err != nil {
+				return d, true, fmt.Errorf("digest %q: %w", rest, err)
+			}
+			continue
+		}
+		var dst *int64
+		for _, f := range d.fields() {
+			if f.name == name {
+				dst = f.n
+			}
+		}
+		if dst == nil {
+			continue // a field of a later version: ignored
+		}
+		if *dst, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return d, true, fmt.Errorf("digest %q: %w", rest, err)
+		}
+	}
+	for _, f := range append(d.fields(), digestField{name: digestSum}) {
+		if !seen[f.name] {
+			return d, true, fmt.Errorf("digest %q: no %s", rest, f.name)
+		}
+	}
+	return d, true, nil
+}
+
+// peerModel computes the digest every system must report from the events
+// the harness produced, in their order per key (a key's records share a
+// partition): the window rules of window/window.go with 1-second buckets
+// over 10 minutes. Every record has a unique id, so none is a duplicate.
+// When a key's events span the 10 minutes, its window has evicted buckets
+// and the model, which keeps no buckets, no longer knows the window's count
+// and sum: the check then covers the counters only (the harness's default
+// events span 50 seconds).
+type peerModel struct {
+	keys    map[string]*keySpan
+	want    peerDigest
+	evicted bool // some key's window evicted a bucket: WindowCount and WindowSum unknown
+	dec     event.Decoder
+	evs     []event.Event
+}
+
+// keySpan is the oldest and newest bucket applied to a key.
+type keySpan struct{ oldest, newest int64 }
+
+const (
+	peerResolutionMs = 1000 // the peers' bucket, Squall's default Resolution
+	peerBuckets      = 600  // the peers' window in buckets, Squall's default Retention
+)
+
+func newPeerModel() *peerModel { return &peerModel{keys: map[string]*keySpan{}} }
+
+// record adds one produced record (its JSON value) to the model.
+func (m *peerModel) record(value []byte) {
+	var err error
+	m.evs, _, err = m.dec.Decode(value, event.FormatJSON, event.Options{}, m.evs[:0], nil)
+	if err != nil || len(m.evs) != 1 {
+		m.want.Skipped++
+		return
+	}
+	m.event(m.evs[0].Key, m.evs[0].TS, m.evs[0].Value)
+}
+
+// event applies one event to the model.
+func (m *peerModel) event(key string, ts int64, v float64) {
+	b := floorDiv(ts, peerResolutionMs)
+	k := m.keys[key]
+	if k == nil {
+		k = &keySpan{oldest: b, newest: b}
+		m.keys[key] = k
+		m.want.Keys++
+	} else if b <= k.newest-peerBuckets {
+		m.want.Late++
+		return
+	}
+	k.oldest, k.newest = min(k.oldest, b), max(k.newest, b)
+	if k.oldest <= k.newest-peerBuckets {
+		m.evicted = true
+	}
+	m.want.Applied++
+	m.want.WindowCount++
+	m.want.WindowSum += v
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// check compares a system's digest with the model's.
+func (m *peerModel) check(got peerDigest) error {
+	want := m.want
+	var bad []string
+	for i, f := range want.fields() {
+		g := got.fields()[i]
+		if f.name == "window-count" && m.evicted {
+			continue
+		}
+		if *f.n != *g.n {
+			bad = append(bad, fmt.Sprintf("%s %d, want %d", f.name, *g.n, *f.n))
+		}
+	}
+	if !m.evicted && !sumsAgree(got.WindowSum, want.WindowSum) {
+		bad = append(bad, fmt.Sprintf("window-sum %g, want %g", got.WindowSum, want.WindowSum))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s (got %v)", errPeerDigest, strings.Join(bad, ", "), got)
+	}
+	return nil
+}
+
+// sumsAgree says whether two sums of the same values, added in different
+// orders, are equal within peerSumTolerance.
+func sumsAgree(a, b float64) bool {
+	return math.Abs(a-b) <= peerSumTolerance*max(math.Abs(a), math.Abs(b), 1)
+}
+
+// squallDigest reads the digest of a node's keys: every live key's
+// counters and window (Node.Get), after the pass.
+func squallDigest(ctx context.Context, nd *node.Node, records int) (peerDigest, error) {
+	var d peerDigest
+	list, err := nd.Engine().List(ctx, "", "", math.MaxInt32)
+	if err != nil {
+		return d, err
+	}
+	for _, k := range list.Keys {
+		st, err := nd.Get(ctx, k.Key)
+		if err != nil {
+			return d, err
+		}
+		d.addKey(st.EventsApplied, st.LateDropped, st.DuplicatesDropped, st.Window)
+	}
+	d.Skipped = int64(records) - d.Applied - d.Late - d.Duplicates
+	return d, nil
+}
+
+// windowsDigest is the digest of the baseline's windows.
+func windowsDigest(wins map[string]*window.Window, records int) peerDigest {
+	var d peerDigest
+	for _, w := range wins {
+		a, l, dups := w.Counts()
+		d.addKey(a, l, dups, w.StatsOver(0))
+	}
+	d.Skipped = int64(records) - d.Applied - d.Late - d.Duplicates
+	return d
+}

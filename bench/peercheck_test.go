@@ -1,0 +1,143 @@
+package bench
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/squallhq/squall/event"
+	"github.com/squallhq/squall/window"
+)
+
+func TestParsePeerDigest(t *testing.T) {
+	full := peerDigest{Keys: 99_999, Applied: 5_000_000, WindowCount: 5_000_000, WindowSum: 2.4999875e8}
+	for _, c := range []struct {
+		line    string
+		want    peerDigest
+		ok, err bool
+	}{
+		{"squall-peer digest keys=99999 applied=5000000 late=0 duplicates=0 skipped=0 window-count=5000000 window-sum=2.4999875E8",
+			full, true, false},
+		{"squall-peer digest " + full.String() + "\r", full, true, false}, // Go's own form, a CRLF line
+		{"squall-peer digest keys=1 applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=7.5 spare=8",
+			peerDigest{1, 2, 3, 4, 5, 6, 7.5}, true, false}, // an unknown field is ignored
+		{"squall-peer processed 5000000", peerDigest{}, false, false},
+		{"", peerDigest{}, false, false},
+		{"squall-peer digest keys=1 applied=2", peerDigest{}, true, true}, // fields missing
+		{"squall-peer digest keys=1 keys=1 applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=7", peerDigest{}, true, true}, // repeated
+		{"squall-peer digest keys=x applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=7", peerDigest{}, true, true},        // not a number
+		{"squall-peer digest keys=1 applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=NaNish", peerDigest{}, true, true},   // not a float
+		{"squall-peer digest keys applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=7", peerDigest{}, true, true},          // no value
+	} {
+		d, ok, err := parsePeerDigest(c.line)
+		if ok != c.ok || (err != nil) != c.err || (err == nil && d != c.want) {
+			t.Errorf("parsePeerDigest(%q) = %+v, %v, %v; want %+v, %v, error %v", c.line, d, ok, err, c.want, c.ok, c.err)
+		}
+	}
+}
+
+// modelOf feeds the model the events of appendEvent's stream, as produce does.
+func modelOf(t *testing.T, keys, n int) *peerModel {
+	t.Helper()
+	m := newPeerModel()
+	rng := rand.New(rand.NewPCG(1, uint64(keys)))
+	var b []byte
+	for j := range n {
+		b = appendEvent(b[:0], keys, j, rng, true)
+		m.record(b)
+	}
+	return m
+}
+
+func TestPeerModelOfTheHarnessStream(t *testing.T) {
+	m := modelOf(t, 100, 5000) // 50 events a key over 50 s: nothing late, nothing evicted
+	w := m.want
+	if w.Applied != 5000 || w.WindowCount != 5000 || w.Late != 0 || w.Duplicates != 0 || w.Skipped != 0 || w.Keys != 100 || m.evicted {
+		t.Fatalf("model of 5000 events over 100 keys: %+v, evicted %v", w, m.evicted)
+	}
+	if w.WindowSum < 5000*40 || w.WindowSum > 5000*60 {
+		t.Fatalf("window sum %v of 5000 values uniform in [0, 100)", w.WindowSum)
+	}
+	if err := m.check(w); err != nil {
+		t.Fatalf("the model's own digest: %v", err)
+	}
+	// Squall's window, fed the same stream, agrees: what windowsDigest
+	// reports for the baseline.
+	shape := window.DefaultShape()
+	wins := map[string]*window.Window{}
+	rng := rand.New(rand.NewPCG(1, 100))
+	var dec event.Decoder
+	var b []byte
+	for j := range 5000 {
+		b = appendEvent(b[:0], 100, j, rng, true)
+		evs, _, err := dec.Decode(b, event.FormatJSON, event.Options{}, nil, nil)
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("event %d: %v", j, err)
+		}
+		w := wins[evs[0].Key]
+		if w == nil {
+			w = window.New(&shape)
+			wins[evs[0].Key] = w
+		}
+		w.Add(&evs[0])
+	}
+	if err := m.check(windowsDigest(wins, 5000)); err != nil {
+		t.Fatalf("Squall's windows: %v", err)
+	}
+}
+
+func TestPeerModelFailsWrongDigests(t *testing.T) {
+	m := modelOf(t, 100, 5000)
+	for name, change := range map[string]func(d *peerDigest){
+		"a record dropped":      func(d *peerDigest) { d.Applied--; d.WindowCount--; d.Skipped++ },
+		"a record not parsed":   func(d *peerDigest) { d.Applied--; d.Skipped++ },
+		"no dedup (one dup)":    func(d *peerDigest) { d.Duplicates++ },
+		"a key lost":            func(d *peerDigest) { d.Keys-- },
+		"a value misread":       func(d *peerDigest) { d.WindowSum += 0.01 },
+		"state not kept":        func(d *peerDigest) { d.WindowCount -= 50 },
+		"late by mistake":       func(d *peerDigest) { d.Applied--; d.Late++ },
+		"every value read as 0": func(d *peerDigest) { d.WindowSum = 0 },
+	} {
+		d := m.want
+		change(&d)
+		err := m.check(d)
+		if !errors.Is(err, errPeerDigest) {
+			t.Errorf("%s: check = %v, want errPeerDigest", name, err)
+		}
+	}
+	// The same values added in another order still pass.
+	d := m.want
+	d.WindowSum *= 1 + 1e-13
+	if err := m.check(d); err != nil {
+		t.Errorf("a sum 1e-13 off: %v", err)
+	}
+}
+
+func TestPeerModelLateAndEvicted(t *testing.T) {
+	m := newPeerModel()
+	m.event("a", 0, 1)       // bucket 0
+	m.event("a", 599_999, 2) // bucket 599
+	m.event("b", -1, 4)      // bucket -1
+	if m.evicted || m.want.WindowCount != 3 || m.want.WindowSum != 7 || m.want.Keys != 2 {
+		t.Fatalf("before eviction: %+v, evicted %v", m.want, m.evicted)
+	}
+	m.event("a", 600_000, 3) // bucket 600 evicts bucket 0
+	m.event("a", 0, 5)       // bucket 0 ≤ 600 − 600: late
+	m.event("a", 1_000, 6)   // bucket 1: applied
+	want := peerDigest{Keys: 2, Applied: 5, Late: 1, WindowCount: 5, WindowSum: 16}
+	if !m.evicted || m.want != want {
+		t.Fatalf("after: %+v, evicted %v; want %+v, evicted", m.want, m.evicted, want)
+	}
+	// With a bucket evicted the window's count and sum are not checked;
+	// the counters still are.
+	got := want
+	got.WindowCount, got.WindowSum = 4, 15
+	if err := m.check(got); err != nil {
+		t.Errorf("evicted window, counters right: %v", err)
+	}
+	got.Late = 0
+	if err := m.check(got); err == nil || !strings.Contains(err.Error(), "late 0, want 1") {
+		t.Errorf("late wrong: %v", err)
+	}
+}
