@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 
-	"github.com/squallhq/squall/event"
 	"github.com/squallhq/squall/node"
 	"github.com/squallhq/squall/window"
 )
@@ -112,20 +112,53 @@ func parsePeerDigest(line string) (d peerDigest, ok bool, err error) {
 	return d, true, nil
 }
 
+// peerOddEvery: in every peerOddEvery records of the peers' topic, two
+// are not plain events: a duplicate and a late event (peerStream).
+const peerOddEvery = 1000
+
+// peerLateBy is how much older than the record before it a late record of
+// the peers' topic is: more than the 10-minute window.
+const peerLateBy = 11 * 60_000 // ms
+
+// peerStream is the peers' topic: appendEvent's stream with ids, but for
+// the last two records of every peerOddEvery: a copy of the record before
+// (a duplicate, as a producer's retry makes) and an event of that record's
+// key peerLateBy older, with an id of its own (late). A system that
+// ignores ids or event time then reports a wrong digest. m is told every
+// event.
+func peerStream(keys int, m *peerModel) eventGen {
+	var k, id int // the last plain event's key number and id
+	var ts int64
+	var v float64
+	return func(b []byte, j int, rng *rand.Rand) []byte {
+		switch j % peerOddEvery {
+		case peerOddEvery - 2:
+			m.repeat()
+			return appendEventJSON(b, k, ts, v, id, true)
+		case peerOddEvery - 1:
+			m.event(k, ts-peerLateBy, eventValue(v))
+			return appendEventJSON(b, k, ts-peerLateBy, v, j, true)
+		}
+		k, ts, v = nextEvent(keys, j, rng)
+		id = j
+		m.event(k, ts, eventValue(v))
+		return appendEventJSON(b, k, ts, v, id, true)
+	}
+}
+
 // peerModel computes the digest every system must report from the events
 // the harness produced, in their order per key (a key's records share a
 // partition): the window rules of window/window.go with 1-second buckets
-// over 10 minutes. Every record has a unique id, so none is a duplicate.
-// When a key's events span the 10 minutes, its window has evicted buckets
-// and the model, which keeps no buckets, no longer knows the window's count
-// and sum: the check then covers the counters only (the harness's default
-// events span 50 seconds).
+// over 10 minutes. It keeps no ids: the only repeated id in the stream is
+// peerStream's copy of the record just before it. When a key's events span
+// the 10 minutes, its window has evicted buckets and the model, which keeps
+// no buckets, no longer knows the window's count and sum: the check then
+// covers the counters only (the harness's default events span 50 seconds).
 type peerModel struct {
-	keys    map[string]*keySpan
+	keys    map[int]*keySpan
 	want    peerDigest
 	evicted bool // some key's window evicted a bucket: WindowCount and WindowSum unknown
-	dec     event.Decoder
-	evs     []event.Event
+	applied bool // the last event was applied
 }
 
 // keySpan is the oldest and newest bucket applied to a key.
@@ -136,38 +169,39 @@ const (
 	peerBuckets      = 600  // the peers' window in buckets, Squall's default Retention
 )
 
-func newPeerModel() *peerModel { return &peerModel{keys: map[string]*keySpan{}} }
+func newPeerModel() *peerModel { return &peerModel{keys: map[int]*keySpan{}} }
 
-// record adds one produced record (its JSON value) to the model.
-func (m *peerModel) record(value []byte) {
-	var err error
-	m.evs, _, err = m.dec.Decode(value, event.FormatJSON, event.Options{}, m.evs[:0], nil)
-	if err != nil || len(m.evs) != 1 {
-		m.want.Skipped++
-		return
-	}
-	m.event(m.evs[0].Key, m.evs[0].TS, m.evs[0].Value)
-}
-
-// event applies one event to the model.
-func (m *peerModel) event(key string, ts int64, v float64) {
+// event applies an event of key number k with an id of its own.
+func (m *peerModel) event(k int, ts int64, v float64) {
 	b := floorDiv(ts, peerResolutionMs)
-	k := m.keys[key]
-	if k == nil {
-		k = &keySpan{oldest: b, newest: b}
-		m.keys[key] = k
+	ks := m.keys[k]
+	if ks == nil {
+		ks = &keySpan{oldest: b, newest: b}
+		m.keys[k] = ks
 		m.want.Keys++
-	} else if b <= k.newest-peerBuckets {
+	} else if b <= ks.newest-peerBuckets {
 		m.want.Late++
+		m.applied = false
 		return
 	}
-	k.oldest, k.newest = min(k.oldest, b), max(k.newest, b)
-	if k.oldest <= k.newest-peerBuckets {
+	ks.oldest, ks.newest = min(ks.oldest, b), max(ks.newest, b)
+	if ks.oldest <= ks.newest-peerBuckets {
 		m.evicted = true
 	}
 	m.want.Applied++
 	m.want.WindowCount++
 	m.want.WindowSum += v
+	m.applied = true
+}
+
+// repeat applies a copy of the last event: a duplicate if that was applied
+// (its bucket is the newest or inside the window), else late as it was.
+func (m *peerModel) repeat() {
+	if m.applied {
+		m.want.Duplicates++
+	} else {
+		m.want.Late++
+	}
 }
 
 func floorDiv(a, b int64) int64 {

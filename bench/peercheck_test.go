@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -37,43 +38,44 @@ func TestParsePeerDigest(t *testing.T) {
 	}
 }
 
-// modelOf feeds the model the events of appendEvent's stream, as produce does.
-func modelOf(t *testing.T, keys, n int) *peerModel {
-	t.Helper()
+// peerTopic makes the records of the peers' topic and the model's digest.
+func peerTopic(keys, n int) ([][]byte, *peerModel) {
 	m := newPeerModel()
+	gen := peerStream(keys, m)
 	rng := rand.New(rand.NewPCG(1, uint64(keys)))
-	var b []byte
+	var recs [][]byte
 	for j := range n {
-		b = appendEvent(b[:0], keys, j, rng, true)
-		m.record(b)
+		recs = append(recs, gen(nil, j, rng))
 	}
-	return m
+	return recs, m
 }
 
-func TestPeerModelOfTheHarnessStream(t *testing.T) {
-	m := modelOf(t, 100, 5000) // 50 events a key over 50 s: nothing late, nothing evicted
+func TestPeerModelOfThePeersTopic(t *testing.T) {
+	// 50 events a key over 50 s; 5 duplicates and 5 late events.
+	recs, m := peerTopic(100, 5000)
 	w := m.want
-	if w.Applied != 5000 || w.WindowCount != 5000 || w.Late != 0 || w.Duplicates != 0 || w.Skipped != 0 || w.Keys != 100 || m.evicted {
+	if w.Applied != 4990 || w.WindowCount != 4990 || w.Late != 5 || w.Duplicates != 5 || w.Skipped != 0 || w.Keys != 100 || m.evicted {
 		t.Fatalf("model of 5000 events over 100 keys: %+v, evicted %v", w, m.evicted)
 	}
-	if w.WindowSum < 5000*40 || w.WindowSum > 5000*60 {
-		t.Fatalf("window sum %v of 5000 values uniform in [0, 100)", w.WindowSum)
+	if w.WindowSum < 4990*40 || w.WindowSum > 4990*60 {
+		t.Fatalf("window sum %v of 4990 values uniform in [0, 100)", w.WindowSum)
 	}
 	if err := m.check(w); err != nil {
 		t.Fatalf("the model's own digest: %v", err)
 	}
-	// Squall's window, fed the same stream, agrees: what windowsDigest
-	// reports for the baseline.
+	if !bytes.Equal(recs[998], recs[997]) {
+		t.Fatalf("record 998 %s is not a copy of 997 %s", recs[998], recs[997])
+	}
+	// Squall's window, fed the same records in order (as every system gets
+	// them: in order per key), agrees: what windowsDigest reports for the
+	// baseline.
 	shape := window.DefaultShape()
 	wins := map[string]*window.Window{}
-	rng := rand.New(rand.NewPCG(1, 100))
 	var dec event.Decoder
-	var b []byte
-	for j := range 5000 {
-		b = appendEvent(b[:0], 100, j, rng, true)
-		evs, _, err := dec.Decode(b, event.FormatJSON, event.Options{}, nil, nil)
+	for j, rec := range recs {
+		evs, _, err := dec.Decode(rec, event.FormatJSON, event.Options{}, nil, nil)
 		if err != nil || len(evs) != 1 {
-			t.Fatalf("event %d: %v", j, err)
+			t.Fatalf("record %d %s: %v", j, rec, err)
 		}
 		w := wins[evs[0].Key]
 		if w == nil {
@@ -82,13 +84,19 @@ func TestPeerModelOfTheHarnessStream(t *testing.T) {
 		}
 		w.Add(&evs[0])
 	}
-	if err := m.check(windowsDigest(wins, 5000)); err != nil {
+	if err := m.check(windowsDigest(wins, len(recs))); err != nil {
 		t.Fatalf("Squall's windows: %v", err)
+	}
+	// A system that ignores ids, or event time, fails.
+	d := windowsDigest(wins, len(recs))
+	d.Applied, d.Duplicates = d.Applied+d.Duplicates, 0
+	if err := m.check(d); !errors.Is(err, errPeerDigest) {
+		t.Errorf("no dedup: check = %v", err)
 	}
 }
 
 func TestPeerModelFailsWrongDigests(t *testing.T) {
-	m := modelOf(t, 100, 5000)
+	_, m := peerTopic(100, 5000)
 	for name, change := range map[string]func(d *peerDigest){
 		"a record dropped":      func(d *peerDigest) { d.Applied--; d.WindowCount--; d.Skipped++ },
 		"a record not parsed":   func(d *peerDigest) { d.Applied--; d.Skipped++ },
@@ -116,16 +124,18 @@ func TestPeerModelFailsWrongDigests(t *testing.T) {
 
 func TestPeerModelLateAndEvicted(t *testing.T) {
 	m := newPeerModel()
-	m.event("a", 0, 1)       // bucket 0
-	m.event("a", 599_999, 2) // bucket 599
-	m.event("b", -1, 4)      // bucket -1
+	m.event(1, 0, 1)       // bucket 0
+	m.event(1, 599_999, 2) // bucket 599
+	m.event(2, -1, 4)      // bucket -1
 	if m.evicted || m.want.WindowCount != 3 || m.want.WindowSum != 7 || m.want.Keys != 2 {
 		t.Fatalf("before eviction: %+v, evicted %v", m.want, m.evicted)
 	}
-	m.event("a", 600_000, 3) // bucket 600 evicts bucket 0
-	m.event("a", 0, 5)       // bucket 0 ≤ 600 − 600: late
-	m.event("a", 1_000, 6)   // bucket 1: applied
-	want := peerDigest{Keys: 2, Applied: 5, Late: 1, WindowCount: 5, WindowSum: 16}
+	m.event(1, 600_000, 3) // bucket 600 evicts bucket 0
+	m.event(1, 0, 5)       // bucket 0 ≤ 600 − 600: late
+	m.repeat()             // a copy of a late event is late
+	m.event(1, 1_000, 6)   // bucket 1: applied
+	m.repeat()             // its copy: a duplicate
+	want := peerDigest{Keys: 2, Applied: 5, Late: 2, Duplicates: 1, WindowCount: 5, WindowSum: 16}
 	if !m.evicted || m.want != want {
 		t.Fatalf("after: %+v, evicted %v; want %+v, evicted", m.want, m.evicted, want)
 	}
@@ -137,7 +147,7 @@ func TestPeerModelLateAndEvicted(t *testing.T) {
 		t.Errorf("evicted window, counters right: %v", err)
 	}
 	got.Late = 0
-	if err := m.check(got); err == nil || !strings.Contains(err.Error(), "late 0, want 1") {
+	if err := m.check(got); err == nil || !strings.Contains(err.Error(), "late 0, want 2") {
 		t.Errorf("late wrong: %v", err)
 	}
 }

@@ -173,7 +173,7 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 	kb := kafkatest.Start(r.tb, kafkatest.Env("KAFKA_GC=parallel"))
 	kb.CreateTopic(r.tb, peersTopic, int32(o.Partitions))
 	model := newPeerModel()
-	size := r.produce(kb.Addr(), peersTopic, o.Keys, o.Events, true, func(_, v []byte) { model.record(v) },
+	size := r.produce(kb.Addr(), peersTopic, o.Keys, o.Events, peerStream(o.Keys, model), nil,
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()))
 	fmt.Fprintf(r.tb.log, "peers: every system must report the digest %v\n", model.want)
 	samples := map[string][]peerSample{}
@@ -196,7 +196,7 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 			}
 			if err != nil {
 				errs[sys] = fmt.Errorf("round %d: %w", round+1, err)
-				fmt.Fprintf(r.tb.log, "peers: round %d %s: %v\n", round+1, sys, errs[sys])
+				fmt.Fprintf(r.tb.log, "peers: round %d %s: %v\n", round+1, sys, err)
 				continue
 			}
 			fmt.Fprintf(r.tb.log, "peers: round %d %s: digest %v: as expected\n", round+1, sys, d)

@@ -12,7 +12,7 @@ package squall.peers;
  * key's window with {@link #addWindow}.
  */
 public final class Digest {
-    /** The line's prefix, as the harness's peerDigestPrefix (bench/peers.go). */
+    /** The line's prefix, as the harness's peerDigestPrefix (bench/peercheck.go). */
     public static final String PREFIX = "squall-peer digest ";
 
     public long keys, applied, late, duplicates, skipped, windowCount;
