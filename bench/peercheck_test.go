@@ -12,24 +12,24 @@ import (
 )
 
 func TestParsePeerDigest(t *testing.T) {
-	full := peerDigest{Keys: 99_999, Applied: 5_000_000, WindowCount: 5_000_000, WindowSum: 2.4999875e8}
+	full := peerDigest{Keys: 99_999, Applied: 5_000_000, WindowCount: 5_000_000, WindowCents: 24_999_875_000, WindowSum: 2.4999875e8}
 	for _, c := range []struct {
 		line    string
 		want    peerDigest
 		ok, err bool
 	}{
-		{"squall-peer digest keys=99999 applied=5000000 late=0 duplicates=0 skipped=0 window-count=5000000 window-sum=2.4999875E8",
+		{"squall-peer digest keys=99999 applied=5000000 late=0 duplicates=0 skipped=0 window-count=5000000 window-cents=24999875000 window-sum=2.4999875E8",
 			full, true, false},
 		{"squall-peer digest " + full.String() + "\r", full, true, false}, // Go's own form, a CRLF line
-		{"squall-peer digest keys=1 applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=7.5 spare=8",
-			peerDigest{1, 2, 3, 4, 5, 6, 7.5}, true, false}, // an unknown field is ignored
+		{"squall-peer digest keys=1 applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-cents=750 window-sum=7.5 spare=8",
+			peerDigest{1, 2, 3, 4, 5, 6, 750, 7.5}, true, false}, // an unknown field is ignored
 		{"squall-peer processed 5000000", peerDigest{}, false, false},
 		{"", peerDigest{}, false, false},
 		{"squall-peer digest keys=1 applied=2", peerDigest{}, true, true}, // fields missing
-		{"squall-peer digest keys=1 keys=1 applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=7", peerDigest{}, true, true}, // repeated
-		{"squall-peer digest keys=x applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=7", peerDigest{}, true, true},        // not a number
-		{"squall-peer digest keys=1 applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=NaNish", peerDigest{}, true, true},   // not a float
-		{"squall-peer digest keys applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-sum=7", peerDigest{}, true, true},          // no value
+		{"squall-peer digest keys=1 keys=1 applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-cents=700 window-sum=7", peerDigest{}, true, true}, // repeated
+		{"squall-peer digest keys=x applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-cents=700 window-sum=7", peerDigest{}, true, true},        // not a number
+		{"squall-peer digest keys=1 applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-cents=700 window-sum=NaNish", peerDigest{}, true, true},   // not a float
+		{"squall-peer digest keys applied=2 late=3 duplicates=4 skipped=5 window-count=6 window-cents=700 window-sum=7", peerDigest{}, true, true},          // no value
 	} {
 		d, ok, err := parsePeerDigest(c.line)
 		if ok != c.ok || (err != nil) != c.err || (err == nil && d != c.want) {
@@ -135,14 +135,14 @@ func TestPeerModelLateAndEvicted(t *testing.T) {
 	m.repeat()             // a copy of a late event is late
 	m.event(1, 1_000, 6)   // bucket 1: applied
 	m.repeat()             // its copy: a duplicate
-	want := peerDigest{Keys: 2, Applied: 5, Late: 2, Duplicates: 1, WindowCount: 5, WindowSum: 16}
+	want := peerDigest{Keys: 2, Applied: 5, Late: 2, Duplicates: 1, WindowCount: 5, WindowCents: 1600, WindowSum: 16}
 	if !m.evicted || m.want != want {
 		t.Fatalf("after: %+v, evicted %v; want %+v, evicted", m.want, m.evicted, want)
 	}
 	// With a bucket evicted the window's count and sum are not checked;
 	// the counters still are.
 	got := want
-	got.WindowCount, got.WindowSum = 4, 15
+	got.WindowCount, got.WindowCents, got.WindowSum = 4, 1500, 15
 	if err := m.check(got); err != nil {
 		t.Errorf("evicted window, counters right: %v", err)
 	}

@@ -5,7 +5,9 @@ package squall.peers;
  * holds at the end, printed once as the line the harness checks against
  * what it produced ("squall-peer digest keys=… applied=… …"): the keys with
  * a window, the records applied, late, duplicate and skipped (undecodable
- * or without a key), and the count and sum of every key's window.
+ * or without a key), and the count and sum of every key's window; the sum
+ * also as a checksum that is exact for the harness's values, which have
+ * two decimals: every key's window sum in hundredths, rounded, added up.
  *
  * A peer keeps one per processor or subtask (the counters are plain fields,
  * not safe for concurrent use), merges them once at the end and adds every
@@ -15,7 +17,7 @@ public final class Digest {
     /** The line's prefix, as the harness's peerDigestPrefix (bench/peercheck.go). */
     public static final String PREFIX = "squall-peer digest ";
 
-    public long keys, applied, late, duplicates, skipped, windowCount;
+    public long keys, applied, late, duplicates, skipped, windowCount, windowCents;
     public double windowSum;
 
     /** outcome counts one record by what {@link Window#add} returned. */
@@ -32,7 +34,9 @@ public final class Digest {
     public void addWindow(Window w) {
         keys++;
         windowCount += w.total();
-        windowSum += w.sum();
+        double s = w.sum();
+        windowSum += s;
+        windowCents += Math.round(s * 100);
     }
 
     /** merge adds o's figures to this digest's. */
@@ -43,12 +47,14 @@ public final class Digest {
         duplicates += o.duplicates;
         skipped += o.skipped;
         windowCount += o.windowCount;
+        windowCents += o.windowCents;
         windowSum += o.windowSum;
     }
 
     /** line is the digest as the harness reads it; the sum is exact (Double.toString round-trips). */
     public String line() {
         return PREFIX + "keys=" + keys + " applied=" + applied + " late=" + late + " duplicates=" + duplicates
-                + " skipped=" + skipped + " window-count=" + windowCount + " window-sum=" + windowSum;
+                + " skipped=" + skipped + " window-count=" + windowCount + " window-cents=" + windowCents
+                + " window-sum=" + windowSum;
     }
 }

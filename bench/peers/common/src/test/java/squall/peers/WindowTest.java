@@ -244,7 +244,7 @@ class WindowTest {
         w.add(S, 2.5, null);
         b.addWindow(w);
         a.merge(b);
-        assertEquals("squall-peer digest keys=1 applied=2 late=1 duplicates=1 skipped=1 window-count=2 window-sum=3.75",
+        assertEquals("squall-peer digest keys=1 applied=2 late=1 duplicates=1 skipped=1 window-count=2 window-cents=375 window-sum=3.75",
                 a.line());
         assertThrows(IllegalArgumentException.class, () -> a.outcome(7));
     }

@@ -64,13 +64,13 @@ public final class Main {
 
     /** The accumulators' names; each is a field of Digest. */
     static final String KEYS = "keys", APPLIED = "applied", LATE = "late", DUPLICATES = "duplicates",
-            WINDOW_COUNT = "window-count", WINDOW_SUM = "window-sum";
+            WINDOW_COUNT = "window-count", WINDOW_CENTS = "window-cents", WINDOW_SUM = "window-sum";
 
     /** Apply updates the key's window with each event and counts what it did. */
     static final class Apply extends KeyedProcessFunction<String, Event, Void> {
         private transient ValueState<Window> window;
         private transient LongCounter[] outcomes; // indexed by Window.APPLIED, LATE, DUPLICATE
-        private transient LongCounter keys, windowCount;
+        private transient LongCounter keys, windowCount, windowCents;
         private transient DoubleCounter windowSum;
 
         @Override
@@ -82,6 +82,7 @@ public final class Main {
             outcomes[Window.DUPLICATE] = counter(DUPLICATES);
             keys = counter(KEYS);
             windowCount = counter(WINDOW_COUNT);
+            windowCents = counter(WINDOW_CENTS);
             windowSum = new DoubleCounter();
             getRuntimeContext().addAccumulator(WINDOW_SUM, windowSum);
         }
@@ -113,9 +114,13 @@ public final class Main {
         public void onTimer(long ts, OnTimerContext ctx, Collector<Void> out) throws Exception {
             Window w = window.value();
             if (w != null) {
-                keys.add(1L);
-                windowCount.add(w.total());
-                windowSum.add(w.sum());
+                // As Digest.addWindow, on accumulators.
+                Digest d = new Digest();
+                d.addWindow(w);
+                keys.add(d.keys);
+                windowCount.add(d.windowCount);
+                windowCents.add(d.windowCents);
+                windowSum.add(d.windowSum);
             }
         }
     }
@@ -128,6 +133,7 @@ public final class Main {
         d.late = res.<Long>getAccumulatorResult(LATE);
         d.duplicates = res.<Long>getAccumulatorResult(DUPLICATES);
         d.windowCount = res.<Long>getAccumulatorResult(WINDOW_COUNT);
+        d.windowCents = res.<Long>getAccumulatorResult(WINDOW_CENTS);
         d.windowSum = res.<Double>getAccumulatorResult(WINDOW_SUM);
         return d;
     }
