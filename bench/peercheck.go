@@ -29,13 +29,16 @@ var errPeerDigest = errors.New("wrong digest")
 // the records applied, late, duplicate and skipped (undecodable or without
 // a key), and the count and sum of the events in every key's window; the
 // sum also as WindowCents, every key's window sum in hundredths, rounded,
-// added up: exact for the stream's values, which have two decimals. The
+// added up: exact for the stream's values, which have two decimals; and so
+// every key's window minimum, maximum and last value (Min/Max/LastCents). The
 // harness computes the digest every system must report (peerModel) and
 // fails a system whose digest differs: a system that dropped, misparsed or
 // failed to deduplicate records cannot pass for a fast one.
 type peerDigest struct {
-	Keys, Applied, Late, Duplicates, Skipped, WindowCount, WindowCents int64
-	WindowSum                                                          float64
+	Keys, Applied, Late, Duplicates, Skipped int64
+	WindowCount, WindowCents                 int64
+	MinCents, MaxCents, LastCents            int64
+	WindowSum                                float64
 }
 
 // digestField is one integer field of the digest line and where it goes.
@@ -50,7 +53,8 @@ const digestSum = "window-sum"
 // fields are the digest line's integer fields, in order.
 func (d *peerDigest) fields() []digestField {
 	return []digestField{{"keys", &d.Keys}, {"applied", &d.Applied}, {"late", &d.Late}, {"duplicates", &d.Duplicates},
-		{"skipped", &d.Skipped}, {"window-count", &d.WindowCount}, {"window-cents", &d.WindowCents}}
+		{"skipped", &d.Skipped}, {"window-count", &d.WindowCount}, {"window-cents", &d.WindowCents},
+		{"min-cents", &d.MinCents}, {"max-cents", &d.MaxCents}, {"last-cents", &d.LastCents}}
 }
 
 // String is the digest as a peer prints it, without the prefix.
@@ -71,8 +75,16 @@ func (d *peerDigest) addKey(applied, late, dups uint64, a window.Aggregates) {
 	d.Duplicates += int64(dups)
 	d.WindowCount += int64(a.Count)
 	d.WindowSum += a.Sum
-	d.WindowCents += int64(math.Round(a.Sum * 100))
+	d.WindowCents += cents(a.Sum)
+	if a.Count > 0 {
+		d.MinCents += cents(a.Min)
+		d.MaxCents += cents(a.Max)
+		d.LastCents += cents(a.Last.Value)
+	}
 }
+
+// cents is v in hundredths, rounded.
+func cents(v float64) int64 { return int64(math.Round(v * 100)) }
 
 // parsePeerDigest reads a peer's "squall-peer digest keys=… …" line. ok is
 // false for any other line; err says what is wrong with a digest line.
@@ -155,46 +167,55 @@ func peerStream(keys int, m *peerModel) eventGen {
 // over 10 minutes. It keeps no ids: the only repeated id in the stream is
 // peerStream's copy of the record just before it. When a key's events span
 // the 10 minutes, its window has evicted buckets and the model, which keeps
-// no buckets, no longer knows the windows' count and sums: the check then
-// covers the counters only (the harness's default events span 50 seconds).
+// no buckets, no longer knows the windows' count, sum, minimum and maximum:
+// the check then covers the counters and the last values only (the
+// harness's default events span 50 seconds).
 type peerModel struct {
-	keys    map[int]*keySpan
-	want    peerDigest
-	evicted bool // some key's window evicted a bucket: WindowCount, WindowCents and WindowSum unknown
-	applied bool // the last event was applied
+	keys    map[int]*keyModel
+	sum     float64    // of the applied values
+	want    peerDigest // the counters and WindowCents; expected adds the rest
+	evicted bool       // some key's window evicted a bucket: its window figures are unknown
+	applied bool       // the last event was applied
 }
 
-// keySpan is the oldest and newest bucket applied to a key.
-type keySpan struct{ oldest, newest int64 }
+// keyModel is what the model knows of one key's window.
+type keyModel struct {
+	oldest, newest int64   // buckets applied
+	min, max       float64 // of the values applied
+	lastTS         int64   // the applied event with the greatest time (ties: the latest)
+	last           float64
+}
 
 const (
 	peerResolutionMs = 1000 // the peers' bucket, Squall's default Resolution
 	peerBuckets      = 600  // the peers' window in buckets, Squall's default Retention
 )
 
-func newPeerModel() *peerModel { return &peerModel{keys: map[int]*keySpan{}} }
+func newPeerModel() *peerModel { return &peerModel{keys: map[int]*keyModel{}} }
 
 // event applies an event of key number k with an id of its own.
 func (m *peerModel) event(k int, ts int64, v float64) {
 	b := floorDiv(ts, peerResolutionMs)
-	ks := m.keys[k]
-	if ks == nil {
-		ks = &keySpan{oldest: b, newest: b}
-		m.keys[k] = ks
-		m.want.Keys++
-	} else if b <= ks.newest-peerBuckets {
+	km := m.keys[k]
+	if km == nil {
+		km = &keyModel{oldest: b, newest: b, min: v, max: v, lastTS: ts, last: v}
+		m.keys[k] = km
+	} else if b <= km.newest-peerBuckets {
 		m.want.Late++
 		m.applied = false
 		return
 	}
-	ks.oldest, ks.newest = min(ks.oldest, b), max(ks.newest, b)
-	if ks.oldest <= ks.newest-peerBuckets {
+	km.oldest, km.newest = min(km.oldest, b), max(km.newest, b)
+	if km.oldest <= km.newest-peerBuckets {
 		m.evicted = true
 	}
+	km.min, km.max = min(km.min, v), max(km.max, v)
+	if ts >= km.lastTS {
+		km.lastTS, km.last = ts, v
+	}
 	m.want.Applied++
-	m.want.WindowCount++
-	m.want.WindowSum += v
-	m.want.WindowCents += int64(math.Round(v * 100)) // exact: v has two decimals
+	m.want.WindowCents += cents(v) // exact: v has two decimals, so a key's sum in hundredths is the sum of these
+	m.sum += v
 	m.applied = true
 }
 
@@ -216,13 +237,27 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
+// expected is the digest every system must report; with evicted, its
+// window count, sum, minimum and maximum are unknown.
+func (m *peerModel) expected() peerDigest {
+	d := m.want
+	d.Keys = int64(len(m.keys))
+	d.WindowCount, d.WindowSum = d.Applied, m.sum
+	for _, km := range m.keys {
+		d.MinCents += cents(km.min)
+		d.MaxCents += cents(km.max)
+		d.LastCents += cents(km.last)
+	}
+	return d
+}
+
 // check compares a system's digest with the model's.
 func (m *peerModel) check(got peerDigest) error {
-	want := m.want
+	want := m.expected()
 	var bad []string
 	for i, f := range want.fields() {
 		g := got.fields()[i]
-		if m.evicted && (f.n == &want.WindowCount || f.n == &want.WindowCents) {
+		if m.evicted && (f.n == &want.WindowCount || f.n == &want.WindowCents || f.n == &want.MinCents || f.n == &want.MaxCents) {
 			continue
 		}
 		if *f.n != *g.n {

@@ -175,7 +175,7 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 	model := newPeerModel()
 	size := r.produce(kb.Addr(), peersTopic, o.Keys, o.Events, peerStream(o.Keys, model), nil,
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()))
-	fmt.Fprintf(r.tb.log, "peers: every system must report the digest %v\n", model.want)
+	fmt.Fprintf(r.tb.log, "peers: every system must report the digest %v\n", model.expected())
 	samples := map[string][]peerSample{}
 	errs := map[string]error{}
 	setup := Setup{Keys: o.Keys, EventBytes: size, Partitions: o.Partitions, Nodes: 1, Cores: runtime.NumCPU(),

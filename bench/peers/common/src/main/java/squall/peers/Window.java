@@ -239,6 +239,20 @@ public final class Window {
         return t;
     }
 
+    /** min is the least value in the window (+Infinity when it is empty). */
+    public double min() {
+        double m = Double.POSITIVE_INFINITY;
+        for (int i = head; i < head + size; i++) m = Math.min(m, min[i]);
+        return m;
+    }
+
+    /** max is the greatest value in the window (-Infinity when it is empty). */
+    public double max() {
+        double m = Double.NEGATIVE_INFINITY;
+        for (int i = head; i < head + size; i++) m = Math.max(m, max[i]);
+        return m;
+    }
+
     /** size in bytes of {@link #write}'s form. */
     public int encodedSize() {
         return HEADER_BYTES + size * BUCKET_BYTES + 4 + liveIds(cut(newest)) * ID_BYTES;

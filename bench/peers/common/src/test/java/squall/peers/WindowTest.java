@@ -43,6 +43,8 @@ class WindowTest {
         assertEquals(3, w.size);
         assertEquals(5, w.total());
         assertEquals(15.5, w.sum());
+        assertEquals(-2, w.min());
+        assertEquals(7, w.max());
         assertEquals(12, w.newest);
         // last: the event with the greatest time, not the last received
         assertEquals(12 * S, w.lastTs);
@@ -244,7 +246,8 @@ class WindowTest {
         w.add(S, 2.5, null);
         b.addWindow(w);
         a.merge(b);
-        assertEquals("squall-peer digest keys=1 applied=2 late=1 duplicates=1 skipped=1 window-count=2 window-cents=375 window-sum=3.75",
+        assertEquals("squall-peer digest keys=1 applied=2 late=1 duplicates=1 skipped=1 window-count=2 window-cents=375"
+                + " min-cents=125 max-cents=250 last-cents=250 window-sum=3.75",
                 a.line());
         assertThrows(IllegalArgumentException.class, () -> a.outcome(7));
     }

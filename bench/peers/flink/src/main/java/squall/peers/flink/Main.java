@@ -2,8 +2,8 @@ package squall.peers.flink;
 
 import java.io.IOException;
 import org.apache.flink.api.common.JobExecutionResult;
-import org.apache.flink.api.common.accumulators.DoubleCounter;
-import org.apache.flink.api.common.accumulators.LongCounter;
+import org.apache.flink.api.common.accumulators.Accumulator;
+import org.apache.flink.api.common.accumulators.SimpleAccumulator;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.serialization.DeserializationSchema;
@@ -31,12 +31,12 @@ import squall.peers.Window;
  * subtask owning its key, where a KeyedProcessFunction applies it to the
  * key's Window in ValueState. No checkpoints; object reuse on.
  *
- * The digest the harness checks (squall.peers.Digest) comes from
- * accumulators: each subtask counts outcomes per event (a LongCounter's add
- * is a field increment) and, when the bounded source ends and the final
- * watermark fires the one event-time timer each key registered with its
- * first event, adds the key's window; Flink merges the subtasks'
- * accumulators into the job's result, which main prints.
+ * The digest the harness checks (squall.peers.Digest) is an accumulator:
+ * each subtask counts outcomes per event in its Digest (a field increment)
+ * and, when the bounded source ends and the final watermark fires the one
+ * event-time timer each key registered with its first event, adds the
+ * key's window; Flink merges the subtasks' accumulators into the job's
+ * result, which main prints.
  *
  * Usage: Main BOOTSTRAP TOPIC EXPECTED_RECORDS GROUP_ID [PARALLELISM]
  */
@@ -62,35 +62,57 @@ public final class Main {
         }
     }
 
-    /** The accumulators' names; each is a field of Digest. */
-    static final String KEYS = "keys", APPLIED = "applied", LATE = "late", DUPLICATES = "duplicates",
-            WINDOW_COUNT = "window-count", WINDOW_CENTS = "window-cents", WINDOW_SUM = "window-sum";
+    /** The name of the job's one accumulator, a DigestAccumulator. */
+    static final String DIGEST = "digest";
+
+    /**
+     * DigestAccumulator is a subtask's Digest as a Flink accumulator: Flink
+     * merges the subtasks' into the job's result.
+     */
+    static final class DigestAccumulator implements SimpleAccumulator<Digest> {
+        private static final long serialVersionUID = 1L;
+        private Digest d = new Digest();
+
+        @Override
+        public void add(Digest o) {
+            d.merge(o);
+        }
+
+        @Override
+        public Digest getLocalValue() {
+            return d;
+        }
+
+        @Override
+        public void resetLocal() {
+            d = new Digest();
+        }
+
+        @Override
+        public void merge(Accumulator<Digest, Digest> o) {
+            d.merge(o.getLocalValue());
+        }
+
+        @Override
+        public DigestAccumulator clone() {
+            DigestAccumulator c = new DigestAccumulator();
+            c.d.merge(d);
+            return c;
+        }
+    }
 
     /** Apply updates the key's window with each event and counts what it did. */
     static final class Apply extends KeyedProcessFunction<String, Event, Void> {
         private transient ValueState<Window> window;
-        private transient LongCounter[] outcomes; // indexed by Window.APPLIED, LATE, DUPLICATE
-        private transient LongCounter keys, windowCount, windowCents;
-        private transient DoubleCounter windowSum;
+        /** tally is this subtask's digest, its accumulator's value: plain fields, one thread. */
+        private transient Digest tally;
 
         @Override
         public void open(OpenContext ctx) {
             window = getRuntimeContext().getState(new ValueStateDescriptor<>("window", TypeInformation.of(Window.class)));
-            outcomes = new LongCounter[3];
-            outcomes[Window.APPLIED] = counter(APPLIED);
-            outcomes[Window.LATE] = counter(LATE);
-            outcomes[Window.DUPLICATE] = counter(DUPLICATES);
-            keys = counter(KEYS);
-            windowCount = counter(WINDOW_COUNT);
-            windowCents = counter(WINDOW_CENTS);
-            windowSum = new DoubleCounter();
-            getRuntimeContext().addAccumulator(WINDOW_SUM, windowSum);
-        }
-
-        private LongCounter counter(String name) {
-            LongCounter c = new LongCounter();
-            getRuntimeContext().addAccumulator(name, c);
-            return c;
+            DigestAccumulator acc = new DigestAccumulator();
+            getRuntimeContext().addAccumulator(DIGEST, acc);
+            tally = acc.getLocalValue();
         }
 
         @Override
@@ -105,7 +127,7 @@ public final class Main {
             if (o == Window.APPLIED) {
                 window.update(w);
             }
-            outcomes[o].add(1L);
+            tally.outcome(o);
             progress.record();
         }
 
@@ -114,28 +136,9 @@ public final class Main {
         public void onTimer(long ts, OnTimerContext ctx, Collector<Void> out) throws Exception {
             Window w = window.value();
             if (w != null) {
-                // As Digest.addWindow, on accumulators.
-                Digest d = new Digest();
-                d.addWindow(w);
-                keys.add(d.keys);
-                windowCount.add(d.windowCount);
-                windowCents.add(d.windowCents);
-                windowSum.add(d.windowSum);
+                tally.addWindow(w);
             }
         }
-    }
-
-    /** digest reads the job's accumulators (every subtask's, merged). */
-    static Digest digest(JobExecutionResult res) {
-        Digest d = new Digest();
-        d.keys = res.<Long>getAccumulatorResult(KEYS);
-        d.applied = res.<Long>getAccumulatorResult(APPLIED);
-        d.late = res.<Long>getAccumulatorResult(LATE);
-        d.duplicates = res.<Long>getAccumulatorResult(DUPLICATES);
-        d.windowCount = res.<Long>getAccumulatorResult(WINDOW_COUNT);
-        d.windowCents = res.<Long>getAccumulatorResult(WINDOW_CENTS);
-        d.windowSum = res.<Double>getAccumulatorResult(WINDOW_SUM);
-        return d;
     }
 
     public static void main(String[] args) throws Exception {
@@ -168,7 +171,8 @@ public final class Main {
                 .sinkTo(new DiscardingSink<>());
         JobExecutionResult res = env.execute("squall-peer");
         // A record Flink cannot decode fails the job; skipped stays 0.
-        System.out.println(digest(res).line());
+        Digest d = res.getAccumulatorResult(DIGEST);
+        System.out.println(d.line());
         System.out.flush();
         System.exit(0);
     }
