@@ -229,6 +229,7 @@ func (m *peerModel) repeat() {
 	}
 }
 
+// floorDiv is a/b rounded toward −∞, as the bucket of a time.
 func floorDiv(a, b int64) int64 {
 	q := a / b
 	if a%b != 0 && (a < 0) != (b < 0) {

@@ -14,6 +14,7 @@ import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StoreQueryParameters;
 import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.errors.InvalidStateStoreException;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
@@ -141,7 +142,7 @@ public final class Main {
         Thread digest = new Thread(() -> {
             try {
                 progress.await();
-                System.out.println(digest(streams, tallies).line());
+                System.out.println(digestWithRetry(streams, tallies).line());
                 System.out.flush();
             } catch (InterruptedException ignored) {
                 // the JVM is ending
@@ -156,6 +157,24 @@ public final class Main {
         // failure ends it here.
         failed.await();
         System.exit(1);
+    }
+
+    /**
+     * digestWithRetry is digest, tried again for up to a minute while the
+     * store is not queryable (a rebalance in progress).
+     */
+    static Digest digestWithRetry(KafkaStreams streams, Queue<Digest> tallies) throws InterruptedException {
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        while (true) {
+            try {
+                return digest(streams, tallies);
+            } catch (InvalidStateStoreException ex) {
+                if (System.nanoTime() > deadline) {
+                    throw ex;
+                }
+                Thread.sleep(100);
+            }
+        }
     }
 
     /**
