@@ -73,30 +73,56 @@ func keyName(i int) string { return fmt.Sprintf("dc1.rack%02d.srv-%07d.cpu", i%5
 // appendEvent appends the JSON of event j of a stream over keys keys, with
 // an id (appendID) when ids is set.
 func appendEvent(b []byte, keys, j int, rng *rand.Rand, ids bool) []byte {
-	k := rng.IntN(keys)
-	ts := t0 + int64(j/keys)*1000 + int64(rng.IntN(1000))
-	b = fmt.Appendf(b, `{"key":%q,"ts":%d,"value":%.2f`, keyName(k), ts, rng.Float64()*100)
+	k, ts, v := nextEvent(keys, j, rng)
+	return appendEventJSON(b, k, ts, v, j, ids)
+}
+
+// nextEvent draws event j of a stream over keys keys: its key number, time
+// (j/keys seconds after t0, within the second at random) and value.
+func nextEvent(keys, j int, rng *rand.Rand) (k int, ts int64, v float64) {
+	k = rng.IntN(keys)
+	ts = t0 + int64(j/keys)*1000 + int64(rng.IntN(1000))
+	return k, ts, rng.Float64() * 100
+}
+
+// appendEventJSON appends the JSON of an event of key number k; its value
+// with two decimals (eventValue) and, when ids is set, appendID(id).
+func appendEventJSON(b []byte, k int, ts int64, v float64, id int, ids bool) []byte {
+	b = fmt.Appendf(b, `{"key":%q,"ts":%d,"value":%.2f`, keyName(k), ts, v)
 	if ids {
-		b = appendID(b, j)
+		b = appendID(b, id)
 	}
 	return append(b, '}')
 }
+
+// eventValue is the value a reader of appendEventJSON's JSON gets for v.
+func eventValue(v float64) float64 {
+	d, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'f', 2, 64), 64) // the digits of %.2f parse
+	return d
+}
+
+// eventGen appends the JSON of event j of a stream to b; rng is the
+// stream's.
+type eventGen func(b []byte, j int, rng *rand.Rand) []byte
 
 // preload writes n events over keys keys to the topic, keyed by the
 // event key (Kafka's default partitioner), and returns their mean size and
 // how many went to each partition.
 func (r *run) preload(b *broker, keys, n int, ids bool) (int, [kafkaPartitions]int) {
 	var parts [kafkaPartitions]int
-	size := r.produce(b.addr, benchTopic, keys, n, ids, func(key []byte) {
+	size := r.produce(b.addr, benchTopic, keys, n, func(b []byte, j int, rng *rand.Rand) []byte {
+		return appendEvent(b, keys, j, rng, ids)
+	}, func(key []byte) {
 		parts[cluster.Partition(string(key), kafkaPartitions)]++
 	})
 	return size, parts
 }
 
-// produce writes n events over keys keys to topic, keyed by the event key
-// (Kafka's default partitioner), calls each with every key, and returns the
-// events' mean size. opts add to the producer's options (compression).
-func (r *run) produce(addr, topic string, keys, n int, withIDs bool, each func(key []byte), opts ...kgo.Opt) int {
+// produce writes the n events of gen's stream over keys keys to topic,
+// keyed by the event key (Kafka's default partitioner), calls each with
+// every key, and returns the events' mean size. opts add to the producer's
+// options (compression).
+func (r *run) produce(addr, topic string, keys, n int, gen eventGen, each func(key []byte), opts ...kgo.Opt) int {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
 		kgo.ProducerLinger(5 * time.Millisecond), kgo.ProducerBatchMaxBytes(1 << 20), kgo.MaxBufferedRecords(1 << 17)}, opts...)...)
 	if err != nil {
@@ -111,7 +137,7 @@ func (r *run) produce(addr, topic string, keys, n int, withIDs bool, each func(k
 		if j%10_000 == 0 {
 			r.status("preloading %s of %s events", count(j), count(n))
 		}
-		scratch = appendEvent(scratch[:0], keys, j, rng, withIDs)
+		scratch = gen(scratch[:0], j, rng)
 		v := append([]byte(nil), scratch...)
 		key := v[8 : 8+len(keyName(0))] // the key string inside the JSON
 		if each != nil {
@@ -135,7 +161,7 @@ func (r *run) produce(addr, topic string, keys, n int, withIDs bool, each func(k
 // the same decoding and window update as Squall, nothing else.
 func (r *run) baseline(b *broker, n int, shape window.Shape) (float64, error) {
 	var start time.Time
-	err := r.consumeBaseline(b.addr, benchTopic, kafkaPartitions, n, shape, func(got int) {
+	_, err := r.consumeBaseline(b.addr, benchTopic, kafkaPartitions, n, shape, func(got int) {
 		if start.IsZero() {
 			start = time.Now()
 		}
@@ -148,8 +174,9 @@ func (r *run) baseline(b *broker, n int, shape window.Shape) (float64, error) {
 
 // consumeBaseline is the baseline's loop over the n records of topic's
 // partitions; applied is called with the records applied so far: with 0
-// once the first fetch has returned, then after each record.
-func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape window.Shape, applied func(got int)) error {
+// once the first fetch has returned, then after each record. It returns
+// the windows, by key.
+func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape window.Shape, applied func(got int)) (map[string]*window.Window, error) {
 	offsets := map[string]map[int32]kgo.Offset{topic: {}}
 	for p := range int32(partitions) {
 		offsets[topic][p] = kgo.NewOffset().AtStart()
@@ -157,7 +184,7 @@ func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape windo
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(offsets),
 		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cl.Close()
 	wins := make(map[string]*window.Window)
@@ -169,7 +196,7 @@ func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape windo
 	for got < n {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("baseline: %d of %d records after 10m", got, n)
+			return nil, fmt.Errorf("baseline: %d of %d records after 10m", got, n)
 		}
 		if got == 0 {
 			applied(0)
@@ -193,7 +220,7 @@ func (r *run) consumeBaseline(addr, topic string, partitions, n int, shape windo
 		})
 		r.status("baseline: %s of %s records", count(got), count(n))
 	}
-	return nil
+	return wins, nil
 }
 
 // startNode starts an in-process node fed from b, counting the events it

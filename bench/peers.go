@@ -37,6 +37,7 @@ const (
 	peersTopic          = "peer-events"
 	peerLinePrefix      = "squall-peer processed "
 	peerTimeout         = 20 * time.Minute // one system's pass over the topic, JVM start included
+	peerDigestTimeout   = 3 * time.Minute  // from a JVM peer's last record to its digest line
 	peerHeap            = "-Xmx4g"         // every peer JVM's maximum heap
 	peerModuleJarSuffix = "-1.jar"         // bench/peers/<module>/target/peers-<module>-1.jar
 )
@@ -99,6 +100,7 @@ type peerSample struct {
 	broker time.Duration // CPU time of the broker over wall
 	steal  machineCPU    // the machine's CPU and steal over wall
 	rss    int64         // the system's process's resident set size at the end
+	digest peerDigest    // the system's state at the end, as checked
 }
 
 func (s peerSample) perSec() float64 { return float64(s.events) / s.wall.Seconds() }
@@ -170,7 +172,10 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 	r.status("starting a Kafka broker")
 	kb := kafkatest.Start(r.tb, kafkatest.Env("KAFKA_GC=parallel"))
 	kb.CreateTopic(r.tb, peersTopic, int32(o.Partitions))
-	size := r.produce(kb.Addr(), peersTopic, o.Keys, o.Events, true, nil, kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	model := newPeerModel()
+	size := r.produce(kb.Addr(), peersTopic, o.Keys, o.Events, peerStream(o.Keys, model), nil,
+		kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	fmt.Fprintf(r.tb.log, "peers: every system must report the digest %v\n", model.expected())
 	samples := map[string][]peerSample{}
 	errs := map[string]error{}
 	setup := Setup{Keys: o.Keys, EventBytes: size, Partitions: o.Partitions, Nodes: 1, Cores: runtime.NumCPU(),
@@ -185,11 +190,17 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 			}
 			r.status("round %d/%d: %s", round+1, o.Rounds, sys)
 			group := fmt.Sprintf("peer-%s-%d", sys, time.Now().UnixNano())
-			s, err := r.peerPass(ctx, o, sys, kb.Addr(), group, kb.Pid())
+			s, d, err := r.peerPass(ctx, o, sys, kb.Addr(), group, kb.Pid())
+			if err == nil {
+				err = model.check(d)
+			}
 			if err != nil {
 				errs[sys] = fmt.Errorf("round %d: %w", round+1, err)
+				fmt.Fprintf(r.tb.log, "peers: round %d %s: %v\n", round+1, sys, err)
 				continue
 			}
+			fmt.Fprintf(r.tb.log, "peers: round %d %s: digest %v: as expected\n", round+1, sys, d)
+			s.digest = d
 			fmt.Fprintf(r.tb.log, "peers: round %d %s: %.0f events/s, %.2f µs CPU/event\n",
 				round+1, sys, s.perSec(), float64(s.cpu.Microseconds())/float64(s.events))
 			samples[sys] = append(samples[sys], s)
@@ -198,12 +209,13 @@ func (r *run) peers(ctx context.Context, o *PeerOptions) ([]Result, error) {
 	return peerRows(o.Systems, samples, errs, setup), nil
 }
 
-// peerPass runs one system over the whole topic and measures it.
-func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group string, broker int) (peerSample, error) {
+// peerPass runs one system over the whole topic, measures it and returns
+// the digest of its state at the end.
+func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group string, broker int) (peerSample, peerDigest, error) {
 	m := &meter{broker: broker}
 	switch sys {
 	case PeerSquall:
-		return r.squallPass(addr, group, o, m)
+		return r.squallPass(ctx, addr, group, o, m)
 	case PeerBaseline:
 		return r.baselinePass(addr, o, m)
 	}
@@ -221,7 +233,7 @@ func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group str
 	target := filepath.Join(o.Dir, module, "target")
 	jar := filepath.Join(target, "peers-"+module+peerModuleJarSuffix)
 	if _, err := os.Stat(jar); err != nil {
-		return peerSample{}, fmt.Errorf("%s not built (make bench-peers builds it): %w", jar, err)
+		return peerSample{}, peerDigest{}, fmt.Errorf("%s not built (make bench-peers builds it): %w", jar, err)
 	}
 	cp := jar + string(os.PathListSeparator) + filepath.Join(target, "lib", "*")
 	// The JVM's temporary files (Kafka Streams' state directory, Flink's
@@ -235,8 +247,9 @@ func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group str
 }
 
 // squallPass starts a node (defaults, a fresh consumer group) on the
-// topic and measures it until it has applied every event.
-func (r *run) squallPass(addr, group string, o *PeerOptions, m *meter) (peerSample, error) {
+// topic and measures it until it has applied every event; then it reads
+// the digest of the node's keys.
+func (r *run) squallPass(ctx context.Context, addr, group string, o *PeerOptions, m *meter) (peerSample, peerDigest, error) {
 	n := o.Events
 	mark := int64(n / 10)
 	var applied atomic.Int64
@@ -262,40 +275,46 @@ func (r *run) squallPass(addr, group string, o *PeerOptions, m *meter) (peerSamp
 		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = addr, peersTopic, group
 	})
 	err := r.waitApplied(done, &applied, n)
+	var d peerDigest
+	if err == nil {
+		r.status("squall: reading the digest of its keys")
+		d, err = squallDigest(ctx, nd, n)
+	}
 	_ = nd.Close()
 	runtime.GC() // the node's windows are garbage now
-	return s, err
+	return s, d, err
 }
 
 // baselinePass runs the franz-go baseline loop over the topic.
-func (r *run) baselinePass(addr string, o *PeerOptions, m *meter) (peerSample, error) {
+func (r *run) baselinePass(addr string, o *PeerOptions, m *meter) (peerSample, peerDigest, error) {
 	n := o.Events
 	rest := -1
-	err := r.consumeBaseline(addr, peersTopic, o.Partitions, n, window.DefaultShape(), func(got int) {
+	wins, err := r.consumeBaseline(addr, peersTopic, o.Partitions, n, window.DefaultShape(), func(got int) {
 		if rest < 0 && got >= n/10 {
 			m.start()
 			rest = n - got
 		}
 	})
 	if err != nil {
-		return peerSample{}, err
+		return peerSample{}, peerDigest{}, err
 	}
 	s := m.stop(rest)
+	d := windowsDigest(wins, n)
 	runtime.GC() // the baseline's windows are garbage now
-	return s, nil
+	return s, d, nil
 }
 
 // jvmPass runs a peer JVM and reads its "processed N" lines: the first
 // (a tenth of the records) starts the measurement and a sample of the
-// JVM's CPU time, the one with every record ends it; then the JVM is
-// killed.
-func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys string, m *meter, java string, args []string) (peerSample, error) {
+// JVM's CPU time, the one with every record ends it; then it waits (at
+// most peerDigestTimeout) for the peer's digest line, and kills the JVM.
+func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys string, m *meter, java string, args []string) (peerSample, peerDigest, error) {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, java, args...)
 	logf, err := os.CreateTemp("", "squall-peer-*.log")
 	if err != nil {
-		return peerSample{}, err
+		return peerSample{}, peerDigest{}, err
 	}
 	defer os.Remove(logf.Name())
 	defer logf.Close()
@@ -303,10 +322,10 @@ func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys string, m *meter,
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return peerSample{}, err
+		return peerSample{}, peerDigest{}, err
 	}
 	if err := cmd.Start(); err != nil {
-		return peerSample{}, err
+		return peerSample{}, peerDigest{}, err
 	}
 	m.pid = cmd.Process.Pid
 	defer func() {
@@ -314,19 +333,34 @@ func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys string, m *meter,
 		_ = cmd.Wait()
 	}()
 	rest := -1
+	var s peerSample
+	done := false // every record processed: s is the sample
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
 		fmt.Fprintln(logf, line)
+		if done {
+			d, ok, err := parsePeerDigest(line)
+			if ok {
+				return s, d, err
+			}
+			continue
+		}
 		got, ok := parsePeerLine(line)
 		if !ok {
 			continue
 		}
 		if got >= int64(o.Events) {
 			if rest < 0 {
-				return peerSample{}, errors.New("the peer reported every record without the first tenth")
+				return peerSample{}, peerDigest{}, errors.New("the peer reported every record without the first tenth")
 			}
-			return m.stop(rest), nil
+			s, done = m.stop(rest), true
+			r.status("%s: waiting for its digest", sys)
+			// The scan ends when the JVM does: kill it if it has no
+			// digest to say in time.
+			t := time.AfterFunc(peerDigestTimeout, func() { _ = cmd.Process.Kill() })
+			defer t.Stop()
+			continue
 		}
 		m.start()
 		rest = o.Events - int(got)
@@ -334,7 +368,11 @@ func (r *run) jvmPass(ctx context.Context, o *PeerOptions, sys string, m *meter,
 	}
 	_ = cmd.Process.Kill()
 	werr := cmd.Wait()
-	return peerSample{}, fmt.Errorf("the peer ended before processing every record (%v; %v): %s", werr, ctx.Err(), tail(logf.Name(), 2000))
+	what := "before processing every record"
+	if done {
+		what = "without printing its digest (within " + peerDigestTimeout.String() + " of its last record)"
+	}
+	return peerSample{}, peerDigest{}, fmt.Errorf("the peer ended %s (%v; %v): %s", what, werr, ctx.Err(), tail(logf.Name(), 2000))
 }
 
 // parsePeerLine reads a peer's "squall-peer processed N" line.
@@ -436,7 +474,8 @@ func peerRows(systems []string, samples map[string][]peerSample, errs map[string
 		if sys != PeerSquall && squall > 0 {
 			res.Figures = append(res.Figures, Figure{"Squall ÷ this", fmt.Sprintf("%.2f×", squall/res.EventsPerSec)})
 		}
-		res.Figures = append(res.Figures, stealFigure(machineCPU{}, st), Figure{"work", peerWork[sys]})
+		res.Figures = append(res.Figures, stealFigure(machineCPU{}, st), Figure{"work", peerWork[sys]},
+			Figure{"checked", "every round's digest as expected; the last: " + ss[len(ss)-1].digest.String()})
 		if errs[sys] != nil {
 			res.Figures = append(res.Figures, Figure{"failed", errs[sys].Error()})
 		}

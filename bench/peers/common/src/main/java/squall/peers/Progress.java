@@ -1,5 +1,6 @@
 package squall.peers;
 
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -10,6 +11,7 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class Progress {
     private final AtomicLong done = new AtomicLong();
+    private final CountDownLatch all = new CountDownLatch(1);
     private final long mark, expected;
 
     public Progress(long expected) {
@@ -24,6 +26,18 @@ public final class Progress {
             System.out.println("squall-peer processed " + n);
             System.out.flush();
         }
+        if (n == expected) {
+            all.countDown();
+        }
+    }
+
+    /**
+     * await returns once every expected record has been recorded. What the
+     * recording threads wrote before each record() is visible to its caller
+     * (the count is an atomic).
+     */
+    public void await() throws InterruptedException {
+        all.await();
     }
 
     public long count() {

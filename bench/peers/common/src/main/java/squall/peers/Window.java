@@ -3,11 +3,18 @@ package squall.peers;
 import java.nio.ByteBuffer;
 
 /**
- * The state of one key, as Squall's window keeps it: 1-second buckets over
- * the last 10 minutes of event time with count, sum, min, max and last; an
- * event older than the retention (relative to the newest bucket seen) is
- * late and dropped; buckets that leave the retention are evicted. Ids are
- * deduplicated: a set of 64-bit id hashes with the bucket they were applied
+ * The state of one key, as Squall's window keeps it (window/window.go): an
+ * event with time ts (epoch ms) falls in bucket b = floor(ts / 1000); newest
+ * is the newest bucket ever applied; the window holds the buckets
+ * b &gt; newest − 600 (10 minutes of 1-second buckets), each with count, sum,
+ * min and max; an event with b ≤ newest − 600 is late and dropped; applying an
+ * event with b &gt; newest advances newest and evicts the buckets that fall
+ * out. last is the applied event with the greatest time (ties: the latest
+ * applied), one per window as Squall's Aggregates.Last. Ids are deduplicated:
+ * an event is a duplicate when its non-empty id was applied to a bucket that
+ * stays inside the window once this event is applied (so an id whose bucket
+ * this very event evicts is accepted again); late is decided before
+ * duplicate. Ids are kept as 64-bit hashes with the bucket they were applied
  * to, expiring with that bucket.
  *
  * Only non-empty buckets are stored, ordered by bucket, in parallel primitive
@@ -25,7 +32,10 @@ public final class Window {
     public int head, size;
     public long[] bucket = new long[4];
     public int[] count = new int[4];
-    public double[] sum = new double[4], min = new double[4], max = new double[4], last = new double[4];
+    public double[] sum = new double[4], min = new double[4], max = new double[4];
+    /** The applied event with the greatest time (ties: the latest applied). */
+    public long lastTs = Long.MIN_VALUE;
+    public double lastValue;
     /** Id hashes (0: empty slot) and their buckets: open addressing, linear probing. */
     public long[] idHash = new long[0];
     public long[] idBucket = new long[0];
@@ -69,7 +79,10 @@ public final class Window {
             if (v < min[at]) min[at] = v;
             if (v > max[at]) max[at] = v;
         }
-        last[at] = v;
+        if (ts >= lastTs) {
+            lastTs = ts;
+            lastValue = v;
+        }
         if (h != 0) {
             insertId(h, b);
         }
@@ -108,7 +121,6 @@ public final class Window {
         System.arraycopy(sum, at, sum, at + 1, end - at);
         System.arraycopy(min, at, min, at + 1, end - at);
         System.arraycopy(max, at, max, at + 1, end - at);
-        System.arraycopy(last, at, last, at + 1, end - at);
         bucket[at] = b;
         size++;
     }
@@ -119,26 +131,23 @@ public final class Window {
         System.arraycopy(sum, head, sum, head + by, size);
         System.arraycopy(min, head, min, head + by, size);
         System.arraycopy(max, head, max, head + by, size);
-        System.arraycopy(last, head, last, head + by, size);
         head += by;
     }
 
     private void grow(int n) {
         long[] nb = new long[n];
         int[] nc = new int[n];
-        double[] ns = new double[n], nmin = new double[n], nmax = new double[n], nl = new double[n];
+        double[] ns = new double[n], nmin = new double[n], nmax = new double[n];
         System.arraycopy(bucket, head, nb, 0, size);
         System.arraycopy(count, head, nc, 0, size);
         System.arraycopy(sum, head, ns, 0, size);
         System.arraycopy(min, head, nmin, 0, size);
         System.arraycopy(max, head, nmax, 0, size);
-        System.arraycopy(last, head, nl, 0, size);
         bucket = nb;
         count = nc;
         sum = ns;
         min = nmin;
         max = nmax;
-        last = nl;
         head = 0;
     }
 
@@ -216,17 +225,41 @@ public final class Window {
         }
     }
 
-    /** Buckets count, for checks. */
+    /** total is the count of the events in the window (every bucket's count). */
     public long total() {
         long t = 0;
         for (int i = head; i < head + size; i++) t += count[i];
         return t;
     }
 
+    /** sum is the sum of the values in the window (every bucket's sum). */
+    public double sum() {
+        double t = 0;
+        for (int i = head; i < head + size; i++) t += sum[i];
+        return t;
+    }
+
+    /** min is the least value in the window (+Infinity when it is empty). */
+    public double min() {
+        double m = Double.POSITIVE_INFINITY;
+        for (int i = head; i < head + size; i++) m = Math.min(m, min[i]);
+        return m;
+    }
+
+    /** max is the greatest value in the window (-Infinity when it is empty). */
+    public double max() {
+        double m = Double.NEGATIVE_INFINITY;
+        for (int i = head; i < head + size; i++) m = Math.max(m, max[i]);
+        return m;
+    }
+
     /** size in bytes of {@link #write}'s form. */
     public int encodedSize() {
-        return 8 + 4 + size * 44 + 4 + liveIds(cut(newest)) * 16;
+        return HEADER_BYTES + size * BUCKET_BYTES + 4 + liveIds(cut(newest)) * ID_BYTES;
     }
+
+    /** The sizes of write's form: newest, last (ts, value) and the bucket count; a bucket; an id. */
+    private static final int HEADER_BYTES = 8 + 8 + 8 + 4, BUCKET_BYTES = 8 + 4 + 8 + 8 + 8, ID_BYTES = 16;
 
     private int liveIds(long cut) {
         int live = 0;
@@ -236,14 +269,14 @@ public final class Window {
         return live;
     }
 
-    /** write encodes the window: newest, buckets, then the live ids. */
+    /** write encodes the window: newest, last, buckets, then the live ids. */
     public byte[] write() {
         long cut = cut(newest);
         int live = liveIds(cut);
-        ByteBuffer out = ByteBuffer.allocate(8 + 4 + size * 44 + 4 + live * 16);
-        out.putLong(newest).putInt(size);
+        ByteBuffer out = ByteBuffer.allocate(HEADER_BYTES + size * BUCKET_BYTES + 4 + live * ID_BYTES);
+        out.putLong(newest).putLong(lastTs).putDouble(lastValue).putInt(size);
         for (int i = head; i < head + size; i++) {
-            out.putLong(bucket[i]).putInt(count[i]).putDouble(sum[i]).putDouble(min[i]).putDouble(max[i]).putDouble(last[i]);
+            out.putLong(bucket[i]).putInt(count[i]).putDouble(sum[i]).putDouble(min[i]).putDouble(max[i]);
         }
         out.putInt(live);
         for (int i = 0; i < idHash.length; i++) {
@@ -259,6 +292,8 @@ public final class Window {
         ByteBuffer in = ByteBuffer.wrap(b);
         Window w = new Window();
         w.newest = in.getLong();
+        w.lastTs = in.getLong();
+        w.lastValue = in.getDouble();
         int n = in.getInt();
         if (n + 1 > w.bucket.length) w.grow(n + 1 + (n >> 2));
         for (int i = 0; i < n; i++) {
@@ -267,7 +302,6 @@ public final class Window {
             w.sum[i] = in.getDouble();
             w.min[i] = in.getDouble();
             w.max[i] = in.getDouble();
-            w.last[i] = in.getDouble();
         }
         w.size = n;
         int ids = in.getInt();

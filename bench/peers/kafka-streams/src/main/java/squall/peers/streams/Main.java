@@ -3,20 +3,29 @@ package squall.peers.streams;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.util.Properties;
+import java.util.Queue;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
 import org.apache.kafka.common.serialization.Deserializer;
 import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.Serializer;
 import org.apache.kafka.streams.KafkaStreams;
+import org.apache.kafka.streams.KeyValue;
+import org.apache.kafka.streams.StoreQueryParameters;
 import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.errors.InvalidStateStoreException;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
+import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.KeyValueStore;
+import org.apache.kafka.streams.state.QueryableStoreTypes;
+import org.apache.kafka.streams.state.ReadOnlyKeyValueStore;
 import org.apache.kafka.streams.state.StoreBuilder;
 import org.apache.kafka.streams.state.Stores;
+import squall.peers.Digest;
 import squall.peers.Event;
 import squall.peers.Progress;
 import squall.peers.Window;
@@ -26,7 +35,10 @@ import squall.peers.Window;
  * reads the topic from the beginning, decodes each JSON value with a custom
  * Serde (Jackson, one shared ObjectReader) and applies it to its key's
  * Window in an in-memory key-value store (a custom Serde for the window), with
- * or without the store's changelog topic.
+ * or without the store's changelog topic. Once every expected record is
+ * processed it prints the digest the harness checks (squall.peers.Digest):
+ * the processors' counters and every key's window, read through an
+ * interactive query of the store.
  *
  * Usage: Main BOOTSTRAP TOPIC EXPECTED_RECORDS APPLICATION_ID changelog|no-changelog [THREADS]
  */
@@ -47,13 +59,17 @@ public final class Main {
             (Serializer<Window>) (topic, w) -> w == null ? null : w.write(),
             (Deserializer<Window>) (topic, data) -> data == null ? null : Window.read(data));
 
-    /** Apply updates the key's window with each event. */
+    /** Apply updates the key's window with each event and counts what it did. */
     static final class Apply implements Processor<String, Event, Void, Void> {
         private final Progress progress;
+        /** tally is this processor's counters; its stream thread alone writes them. */
+        private final Digest tally = new Digest();
         private KeyValueStore<String, Window> store;
 
-        Apply(Progress progress) {
+        /** Apply registers its tally in tallies for the digest at the end. */
+        Apply(Progress progress, Queue<Digest> tallies) {
             this.progress = progress;
+            tallies.add(tally);
         }
 
         @Override
@@ -69,9 +85,13 @@ public final class Main {
                 if (w == null) {
                     w = new Window();
                 }
-                if (w.add(e.ts, e.value, e.id) == Window.APPLIED) {
+                int o = w.add(e.ts, e.value, e.id);
+                if (o == Window.APPLIED) {
                     store.put(e.key, w);
                 }
+                tally.outcome(o);
+            } else {
+                tally.skipped++;
             }
             progress.record();
         }
@@ -99,7 +119,8 @@ public final class Main {
         }
         Topology t = new Topology();
         t.addSource("events", Serdes.String().deserializer(), EVENTS, topic);
-        t.addProcessor("apply", () -> new Apply(progress), "events");
+        Queue<Digest> tallies = new ConcurrentLinkedQueue<>();
+        t.addProcessor("apply", () -> new Apply(progress, tallies), "events");
         t.addStateStore(store, "apply");
 
         Properties p = new Properties();
@@ -118,9 +139,63 @@ public final class Main {
         });
         Runtime.getRuntime().addShutdownHook(new Thread(streams::close));
         streams.start();
-        // The harness kills the process once it has read the last
-        // "processed" line; a failure ends it here.
+        Thread digest = new Thread(() -> {
+            try {
+                progress.await();
+                System.out.println(digestWithRetry(streams, tallies).line());
+                System.out.flush();
+            } catch (InterruptedException ignored) {
+                // the JVM is ending
+            } catch (RuntimeException ex) {
+                ex.printStackTrace();
+                failed.countDown();
+            }
+        }, "squall-peer-digest");
+        digest.setDaemon(true);
+        digest.start();
+        // The harness kills the process once it has read the digest; a
+        // failure ends it here.
         failed.await();
         System.exit(1);
+    }
+
+    /**
+     * digestWithRetry is digest, tried again for up to a minute while the
+     * store is not queryable (a rebalance in progress).
+     */
+    static Digest digestWithRetry(KafkaStreams streams, Queue<Digest> tallies) throws InterruptedException {
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        while (true) {
+            try {
+                return digest(streams, tallies);
+            } catch (InvalidStateStoreException ex) {
+                if (System.nanoTime() > deadline) {
+                    throw ex;
+                }
+                Thread.sleep(100);
+            }
+        }
+    }
+
+    /**
+     * digest merges the processors' counters and adds every key's window,
+     * read through an interactive query of the store (all local tasks).
+     * Called once every record is processed: the stream threads wrote the
+     * tallies before counting their last records in the Progress.
+     */
+    static Digest digest(KafkaStreams streams, Queue<Digest> tallies) {
+        Digest d = new Digest();
+        for (Digest t : tallies) {
+            d.merge(t);
+        }
+        ReadOnlyKeyValueStore<String, Window> store =
+                streams.store(StoreQueryParameters.fromNameAndType(STORE, QueryableStoreTypes.keyValueStore()));
+        try (KeyValueIterator<String, Window> it = store.all()) {
+            while (it.hasNext()) {
+                KeyValue<String, Window> kv = it.next();
+                d.addWindow(kv.value);
+            }
+        }
+        return d;
     }
 }
