@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/squallhq/squall/event"
 	"github.com/squallhq/squall/internal/testutil"
@@ -348,6 +350,47 @@ func BenchmarkManyKeys(b *testing.B) {
 			b.StopTimer()
 			cpu += testutil.CPUTime() - t0
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// BenchmarkManyKeysSteady is BenchmarkManyKeys in steady state: 20K keys
+// whose windows are full (one event a second for over 10 minutes), each
+// receiving its next second's event in a shuffled order, so every event
+// evicts a bucket and, with ids, expires an id.
+func BenchmarkManyKeysSteady(b *testing.B) {
+	const keys, warm = 20_000, 700
+	s := DefaultShape()
+	order := rand.New(rand.NewPCG(1, 2)).Perm(keys)
+	for _, withIDs := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "ids"}[withIDs], func(b *testing.B) {
+			ws := make([]*Window, keys)
+			for k := range ws {
+				ws[k] = New(&s)
+			}
+			e := event.Event{Key: "k"}
+			var idb []byte
+			add := func(j int) {
+				r, k := j/keys, order[j%keys]
+				e.TS, e.Value = benchT0+int64(r)*1000, float64(j&127)
+				if withIDs {
+					idb = strconv.AppendInt(append(idb[:0], "5f3a9c0e21b7-"...), int64(j), 36)
+					e.ID = unsafe.String(unsafe.SliceData(idb), len(idb))
+				}
+				ws[k].Add(&e)
+			}
+			for j := range keys * warm {
+				add(j)
+			}
+			runtime.GC()
+			t0 := testutil.CPUTime()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				add(keys*warm + i)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((testutil.CPUTime()-t0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -88,11 +88,12 @@ const idInline = 7
 func (r idRef) restLen() int { return int(uint8(r)) - 1 }
 
 // inlineRef returns the idRef holding rest (≤ idInline bytes) itself.
-func inlineRef(rest []byte) idRef {
-	var b [8]byte
-	b[0] = byte(len(rest) + 1)
-	copy(b[1:], rest)
-	return idRef(binary.LittleEndian.Uint64(b[:]))
+func inlineRef[S string | []byte](rest S) idRef {
+	var r uint64
+	for i := len(rest) - 1; i >= 0; i-- {
+		r = r<<8 | uint64(rest[i])
+	}
+	return idRef(r<<8 | uint64(len(rest)+1))
 }
 
 // appendRest appends the rest of r (not 0), kept inline or in buf.
@@ -164,8 +165,7 @@ func (x *extra) setRecentID(w *Window, slot int, id string) {
 	}
 	rest := id[x.npre:]
 	if len(rest) <= idInline {
-		var b [idInline]byte
-		x.rids[slot] = inlineRef(b[:copy(b[:], rest)])
+		x.rids[slot] = inlineRef(rest)
 		return
 	}
 	if len(x.rid)+len(rest) > cap(x.rid) {
