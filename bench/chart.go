@@ -155,8 +155,13 @@ func (r *Report) chartOffered() float64 {
 // throughput (events/s) on the left with the baseline, p99 latency at a
 // fixed offered load (ms) on the right (the load in its title when all
 // points share it); keys on a log scale, values on a
-// linear scale from 0. The same report always gives the same bytes.
+// linear scale from 0. A peers report (make bench-peers) is drawn as the
+// peers chart instead: a bar per system for its throughput and its CPU per
+// event. The same report always gives the same bytes.
 func (r *Report) WriteSVG(w io.Writer) error {
+	if r.isPeers() {
+		return r.writePeersSVG(w)
+	}
 	series := r.chartData()
 	rows := (len(series) + chartLegendN - 1) / chartLegendN
 	height := max(chartLegendY+rows*chartLegendDY, 400)

@@ -240,3 +240,70 @@ func TestChartScales(t *testing.T) {
 		}
 	}
 }
+
+// TestPeersSVG draws a peers report: a bar per system in each panel, bars
+// proportional to their values, each round a dot, a failed system listed
+// without a bar.
+func TestPeersSVG(t *testing.T) {
+	rep := &Report{Started: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), Machine: Machine{Cores: 2}, Results: []Result{
+		{Scenario: "peers/squall", Group: "peers", Setup: Setup{Keys: 100_000}, EventsPerSec: 600_000,
+			Rounds: []float64{550_000, 600_000, 640_000}, CPUPerEvent: 3, BrokerCPUPerEvent: 0.1},
+		{Scenario: "peers/kafka-streams", Group: "peers", Setup: Setup{Keys: 100_000}, EventsPerSec: 150_000,
+			Rounds: []float64{140_000, 150_000, 160_000}, CPUPerEvent: 12, BrokerCPUPerEvent: 0.3},
+		{Scenario: "peers/flink", Group: "peers", Setup: Setup{Keys: 100_000}, Err: "wrong digest: applied 1, want 2"},
+	}}
+	var b bytes.Buffer
+	if err := rep.WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	doc := parseSVG(t, b.Bytes())
+	text := strings.Join(doc.texts, "|")
+	for _, want := range []string{"Squall and its peers", "100K keys", "2 cores", "2026-12-03", "squall", "kafka-streams", "flink", "600K", "150K", "failed", "3.00 + 0.10 µs"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("chart lacks %q: %s", want, text)
+		}
+	}
+	if n := doc.elems["circle"]; n != 6 {
+		t.Errorf("%d dots, want 6 (3 rounds of 2 systems)", n)
+	}
+	// Bars: the background, then per panel squall's and kafka-streams'
+	// segments (throughput: 1 each; CPU: 2 each).
+	widths := rectWidths(t, b.Bytes())
+	if len(widths) != 1+2+4 {
+		t.Fatalf("%d rects, want 7: %v", len(widths), widths)
+	}
+	if r := widths[1] / widths[2]; math.Abs(r-4) > 0.01 {
+		t.Errorf("throughput bars %v: ratio %.3f, want 4", widths[1:3], r)
+	}
+	if r := widths[5] / widths[3]; math.Abs(r-4) > 0.01 {
+		t.Errorf("CPU bars %v: ratio %.3f, want 4", widths[3:], r)
+	}
+	var again bytes.Buffer
+	if err := rep.WriteSVG(&again); err != nil || !bytes.Equal(again.Bytes(), b.Bytes()) {
+		t.Error("the same report drew different bytes")
+	}
+}
+
+// rectWidths returns the width of every <rect> of an SVG, in order.
+func rectWidths(t *testing.T, b []byte) []float64 {
+	t.Helper()
+	var ws []float64
+	d := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return ws
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, ok := tok.(xml.StartElement); ok && s.Name.Local == "rect" {
+			for _, a := range s.Attr {
+				if a.Name.Local == "width" {
+					w, _ := strconv.ParseFloat(a.Value, 64)
+					ws = append(ws, w)
+				}
+			}
+		}
+	}
+}

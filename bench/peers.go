@@ -454,6 +454,7 @@ func peerRows(systems []string, samples map[string][]peerSample, errs map[string
 		var cpus, brokers, walls, rsss []float64
 		var st machineCPU
 		for _, s := range ss {
+			res.Rounds = append(res.Rounds, s.perSec())
 			rounds = append(rounds, siNum(s.perSec()))
 			cpus = append(cpus, float64(s.cpu.Nanoseconds())/1e3/float64(s.events))
 			brokers = append(brokers, float64(s.broker.Nanoseconds())/1e3/float64(s.events))
@@ -467,6 +468,7 @@ func peerRows(systems []string, samples map[string][]peerSample, errs map[string
 		// client buffers and the Go heap left by earlier passes included.
 		res.RSSBytes = int64(median(rsss))
 		cpu := median(cpus)
+		res.CPUPerEvent, res.BrokerCPUPerEvent = cpu, median(brokers)
 		res.Figures = append(res.Figures,
 			Figure{"CPU/event", fmt.Sprintf("%.2f µs (%.2f cores)", cpu, cpu*res.EventsPerSec/1e6)},
 			Figure{"broker CPU/event", fmt.Sprintf("%.2f µs", median(brokers))},

@@ -54,6 +54,12 @@ type Result struct {
 
 	Duration time.Duration `json:"duration_ns"` // how long the measurement ran
 
+	// Peers mode: each round's events/s and the medians of the CPU time
+	// per event of the system's process and of the broker, in µs.
+	Rounds            []float64 `json:"rounds,omitempty"`
+	CPUPerEvent       float64   `json:"cpu_us_per_event,omitempty"`
+	BrokerCPUPerEvent float64   `json:"broker_cpu_us_per_event,omitempty"`
+
 	// Figures holds scenario-specific figures in display order, e.g.
 	// {"bytes/routed event", "39 B (0.63× JSON)"}, {"failover", "4.2 s"}.
 	Figures []Figure `json:"figures,omitempty"`
