@@ -6,6 +6,7 @@
 //	make bench-quick   # about 30s: kfake, 10K/100K keys, ingest, memory at 100K keys
 //	go run ./cmd/squall-bench -only 'kafka/kafka/100K-keys$' -cpuprofile cpu.pprof   # profile one scenario
 //	make bench-peers   # peers: Squall, the baseline, Kafka Streams and Flink on one topic, 3 rounds
+//	go run ./cmd/squall-bench -from docs/bench/peers.json -svg docs/bench/peers.svg   # redraw a report, run nothing
 //	go run ./cmd/squall-bench -mode peers -peer-events 500000 -peer-rounds 1 -peers kafka-streams   # a quick look
 package main
 
@@ -31,6 +32,7 @@ func main() {
 	nodeBin := flag.String("node-binary", "bin/squall-node", "squall-node binary for the failover scenario")
 	jsonOut := flag.String("json", "", "write the results as JSON to this file")
 	svgOut := flag.String("svg", "", "write the throughput/latency chart to this SVG file")
+	from := flag.String("from", "", "run nothing: print the table of a report written by -json, and write its -svg, -table, -json")
 	mdOut := flag.String("table", "", "also write the table to this file")
 	compare := flag.String("compare", "", "compare with the results of an earlier -json file")
 	commit := flag.String("commit", "", "commit id to record in the results")
@@ -74,7 +76,18 @@ func main() {
 	defer stop()
 	var rep *bench.Report
 	var err error
-	if *mode == "peers" {
+	if *from != "" {
+		in, err := os.Open(*from)
+		if err != nil {
+			fatal(err)
+		}
+		rep, err = bench.ReadJSON(in)
+		in.Close()
+		if err != nil {
+			fatal(fmt.Errorf("-from: %w", err))
+		}
+		*commit = rep.Commit
+	} else if *mode == "peers" {
 		rep, err = bench.RunPeers(ctx, bench.PeerOptions{Events: *peerEvents, Keys: *peerKeys, Partitions: *peerParts,
 			Rounds: *peerRounds, Systems: strings.Split(*peers, ","), Dir: *peersDir, Progress: opts.Progress, Log: opts.Log})
 	} else {
