@@ -28,6 +28,7 @@ func main() {
 	mode := flag.String("mode", "full", "full, quick (about 30s), smoke (a few seconds) or peers (Squall against Kafka Streams and Flink)")
 	only := flag.String("only", "", "run only the scenarios matching this regular expression")
 	realKafka := flag.Bool("real-kafka", true, "full mode: run the Kafka scenarios against a real broker too (needs Java)")
+	procs := flag.String("gomaxprocs", "1,2", "the GOMAXPROCS settings of the kafka/*/gomaxprocs scenarios, in the order of each round (one alone: to profile it)")
 	nodeBin := flag.String("node-binary", "bin/squall-node", "squall-node binary for the failover scenario")
 	jsonOut := flag.String("json", "", "write the results as JSON to this file")
 	svgOut := flag.String("svg", "", "write the throughput/latency chart to this SVG file")
@@ -60,6 +61,11 @@ func main() {
 	if *verbose {
 		opts.Log = os.Stderr
 	}
+	ps, err := bench.ParseProcs(*procs)
+	if err != nil {
+		fatal(fmt.Errorf("-gomaxprocs: %w", err))
+	}
+	opts.Procs = ps
 	if *only != "" {
 		re, err := regexp.Compile(*only)
 		if err != nil {
@@ -73,7 +79,6 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var rep *bench.Report
-	var err error
 	if *mode == "peers" {
 		rep, err = bench.RunPeers(ctx, bench.PeerOptions{Events: *peerEvents, Keys: *peerKeys, Partitions: *peerParts,
 			Rounds: *peerRounds, Systems: strings.Split(*peers, ","), Dir: *peersDir, Progress: opts.Progress, Log: opts.Log})
