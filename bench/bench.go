@@ -211,7 +211,9 @@ func scenarios(o *Options) []scenario {
 		for _, keys := range sc.kafkaKeys {
 			out = append(out, scenario{fmt.Sprintf("kafka/%s/%s-keys/latency", b, count(keys)), kafkaLatency(b, keys)})
 		}
-		if sc.coreRounds > 0 {
+		// Against the real broker when the run has one (its CPU is apart
+		// from the node's, and the setting does not limit it), else kfake.
+		if sc.coreRounds > 0 && b == brokers[len(brokers)-1] {
 			out = append(out, scenario{fmt.Sprintf("kafka/%s/%s-keys/gomaxprocs", b, count(mid)), coresScaling(b, mid)})
 		}
 	}

@@ -53,7 +53,10 @@ func coresScaling(kind string, keys int) func(r *run) ([]Result, error) {
 		}
 		n := max(r.sc.kafkaEvents, 3*keys)
 		b := r.startBroker(kind)
-		size, _ := r.preload(b, keys, n, true)
+		var size int
+		pprof.Do(context.Background(), pprof.Labels("phase", "preload"), func(context.Context) {
+			size, _ = r.preload(b, keys, n, true)
+		})
 		nodes, bases := map[int][]peerSample{}, map[int][]peerSample{}
 		for round := range r.sc.coreRounds {
 			for _, p := range procs {
@@ -76,7 +79,9 @@ func coresScaling(kind string, keys int) func(r *run) ([]Result, error) {
 
 // coresPass runs the baseline, then a node, over the topic's n events with
 // GOMAXPROCS procs, and restores the setting. Their goroutines carry the
-// pprof labels phase=baseline or phase=squall and gomaxprocs=procs.
+// pprof labels phase=baseline or phase=squall and gomaxprocs=procs (the
+// preload's phase=preload; the runtime's, such as the collector's mark
+// workers, none).
 func (r *run) coresPass(b *broker, n, procs int) (node, base peerSample, err error) {
 	prev := runtime.GOMAXPROCS(procs)
 	defer runtime.GOMAXPROCS(prev)

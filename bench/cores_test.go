@@ -128,9 +128,11 @@ func TestCoresScenarios(t *testing.T) {
 		}
 		return out
 	}
-	if got := names(Options{Mode: "full", RealKafka: true}); !reflect.DeepEqual(got,
-		[]string{"kafka/kfake/100K-keys/gomaxprocs", "kafka/kafka/100K-keys/gomaxprocs"}) {
+	if got := names(Options{Mode: "full", RealKafka: true}); !reflect.DeepEqual(got, []string{"kafka/kafka/100K-keys/gomaxprocs"}) {
 		t.Errorf("full: %q", got)
+	}
+	if got := names(Options{Mode: "full"}); !reflect.DeepEqual(got, []string{"kafka/kfake/100K-keys/gomaxprocs"}) {
+		t.Errorf("full without the real broker: %q", got)
 	}
 	if got := names(Options{Mode: "smoke"}); !reflect.DeepEqual(got, []string{"kafka/kfake/1K-keys/gomaxprocs"}) {
 		t.Errorf("smoke: %q", got)

@@ -5,6 +5,8 @@
 //	make bench         # full: kfake and a real broker, 10K/100K/1M keys, cluster, failover
 //	make bench-quick   # about 30s: kfake, 10K/100K keys, ingest, memory at 100K keys
 //	go run ./cmd/squall-bench -only 'kafka/kafka/100K-keys$' -cpuprofile cpu.pprof   # profile one scenario
+//	go run ./cmd/squall-bench -only gomaxprocs   # the same Kafka → state at GOMAXPROCS 1 and 2, interleaved: the 2/1 ratio
+//	go run ./cmd/squall-bench -only gomaxprocs -gomaxprocs 1 -cpuprofile cpu1.pprof   # profile one setting
 //	make bench-peers   # peers: Squall, the baseline, Kafka Streams and Flink on one topic, 3 rounds
 //	go run ./cmd/squall-bench -mode peers -peer-events 500000 -peer-rounds 1 -peers kafka-streams   # a quick look
 package main
