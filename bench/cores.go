@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -57,11 +58,11 @@ func coresScaling(kind string, keys int) func(r *run) ([]Result, error) {
 		pprof.Do(context.Background(), pprof.Labels("phase", "preload"), func(context.Context) {
 			size, _ = r.preload(b, keys, n, true)
 		})
-		nodes, bases := map[int][]peerSample{}, map[int][]peerSample{}
+		nodes, bases, rts := map[int][]peerSample{}, map[int][]peerSample{}, map[int][]goCPU{}
 		for round := range r.sc.coreRounds {
 			for _, p := range procs {
 				r.status("round %d/%d: GOMAXPROCS %d", round+1, r.sc.coreRounds, p)
-				nd, bs, err := r.coresPass(b, n, p)
+				nd, bs, rt, err := r.coresPass(b, n, p)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, GOMAXPROCS %d: %w", round+1, p, err)
 				}
@@ -69,11 +70,12 @@ func coresScaling(kind string, keys int) func(r *run) ([]Result, error) {
 					r.name, round+1, p, nd.perSec(), float64(nd.cpu.Nanoseconds())/1e3/float64(nd.events), nd.broker, bs.perSec())
 				nodes[p] = append(nodes[p], nd)
 				bases[p] = append(bases[p], bs)
+				rts[p] = append(rts[p], rt)
 			}
 		}
 		setup := Setup{Keys: keys, EventBytes: size, Partitions: kafkaPartitions, Nodes: 1, Cores: runtime.NumCPU(),
 			Broker: b.label, Events: n, IDs: idsLabel(true)}
-		return coreRows(r.name, kind, procs, nodes, bases, setup), nil
+		return coreRows(r.name, kind, procs, nodes, bases, rts, setup), nil
 	}
 }
 
@@ -81,8 +83,8 @@ func coresScaling(kind string, keys int) func(r *run) ([]Result, error) {
 // GOMAXPROCS procs, and restores the setting. Their goroutines carry the
 // pprof labels phase=baseline or phase=squall and gomaxprocs=procs (the
 // preload's phase=preload; the runtime's, such as the collector's mark
-// workers, none).
-func (r *run) coresPass(b *broker, n, procs int) (node, base peerSample, err error) {
+// workers, none). rt is the Go runtime's account of the node's whole pass.
+func (r *run) coresPass(b *broker, n, procs int) (node, base peerSample, rt goCPU, err error) {
 	prev := runtime.GOMAXPROCS(procs)
 	defer runtime.GOMAXPROCS(prev)
 	ps := strconv.Itoa(procs)
@@ -90,20 +92,64 @@ func (r *run) coresPass(b *broker, n, procs int) (node, base peerSample, err err
 		base, err = r.baselinePass(b.addr, benchTopic, kafkaPartitions, n, &meter{broker: b.pid})
 	})
 	if err != nil {
-		return node, base, fmt.Errorf("baseline: %w", err)
+		return node, base, rt, fmt.Errorf("baseline: %w", err)
 	}
 	group := fmt.Sprintf("bench-cores-%d", time.Now().UnixNano())
+	// Both passes end with a collection, which brings the runtime's CPU
+	// account up to date: rt covers the node's pass exactly.
+	rt0 := readGoCPU()
 	pprof.Do(context.Background(), pprof.Labels("phase", "squall", "gomaxprocs", ps), func(context.Context) {
 		node, err = r.squallPass(b.addr, benchTopic, group, n, &meter{broker: b.pid})
 	})
-	return node, base, err
+	return node, base, readGoCPU().sub(rt0), err
+}
+
+// goCPU is the Go runtime's account of its Ps' time (runtime/metrics
+// /cpu/classes/..., in seconds of a P): updated at each collection only.
+type goCPU struct {
+	total, gc, idle float64
+}
+
+// goCPUMetrics are the runtime/metrics goCPU reads, in its fields' order.
+var goCPUMetrics = []string{"/cpu/classes/total:cpu-seconds", "/cpu/classes/gc/total:cpu-seconds", "/cpu/classes/idle:cpu-seconds"}
+
+// readGoCPU reads the runtime's account (zeros where a metric is missing).
+func readGoCPU() goCPU {
+	s := make([]metrics.Sample, len(goCPUMetrics))
+	for i, name := range goCPUMetrics {
+		s[i].Name = name
+	}
+	metrics.Read(s)
+	v := func(i int) float64 {
+		if s[i].Value.Kind() != metrics.KindFloat64 {
+			return 0
+		}
+		return s[i].Value.Float64()
+	}
+	return goCPU{total: v(0), gc: v(1), idle: v(2)}
+}
+
+func (c goCPU) sub(o goCPU) goCPU { return goCPU{c.total - o.total, c.gc - o.gc, c.idle - o.idle} }
+
+// goCPUFigure gives the shares of the Ps' time the collector and idleness
+// took over the node's passes (summed).
+func goCPUFigure(rts []goCPU) Figure {
+	var sum goCPU
+	for _, c := range rts {
+		sum.total, sum.gc, sum.idle = sum.total+c.total, sum.gc+c.gc, sum.idle+c.idle
+	}
+	if sum.total <= 0 {
+		return Figure{"Ps' time", "unknown"}
+	}
+	return Figure{"Ps' time", fmt.Sprintf("collector %.0f%%, idle %.0f%%, the rest goroutines running "+
+		"(runtime/metrics over the node's whole passes, start and the first tenth included)", 100*sum.gc/sum.total, 100*sum.idle/sum.total)}
 }
 
 // coreRows makes the rows of cores scenario name: one per setting of
 // procs with the medians of its rounds; every row but the lowest
 // setting's is compared with it (the node's ratio through relate, the
 // baseline's as a figure).
-func coreRows(name, kind string, procs []int, nodes, bases map[int][]peerSample, setup Setup) []Result {
+func coreRows(name, kind string, procs []int, nodes, bases map[int][]peerSample, rts map[int][]goCPU, setup Setup) []Result {
 	low := slices.Min(procs)
 	lowBase := statsOf(bases[low]).perSec
 	var rows []Result
@@ -127,7 +173,7 @@ func coreRows(name, kind string, procs []int, nodes, bases map[int][]peerSample,
 		}
 		res.Figures = append(res.Figures,
 			Figure{"rounds", strings.Join(st.rounds, ", ") + " events/s (baseline " + strings.Join(bs.rounds, ", ") + ")"},
-			stealFigure(machineCPU{}, st.steal))
+			goCPUFigure(rts[p]), stealFigure(machineCPU{}, st.steal))
 		if p != low {
 			res.versus = procsRow(name, low)
 			if lowBase > 0 && bs.perSec > 0 {

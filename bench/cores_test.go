@@ -2,6 +2,7 @@ package bench
 
 import (
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,8 @@ func TestCoreRows(t *testing.T) {
 		2: {coreSample(330_000, 3, 0), coreSample(360_000, 3, 0), coreSample(345_000, 3, 0)},
 	}
 	setup := Setup{Keys: 100_000, EventBytes: 97, Partitions: 16, Nodes: 1, Cores: 2, Broker: "kafka 4.4.0", Events: 3_000_000, IDs: "on"}
-	rows := coreRows(name, "kafka", []int{1, 2}, nodes, bases, setup)
+	rts := map[int][]goCPU{1: {{total: 10, gc: 2, idle: 0}, {total: 10, gc: 1, idle: 1}}}
+	rows := coreRows(name, "kafka", []int{1, 2}, nodes, bases, rts, setup)
 	if len(rows) != 2 || rows[0].Scenario != name+"-1" || rows[1].Scenario != name+"-2" {
 		t.Fatalf("rows %+v", rows)
 	}
@@ -87,6 +89,16 @@ func TestCoreRows(t *testing.T) {
 	if got := fig(one, "rounds"); got != "400K, 500K, 450K events/s (baseline 300K, 300K, 320K)" {
 		t.Errorf("rounds %q", got)
 	}
+	if got := fig(one, "Ps' time"); !strings.HasPrefix(got, "collector 15%, idle 5%, ") {
+		t.Errorf("Ps' time %q", got)
+	}
+	if got := fig(two, "Ps' time"); got != "unknown" {
+		t.Errorf("Ps' time without an account: %q", got)
+	}
+	runtime.GC() // the account is brought up to date by collections
+	if got := readGoCPU(); got.total <= 0 || got.gc < 0 || got.idle < 0 {
+		t.Errorf("readGoCPU = %+v", got)
+	}
 	if got := fig(two, "steal"); !strings.HasPrefix(got, "2.0%") {
 		t.Errorf("steal %q", got)
 	}
@@ -103,7 +115,7 @@ func TestCoreRows(t *testing.T) {
 	// kfake is limited by the setting: no broker CPU of its own, and the
 	// note says so. A setting without a completed round is an error row,
 	// and the ratio is against the lowest setting whatever the order.
-	rows = coreRows("kafka/kfake/100K-keys/gomaxprocs", "kfake", []int{4, 2, 1}, map[int][]peerSample{2: nodes[2], 1: nodes[1]}, bases, setup)
+	rows = coreRows("kafka/kfake/100K-keys/gomaxprocs", "kfake", []int{4, 2, 1}, map[int][]peerSample{2: nodes[2], 1: nodes[1]}, bases, nil, setup)
 	relate(rows)
 	if rows[0].Err != "no round completed" || rows[0].EventsPerSec != 0 {
 		t.Errorf("GOMAXPROCS 4 without rounds: %+v", rows[0])
