@@ -44,7 +44,7 @@ chaos: ## the fault-injection suite, 10 minutes (CHAOS_SEED, CHAOS_DURATION; CHA
 chaos-jetstream: ## the fault-injection suite with a 3-server JetStream cluster as the log instead of Kafka
 	CHAOS_LOG=jetstream $(MAKE) chaos
 
-bench: build ## the benchmark harness, full (~11 min; real Kafka and ZooKeeper): table, docs/bench/{results.json,chart.svg,results.md}
+bench: build ## the benchmark harness, full (~13 min; real Kafka and ZooKeeper): table, docs/bench/{results.json,chart.svg,results.md}
 	$(GO) run ./cmd/squall-bench -mode full -node-binary $(BIN) -commit "$$(git rev-parse --short HEAD 2>/dev/null)" \
 		-json docs/bench/results.json -svg docs/bench/chart.svg -table docs/bench/results.md
 

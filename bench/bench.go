@@ -37,6 +37,10 @@ type Options struct {
 	// (fetched and started by internal/kafkatest; needs Java). Full mode
 	// sets it.
 	RealKafka bool
+	// Procs are the GOMAXPROCS settings of the cores scenarios
+	// (kafka/<broker>/100K-keys/gomaxprocs), in the order of each round.
+	// Default DefaultProcs (1, 2); one setting alone is for profiling it.
+	Procs []int
 	// NodeBinary is bin/squall-node, for the failover scenario (separate
 	// processes, killed with SIGKILL). Empty: the scenario is skipped.
 	NodeBinary string
@@ -61,20 +65,24 @@ type scale struct {
 	durableEvents int
 	routeFor      time.Duration
 	cluster       bool // three nodes on ZooKeeper, failover
+	// coreRounds is how many times each GOMAXPROCS setting of the cores
+	// scenarios consumes the topic (interleaved: 1,2,1,2,...); 0: the
+	// scenarios are not run (quick mode, to stay short).
+	coreRounds int
 }
 
 func (o *Options) scale() scale {
 	switch o.Mode {
 	case "smoke":
 		return scale{kafkaKeys: []int{1000}, kafkaEvents: 20_000, ingestFor: 500 * time.Millisecond,
-			latencyFor: time.Second, latencyRate: 5_000, memoryKeys: 10_000}
+			latencyFor: time.Second, latencyRate: 5_000, memoryKeys: 10_000, coreRounds: 1}
 	case "quick":
 		return scale{kafkaKeys: []int{10_000, 100_000}, kafkaEvents: 1_000_000, ingestFor: 2 * time.Second,
 			latencyFor: 3 * time.Second, latencyRate: 100_000, memoryKeys: 100_000}
 	}
 	return scale{kafkaKeys: []int{10_000, 100_000, 1_000_000}, kafkaEvents: 3_000_000, ingestFor: 5 * time.Second,
 		latencyFor: 10 * time.Second, latencyRate: 100_000, memoryKeys: 1_000_000, routeFor: 5 * time.Second, cluster: true,
-		durableEvents: 60_000_000}
+		durableEvents: 60_000_000, coreRounds: 3}
 }
 
 // scenario is one row, or several sharing a setup.
@@ -202,6 +210,11 @@ func scenarios(o *Options) []scenario {
 			scenario{fmt.Sprintf("kafka/%s/%s-keys/steady", b, count(sc.kafkaKeys[0])), kafkaThroughput(b, sc.kafkaKeys[0], 0, true, true)})
 		for _, keys := range sc.kafkaKeys {
 			out = append(out, scenario{fmt.Sprintf("kafka/%s/%s-keys/latency", b, count(keys)), kafkaLatency(b, keys)})
+		}
+		// Against the real broker when the run has one (its CPU is apart
+		// from the node's, and the setting does not limit it), else kfake.
+		if sc.coreRounds > 0 && b == brokers[len(brokers)-1] {
+			out = append(out, scenario{fmt.Sprintf("kafka/%s/%s-keys/gomaxprocs", b, count(mid)), coresScaling(b, mid)})
 		}
 	}
 	if sc.cluster {

@@ -62,7 +62,8 @@ func chartAdd(ps []chartPoint, keys int, v float64) []chartPoint {
 }
 
 // chartData collects the series of r: of the Results of group "kafka"
-// with keys that did not fail, one series per (Broker, Rules) in order of
+// with keys that did not fail and ran on every core (not the cores
+// scenarios' rows at a lower GOMAXPROCS), one series per (Broker, Rules) in order of
 // first appearance, then one baseline series per broker (from the results
 // without rules). Series without a point are left out.
 func (r *Report) chartData() []*chartSeries {
@@ -76,7 +77,7 @@ func (r *Report) chartData() []*chartSeries {
 	base := map[string]*chartSeries{}
 	for i := range r.Results {
 		res := &r.Results[i]
-		if res.Group != "kafka" || res.Setup.Keys <= 0 || res.Err != "" {
+		if res.Group != "kafka" || res.Setup.Keys <= 0 || res.Err != "" || res.Setup.GOMAXPROCS > 0 {
 			continue
 		}
 		k := key{res.Setup.Broker, res.Setup.Rules}

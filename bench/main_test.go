@@ -66,6 +66,16 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: no figure against %s/no-ids", name, name)
 		}
 	}
+	// The GOMAXPROCS 2 / 1 ratio of the same run.
+	found := false
+	for _, r := range rep.Results {
+		for _, f := range r.Figures {
+			found = found || r.Scenario == "kafka/kfake/1K-keys/gomaxprocs-2" && f.Name == "vs kafka/kfake/1K-keys/gomaxprocs-1"
+		}
+	}
+	if !found {
+		t.Error("kafka/kfake/1K-keys/gomaxprocs-2: no figure against gomaxprocs-1")
+	}
 	if groups["kafka"] < 3 || groups["ingest"] < 5 || groups["memory"] != 1 {
 		t.Errorf("scenarios run: %v", groups)
 	}

@@ -215,9 +215,9 @@ func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group str
 	m := &meter{broker: broker}
 	switch sys {
 	case PeerSquall:
-		return r.squallPass(ctx, addr, group, o, m)
+		return r.squallPass(ctx, addr, peersTopic, group, o.Events, true, m)
 	case PeerBaseline:
-		return r.baselinePass(addr, o, m)
+		return r.baselinePass(addr, peersTopic, o.Partitions, o.Events, m)
 	}
 	var module string
 	var args []string
@@ -247,10 +247,10 @@ func (r *run) peerPass(ctx context.Context, o *PeerOptions, sys, addr, group str
 }
 
 // squallPass starts a node (defaults, a fresh consumer group) on the
-// topic and measures it until it has applied every event; then it reads
-// the digest of the node's keys.
-func (r *run) squallPass(ctx context.Context, addr, group string, o *PeerOptions, m *meter) (peerSample, peerDigest, error) {
-	n := o.Events
+// topic's n events and measures it until it has applied every one; then,
+// with digest, it reads the digest of the node's keys. The node is closed
+// before it returns.
+func (r *run) squallPass(ctx context.Context, addr, topic, group string, n int, digest bool, m *meter) (peerSample, peerDigest, error) {
 	mark := int64(n / 10)
 	var applied atomic.Int64
 	var s peerSample
@@ -272,11 +272,11 @@ func (r *run) squallPass(ctx context.Context, addr, group string, o *PeerOptions
 			close(done)
 		}
 	}, func(c *node.Config) {
-		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = addr, peersTopic, group
+		c.KafkaBrokers, c.KafkaTopic, c.KafkaGroup = addr, topic, group
 	})
 	err := r.waitApplied(done, &applied, n)
 	var d peerDigest
-	if err == nil {
+	if err == nil && digest {
 		r.status("squall: reading the digest of its keys")
 		d, err = squallDigest(ctx, nd, n)
 	}
@@ -285,11 +285,11 @@ func (r *run) squallPass(ctx context.Context, addr, group string, o *PeerOptions
 	return s, d, err
 }
 
-// baselinePass runs the franz-go baseline loop over the topic.
-func (r *run) baselinePass(addr string, o *PeerOptions, m *meter) (peerSample, peerDigest, error) {
-	n := o.Events
+// baselinePass runs the franz-go baseline loop over the n events of the
+// topic's partitions and returns the digest of its windows.
+func (r *run) baselinePass(addr, topic string, partitions, n int, m *meter) (peerSample, peerDigest, error) {
 	rest := -1
-	wins, err := r.consumeBaseline(addr, peersTopic, o.Partitions, n, window.DefaultShape(), func(got int) {
+	wins, err := r.consumeBaseline(addr, topic, partitions, n, window.DefaultShape(), func(got int) {
 		if rest < 0 && got >= n/10 {
 			m.start()
 			rest = n - got
@@ -400,6 +400,43 @@ func tail(path string, max int) string {
 	return string(b)
 }
 
+// sampleStats sums up the rounds of one system: medians, and the steal
+// over all of them.
+type sampleStats struct {
+	perSec    float64       // events/s
+	cpuUS     float64       // CPU of the system's process per event, µs
+	brokerUS  float64       // CPU of the broker per event, µs
+	cpu       time.Duration // CPU of the system's process over the measurement
+	broker    time.Duration // CPU of the broker over the measurement
+	wall      time.Duration // the measurement's length
+	rss       int64         // the system's process's resident set size at the end
+	steal     machineCPU    // the machine's CPU and steal, summed over the rounds
+	rounds    []string      // each round's events/s, in the order run
+	perSecAll []float64     // each round's events/s, in the order run
+}
+
+// statsOf sums up samples (zero for none).
+func statsOf(samples []peerSample) sampleStats {
+	var st sampleStats
+	var cpus, brokers, cpuS, brokerS, walls, rsss []float64
+	for _, s := range samples {
+		st.rounds = append(st.rounds, siNum(s.perSec()))
+		st.perSecAll = append(st.perSecAll, s.perSec())
+		cpus = append(cpus, float64(s.cpu.Nanoseconds())/1e3/float64(s.events))
+		brokers = append(brokers, float64(s.broker.Nanoseconds())/1e3/float64(s.events))
+		cpuS = append(cpuS, s.cpu.Seconds())
+		brokerS = append(brokerS, s.broker.Seconds())
+		walls = append(walls, s.wall.Seconds())
+		rsss = append(rsss, float64(s.rss))
+		st.steal.total += s.steal.total
+		st.steal.steal += s.steal.steal
+	}
+	sec := func(xs []float64) time.Duration { return time.Duration(median(xs) * float64(time.Second)) }
+	st.perSec, st.cpuUS, st.brokerUS = median(st.perSecAll), median(cpus), median(brokers)
+	st.cpu, st.broker, st.wall, st.rss = sec(cpuS), sec(brokerS), sec(walls), int64(median(rsss))
+	return st
+}
+
 // median returns the median of xs (the mean of the middle two for an even
 // count), or 0.
 func median(xs []float64) float64 {
@@ -426,14 +463,7 @@ var peerWork = map[string]string{
 // peerRows makes the report's rows: one per system with the medians of
 // its rounds, its CPU per event and Squall's throughput over its own.
 func peerRows(systems []string, samples map[string][]peerSample, errs map[string]error, setup Setup) []Result {
-	eps := func(sys string) float64 {
-		var xs []float64
-		for _, s := range samples[sys] {
-			xs = append(xs, s.perSec())
-		}
-		return median(xs)
-	}
-	squall := eps(PeerSquall)
+	squall := statsOf(samples[PeerSquall]).perSec
 	var rows []Result
 	for _, sys := range systems {
 		res := Result{Scenario: "peers/" + sys, Group: "peers", Setup: setup, AllocsPerEvent: -1}
@@ -446,37 +476,24 @@ func peerRows(systems []string, samples map[string][]peerSample, errs map[string
 			rows = append(rows, res)
 			continue
 		}
-		res.EventsPerSec = eps(sys)
+		st := statsOf(ss)
+		res.EventsPerSec = st.perSec
 		if sys == PeerSquall {
-			res.BaselinePerSec = eps(PeerBaseline)
+			res.BaselinePerSec = statsOf(samples[PeerBaseline]).perSec
 		}
-		var rounds []string
-		var cpus, brokers, walls, rsss []float64
-		var st machineCPU
-		for _, s := range ss {
-			res.Rounds = append(res.Rounds, s.perSec())
-			rounds = append(rounds, siNum(s.perSec()))
-			cpus = append(cpus, float64(s.cpu.Nanoseconds())/1e3/float64(s.events))
-			brokers = append(brokers, float64(s.broker.Nanoseconds())/1e3/float64(s.events))
-			walls = append(walls, s.wall.Seconds())
-			rsss = append(rsss, float64(s.rss))
-			st.total += s.steal.total
-			st.steal += s.steal.steal
-		}
-		res.Duration = time.Duration(median(walls) * float64(time.Second))
+		res.Duration = st.wall
 		// For squall and the baseline, the harness's process: the broker's
 		// client buffers and the Go heap left by earlier passes included.
-		res.RSSBytes = int64(median(rsss))
-		cpu := median(cpus)
-		res.CPUPerEvent, res.BrokerCPUPerEvent = cpu, median(brokers)
+		res.RSSBytes = st.rss
+		res.Rounds, res.CPUPerEvent, res.BrokerCPUPerEvent = st.perSecAll, st.cpuUS, st.brokerUS
 		res.Figures = append(res.Figures,
-			Figure{"CPU/event", fmt.Sprintf("%.2f µs (%.2f cores)", cpu, cpu*res.EventsPerSec/1e6)},
-			Figure{"broker CPU/event", fmt.Sprintf("%.2f µs", median(brokers))},
-			Figure{"rounds", strings.Join(rounds, ", ") + " events/s"})
+			Figure{"CPU/event", fmt.Sprintf("%.2f µs (%.2f cores)", st.cpuUS, st.cpuUS*res.EventsPerSec/1e6)},
+			Figure{"broker CPU/event", fmt.Sprintf("%.2f µs", st.brokerUS)},
+			Figure{"rounds", strings.Join(st.rounds, ", ") + " events/s"})
 		if sys != PeerSquall && squall > 0 {
 			res.Figures = append(res.Figures, Figure{"Squall ÷ this", fmt.Sprintf("%.2f×", squall/res.EventsPerSec)})
 		}
-		res.Figures = append(res.Figures, stealFigure(machineCPU{}, st), Figure{"work", peerWork[sys]},
+		res.Figures = append(res.Figures, stealFigure(machineCPU{}, st.steal), Figure{"work", peerWork[sys]},
 			Figure{"checked", "every round's digest as expected; the last: " + ss[len(ss)-1].digest.String()})
 		if errs[sys] != nil {
 			res.Figures = append(res.Figures, Figure{"failed", errs[sys].Error()})

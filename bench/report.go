@@ -141,6 +141,9 @@ func setupString(res *Result) string {
 	if s.Cores > 0 {
 		p = append(p, pluralN(s.Cores, "core"))
 	}
+	if s.GOMAXPROCS > 0 {
+		p = append(p, "GOMAXPROCS "+strconv.Itoa(s.GOMAXPROCS))
+	}
 	if s.Broker != "" {
 		p = append(p, s.Broker)
 	}

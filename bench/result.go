@@ -12,12 +12,15 @@ import (
 // Setup is what a scenario ran with. A zero field means "not applicable"
 // and is printed as nothing (or "-" when the whole setup is empty).
 type Setup struct {
-	Keys       int    `json:"keys,omitempty"`        // live keys
-	EventBytes int    `json:"event_bytes,omitempty"` // mean encoded event size, bytes
-	Batch      int    `json:"batch,omitempty"`       // events per request / produce batch
-	Partitions int    `json:"partitions,omitempty"`
-	Nodes      int    `json:"nodes,omitempty"`
-	Cores      int    `json:"cores"`            // runtime.NumCPU()
+	Keys       int `json:"keys,omitempty"`        // live keys
+	EventBytes int `json:"event_bytes,omitempty"` // mean encoded event size, bytes
+	Batch      int `json:"batch,omitempty"`       // events per request / produce batch
+	Partitions int `json:"partitions,omitempty"`
+	Nodes      int `json:"nodes,omitempty"`
+	Cores      int `json:"cores"` // runtime.NumCPU()
+	// GOMAXPROCS is the setting the scenario ran with when it set one (the
+	// cores scenarios); 0: the runtime's default, the cores.
+	GOMAXPROCS int    `json:"gomaxprocs,omitempty"`
 	Broker     string `json:"broker,omitempty"` // "kfake", "kafka 4.4.0", ""
 	Rules      int    `json:"rules,omitempty"`  // rules in the rules file
 	Events     int    `json:"events,omitempty"` // events the measurement covered

@@ -5,6 +5,8 @@
 //	make bench         # full: kfake and a real broker, 10K/100K/1M keys, cluster, failover
 //	make bench-quick   # about 30s: kfake, 10K/100K keys, ingest, memory at 100K keys
 //	go run ./cmd/squall-bench -only 'kafka/kafka/100K-keys$' -cpuprofile cpu.pprof   # profile one scenario
+//	go run ./cmd/squall-bench -only gomaxprocs   # the same Kafka → state at GOMAXPROCS 1 and 2, interleaved: the 2/1 ratio
+//	go run ./cmd/squall-bench -only gomaxprocs -gomaxprocs 1 -cpuprofile cpu1.pprof   # profile one setting
 //	make bench-peers   # peers: Squall, the baseline, Kafka Streams and Flink on one topic, 3 rounds
 //	go run ./cmd/squall-bench -from docs/bench/peers.json -svg docs/bench/peers.svg   # redraw a report, run nothing
 //	go run ./cmd/squall-bench -mode peers -peer-events 500000 -peer-rounds 1 -peers kafka-streams   # a quick look
@@ -29,6 +31,7 @@ func main() {
 	mode := flag.String("mode", "full", "full, quick (about 30s), smoke (a few seconds) or peers (Squall against Kafka Streams and Flink)")
 	only := flag.String("only", "", "run only the scenarios matching this regular expression")
 	realKafka := flag.Bool("real-kafka", true, "full mode: run the Kafka scenarios against a real broker too (needs Java)")
+	procs := flag.String("gomaxprocs", "1,2", "the GOMAXPROCS settings of the kafka/*/gomaxprocs scenarios, in the order of each round (one alone: to profile it)")
 	nodeBin := flag.String("node-binary", "bin/squall-node", "squall-node binary for the failover scenario")
 	jsonOut := flag.String("json", "", "write the results as JSON to this file")
 	svgOut := flag.String("svg", "", "write the throughput/latency chart to this SVG file")
@@ -62,6 +65,11 @@ func main() {
 	if *verbose {
 		opts.Log = os.Stderr
 	}
+	ps, err := bench.ParseProcs(*procs)
+	if err != nil {
+		fatal(fmt.Errorf("-gomaxprocs: %w", err))
+	}
+	opts.Procs = ps
 	if *only != "" {
 		re, err := regexp.Compile(*only)
 		if err != nil {
@@ -75,7 +83,6 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var rep *bench.Report
-	var err error
 	if *from != "" {
 		in, err := os.Open(*from)
 		if err != nil {
