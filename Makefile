@@ -51,7 +51,7 @@ bench: build ## the benchmark harness, full (~13 min; real Kafka and ZooKeeper):
 bench-quick: ## a 30-second subset of the harness (kfake, 10K/100K keys, ingest, memory)
 	$(GO) run ./cmd/squall-bench -mode quick
 
-bench-peers: ## Squall against Kafka Streams 4.4 and Flink 2.2 on one broker and topic (5M events, 3 rounds; ~20 min; Java 17, Maven; each system's end state checked): docs/bench/peers.{json,md,svg}
+bench-peers: ## Squall against Kafka Streams 4.4 and Flink 2.2 on one broker and topic (5M events, 3 rounds; ~12 min on 2 cores; Java 17, Maven; each system's end state checked): docs/bench/peers.{json,md,svg}
 	cd bench/peers && { mvn -B -q -o package >/dev/null 2>&1 || mvn -B -q package; }
 	$(GO) run ./cmd/squall-bench -mode peers -peers-dir bench/peers $(PEER_FLAGS) -commit "$$(git rev-parse --short HEAD 2>/dev/null)" \
 		-json docs/bench/peers.json -table docs/bench/peers.md -svg docs/bench/peers.svg
