@@ -168,15 +168,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	height := max(chartLegendY+rows*chartLegendDY, 400)
 
 	var b bytes.Buffer
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11" fill="#222">`+"\n",
-		chartW, height, chartW, height)
-	title := "Squall: Kafka → applied, by live keys · " + pluralN(r.Machine.Cores, "core")
-	if !r.Started.IsZero() {
-		title += " · " + r.Started.Format("2006-01-02")
-	}
-	fmt.Fprintf(&b, "<title>%s</title>\n", xmlText(title))
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", chartW, height)
-	fmt.Fprintf(&b, `<text x="%d" y="24" text-anchor="middle" font-size="15" font-weight="bold">%s</text>`+"\n", chartW/2, xmlText(title))
+	r.chartHeader(&b, height, "Squall: Kafka → applied, by live keys")
 
 	// One x scale for both panels, so that their points line up.
 	kmin, kmax := 0, 0
@@ -211,6 +203,21 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	b.WriteString("</svg>\n")
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// chartHeader opens an SVG of chartW × height: its title (what, the
+// machine's cores and the run's date), a white background and the title
+// as a heading.
+func (r *Report) chartHeader(b *bytes.Buffer, height int, what string) {
+	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11" fill="#222">`+"\n",
+		chartW, height, chartW, height)
+	title := what + " · " + pluralN(r.Machine.Cores, "core")
+	if !r.Started.IsZero() {
+		title += " · " + r.Started.Format("2006-01-02")
+	}
+	fmt.Fprintf(b, "<title>%s</title>\n", xmlText(title))
+	fmt.Fprintf(b, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", chartW, height)
+	fmt.Fprintf(b, `<text x="%d" y="24" text-anchor="middle" font-size="15" font-weight="bold">%s</text>`+"\n", chartW/2, xmlText(title))
 }
 
 // logScale maps keys to [0, 1] on a log10 scale over whole decades.

@@ -61,19 +61,11 @@ func (r *Report) writePeersSVG(w io.Writer) error {
 	height := top2 + panelH + 60
 
 	var b bytes.Buffer
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11" fill="#222">`+"\n",
-		chartW, height, chartW, height)
-	title := "Squall and its peers: Kafka → state"
+	what := "Squall and its peers: Kafka → state"
 	if len(r.Results) > 0 && r.Results[0].Setup.Keys > 0 {
-		title += ", " + siNum(float64(r.Results[0].Setup.Keys)) + " keys"
+		what += ", " + siNum(float64(r.Results[0].Setup.Keys)) + " keys"
 	}
-	title += " · " + pluralN(r.Machine.Cores, "core")
-	if !r.Started.IsZero() {
-		title += " · " + r.Started.Format("2006-01-02")
-	}
-	fmt.Fprintf(&b, "<title>%s</title>\n", xmlText(title))
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", chartW, height)
-	fmt.Fprintf(&b, `<text x="%d" y="24" text-anchor="middle" font-size="15" font-weight="bold">%s</text>`+"\n", chartW/2, xmlText(title))
+	r.chartHeader(&b, height, what)
 	peerPanel(&b, peerPanelY, "events/s — bar: median of the rounds; dots: each round", names, thr, siNum)
 	peerPanel(&b, top2, "CPU per event (µs) — dark: the system's process; light: the broker", names, cpu, plain3)
 	b.WriteString("</svg>\n")
