@@ -392,13 +392,20 @@ func (c *Coordinator) checkSession(w *watches) {
 	s := c.session
 	c.mu.Unlock()
 	c.log.Info("joined the cluster", "cluster", c.cfg.Cluster, "node", c.cfg.Self.ID, "session", fmt.Sprintf("%#x", s))
+	if joinHook != nil {
+		joinHook(c.cfg.Self.ID)
+	}
 	c.rearm(w) // reads, and applies, a newer assignment if there is one
 	c.mu.Lock()
-	current := c.assign
+	current, applied := c.assign, c.applied
 	c.mu.Unlock()
-	if current != nil {
+	if current != nil && !applied {
 		// Serve again what the newest assignment still gives this node. Its
-		// state went with the session: nothing will be handed over.
+		// state went with the session: nothing will be handed over. (An
+		// assignment the rearm applied was written after the join: its
+		// handoffs are for this session, and applying it again without
+		// them would make the node claim a partition whose previous owner
+		// is about to hand it over.)
 		again := *current
 		again.Moves = nil
 		c.apply(&again)
@@ -406,6 +413,10 @@ func (c *Coordinator) checkSession(w *watches) {
 	c.elect(w)
 	c.lead()
 }
+
+// joinHook, when set (by tests), runs right after the node joined the
+// cluster, before it reads the assignment.
+var joinHook func(self string)
 
 // join joins the cluster on the client's current session: it creates the
 // paths, this node's member znode and its election znode, replacing those

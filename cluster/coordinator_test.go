@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -236,4 +237,70 @@ func TestRejoinSameID(t *testing.T) {
 	c2b, r2b := startCoord(t, z.Addr(), "t3", "n2", "")
 	c2.Close()
 	agreed(t, []*Coordinator{c1, c2b}, []*recorder{r1, r2b}, "n1", "n2")
+}
+
+// A node that joins while the leader writes the assignment naming it
+// applies that assignment once, with its handoffs: it was written after the
+// node joined, so the partitions' previous owners hand them over. Applied a
+// second time without them, it made the node claim those partitions at
+// once and refuse the handoffs on their way.
+func TestJoinDuringAssignmentKeepsHandoffs(t *testing.T) {
+	z := zktest.Start(t)
+	var r1 *recorder
+	var r1mu sync.Mutex
+	namesN2 := func() bool {
+		r1mu.Lock()
+		r := r1
+		r1mu.Unlock()
+		if r == nil {
+			return false
+		}
+		a := r.last()
+		return a != nil && slices.Contains(a.Owners, "n2")
+	}
+	// The leader writes the assignment naming n2 between n2's join and its
+	// first read of the assignment: n2's join waits for it.
+	joinHook = func(self string) {
+		if self != "n2" {
+			return
+		}
+		for deadline := time.Now().Add(time.Minute); !namesN2() && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Cleanup(func() { joinHook = nil }) // after the coordinators closed
+	c1, rec1 := startCoord(t, z.Addr(), "t4", "n1", "")
+	agreed(t, []*Coordinator{c1}, []*recorder{rec1}, "n1")
+	r1mu.Lock()
+	r1 = rec1
+	r1mu.Unlock()
+	c2, r2 := startCoord(t, z.Addr(), "t4", "n2", "")
+	want := agreed(t, []*Coordinator{c1, c2}, []*recorder{rec1, r2}, "n1", "n2")
+
+	r2.mu.Lock()
+	applied := append([]*Assignment(nil), r2.applied...)
+	r2.mu.Unlock()
+	seen := map[Token]bool{}
+	for _, a := range applied {
+		if seen[a.Token()] {
+			t.Errorf("n2 applied assignment %s twice", a.Token())
+		}
+		seen[a.Token()] = true
+	}
+	if len(applied) == 0 || applied[0].Token() != want.Token() {
+		t.Fatalf("n2's first assignment is not the one that named it: applied %d, want %s", len(applied), want.Token())
+	}
+	moved := 0
+	for p, owner := range applied[0].Owners {
+		if owner != "n2" {
+			continue
+		}
+		moved++
+		if from := applied[0].MovedFrom(int32(p)); from != "n1" {
+			t.Errorf("partition %d moved to n2 from %q, want n1 (it hands its state over)", p, from)
+		}
+	}
+	if moved == 0 {
+		t.Fatal("the assignment gives n2 no partition")
+	}
 }

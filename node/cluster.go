@@ -67,8 +67,9 @@ func (c *clustered) Apply(a *cluster.Assignment) {
 	defer c.mu.Unlock()
 	old := c.route.Load()
 	c.route.Store(&routes{gen: a.Generation, assigned: true, owners: a.Owners, addrs: old.addrs})
+	prev := c.assigned
 	c.assigned = a
-	c.lc.assign(a, c.self(), c.members)
+	c.lc.assign(a, prev, c.self(), c.members)
 	mine := 0
 	for _, o := range a.Owners {
 		if o == c.self() {

@@ -114,11 +114,12 @@ func (lc *lifecycle) close() {
 }
 
 // assign hands the newest assignment to every partition. A partition it
-// moves here from a live node waits for that node's handoff.
-func (lc *lifecycle) assign(a *cluster.Assignment, self string, live map[string]cluster.Member) {
+// moves here from a live node waits for that node's handoff. prev is the
+// assignment applied before it on the same session, if any.
+func (lc *lifecycle) assign(a, prev *cluster.Assignment, self string, live map[string]cluster.Member) {
 	tok := a.Token()
 	for i, owner := range a.Owners {
-		from := a.MovedFrom(int32(i))
+		from := handoffFrom(a, prev, int32(i))
 		_, alive := live[from]
 		w := &want{tok: tok, owner: owner, await: owner == self && from != "" && from != self && (alive || live == nil)}
 		p := lc.parts[i]
@@ -127,6 +128,22 @@ func (lc *lifecycle) assign(a *cluster.Assignment, self string, live map[string]
 		p.mu.Unlock()
 		p.poke()
 	}
+}
+
+// handoffFrom returns the node expected to hand partition p over under
+// assignment a, or "". The leader names it in a's moves, which are the
+// moves from the generation before a. A node that missed generations (a
+// watch shows only the newest of writes in quick succession) has not seen
+// the move that brought p here: the owner it last saw, prev's, still holds
+// p's state or has sent it on to the newest owner, so it is awaited.
+func handoffFrom(a, prev *cluster.Assignment, p int32) string {
+	if from := a.MovedFrom(p); from != "" || prev == nil || a.Generation <= prev.Generation+1 {
+		return from
+	}
+	if int(p) < len(prev.Owners) && prev.Owners[p] != a.Owners[p] {
+		return prev.Owners[p]
+	}
+	return ""
 }
 
 // sessionLost drops every partition; what the next assignment grants is
