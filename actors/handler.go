@@ -92,9 +92,9 @@ type Key struct {
 	// the key actor.
 	State any
 
-	// offsets holds (bucket, oldest record offset) pairs of the Kafka
-	// records in the window, by bucket; nil when not fed from Kafka.
-	offsets []int64
+	// offs keeps where a replay that rebuilds the window starts; empty
+	// when not fed from a log.
+	offs keyOffsets
 
 	// prev and next link the partition's keys from least to most recently
 	// used, for passivation.
@@ -135,57 +135,22 @@ type KeySnapshot struct {
 	Window    []byte // window.Window.MarshalBinary
 	Activated time.Time
 	LastEvent time.Time
-	// Offsets are the Kafka offsets of the records in the window, as pairs
-	// (bucket, oldest offset in that bucket); nil when not fed from Kafka.
+	// Offsets are the log offsets of the records in the window, as pairs
+	// (bucket, oldest offset of the records up to that bucket and after
+	// the previous pair's), ordered by bucket; nil when not fed from a log.
 	Offsets []int64
 	// Handler is the key's StatefulHandler state (MarshalState); nil when
 	// the Handler keeps none.
 	Handler []byte
 }
 
-// trackOffset records that the record at offset off landed in bucket.
-// k.offsets holds (bucket, oldest offset) pairs ordered by bucket.
-func (k *Key) trackOffset(bucket, off int64, windowBuckets int64) {
-	n := len(k.offsets)
-	switch {
-	case n > 0 && k.offsets[n-2] == bucket:
-		k.offsets[n-1] = min(k.offsets[n-1], off)
-	case n == 0 || k.offsets[n-2] < bucket:
-		k.offsets = append(k.offsets, bucket, off)
-	default: // out of order: find its place
-		i := 0
-		for i < n && k.offsets[i] < bucket {
-			i += 2
-		}
-		if i < n && k.offsets[i] == bucket {
-			k.offsets[i+1] = min(k.offsets[i+1], off)
-		} else {
-			k.offsets = append(k.offsets[:i], append([]int64{bucket, off}, k.offsets[i:]...)...)
-		}
-	}
-	k.evictOffsets(windowBuckets)
+// oldestOffset returns the offset of a log record at or before the oldest
+// one in the key's window (see keyOffsets), or -1.
+func (k *Key) oldestOffset() int64 {
+	return k.offs.oldest(k.win.NewestBucket()-k.p.windowBuckets, k.p.offSeg)
 }
 
-// evictOffsets drops the pairs of buckets the window no longer holds.
-func (k *Key) evictOffsets(windowBuckets int64) {
-	cut := k.win.NewestBucket() - windowBuckets
-	i := 0
-	for i < len(k.offsets) && k.offsets[i] <= cut {
-		i += 2
-	}
-	if i > 0 {
-		k.offsets = append(k.offsets[:0], k.offsets[i:]...)
-	}
-}
-
-// oldestOffset returns the oldest record offset in the key's window, or -1.
-func (k *Key) oldestOffset(windowBuckets int64) int64 {
-	k.evictOffsets(windowBuckets)
-	oldest := int64(-1)
-	for i := 1; i < len(k.offsets); i += 2 {
-		if oldest < 0 || k.offsets[i] < oldest {
-			oldest = k.offsets[i]
-		}
-	}
-	return oldest
+// offsetPairs returns the key's offsets as KeySnapshot.Offsets.
+func (k *Key) offsetPairs() []int64 {
+	return k.offs.pairs(k.win.NewestBucket()-k.p.windowBuckets, k.p.offSeg)
 }

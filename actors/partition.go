@@ -57,8 +57,8 @@ type partition struct {
 	// head is the least recently used key, tail the most recent.
 	head, tail *Key
 	// resMS is the bucket width in ms; windowBuckets the window's length
-	// in buckets.
-	resMS, windowBuckets int64
+	// in buckets; offSeg the buckets per segment of a key's offsets.
+	resMS, windowBuckets, offSeg int64
 	// tally counts outcomes of the current batch, flushed to metrics.
 	tally [NumResults]int
 	// awaiting holds events (in stash) until the previous owner's state
@@ -80,16 +80,18 @@ type tick struct{ done chan<- int }
 func newPartition(e *Engine, id int32) *partition {
 	res := e.cfg.Shape.Resolution.Milliseconds()
 	sh, _ := e.cfg.Handler.(StatefulHandler)
-	return &partition{e: e, id: id, keys: make(map[string]*Key), resMS: res,
+	p := &partition{e: e, id: id, keys: make(map[string]*Key), resMS: res,
 		windowBuckets: e.cfg.Shape.Retention.Milliseconds() / res, offset: -1, sh: sh}
+	p.offSeg = offsetSegment(p.windowBuckets)
+	return p
 }
 
-// restoreOffset returns the oldest record offset still in some key's
-// window, or -1.
+// restoreOffset returns an offset at or before the oldest record still in
+// some key's window (see keyOffsets), or -1.
 func (p *partition) restoreOffset() int64 {
 	oldest := int64(-1)
 	for k := p.head; k != nil; k = k.next {
-		if o := k.oldestOffset(p.windowBuckets); o >= 0 && (oldest < 0 || o < oldest) {
+		if o := k.oldestOffset(); o >= 0 && (oldest < 0 || o < oldest) {
 			oldest = o
 		}
 	}
@@ -171,7 +173,8 @@ func (p *partition) restore(m *restore) error {
 			p.highWater = max(p.highWater, len(p.keys))
 		}
 		k.win, k.activated, k.lastEvent = w, ks.Activated, ks.LastEvent
-		k.offsets = append([]int64(nil), ks.Offsets...)
+		k.offs = keyOffsets{}
+		k.offs.load(ks.Offsets, p.offSeg)
 		p.touch(k)
 		if p.sh != nil {
 			if err := p.sh.RestoreState(k, ks.Handler); err != nil {
@@ -197,7 +200,7 @@ func (p *partition) snapshot() []KeySnapshot {
 			continue
 		}
 		ks := KeySnapshot{Key: k.name, Window: b, Activated: k.activated, LastEvent: k.lastEvent,
-			Offsets: append([]int64(nil), k.offsets...)}
+			Offsets: k.offsetPairs()}
 		if p.sh != nil {
 			ks.Handler = p.sh.MarshalState(k)
 		}
@@ -257,7 +260,7 @@ func (p *partition) applyFrom(b *applyBatch, i int, now time.Time) (next int) {
 		}
 		r := Result(p.e.cfg.Handler.Apply(k, ev))
 		if r == ResultApplied && b.offsets != nil {
-			k.trackOffset(ev.TS/p.resMS, b.offsets[i], p.windowBuckets)
+			k.offs.track(ev.TS/p.resMS, b.offsets[i], p.offSeg)
 		}
 		b.sub.out[b.idx[i]] = r
 		p.tally[r]++
@@ -422,7 +425,7 @@ func (p *partition) events(k *Key) *api.KeyEvents {
 		Partition: p.id,
 		Kept:      p.e.cfg.Shape.Recent,
 		Received:  applied + late + dup,
-		Restore:   k.oldestOffset(p.windowBuckets),
+		Restore:   k.oldestOffset(),
 		Events:    make([]api.KeptEvent, len(rec)),
 		Shape: api.WindowShape{
 			RetentionMs:  p.e.cfg.Shape.Retention.Milliseconds(),

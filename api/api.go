@@ -136,9 +136,11 @@ type KeyEvents struct {
 	Received uint64 `json:"received"`
 	// Complete is true when Events holds all Received events.
 	Complete bool `json:"complete"`
-	// Restore is the offset (Kafka offset, or JetStream stream sequence)
-	// of the oldest log record whose event is in the key's window: a replay
-	// of the key's log partition from there rebuilds its window. -1 when
+	// Restore is an offset (Kafka offset, or JetStream stream sequence)
+	// at or before the oldest log record whose event is in the key's
+	// window — before it by less than a fifteenth of the retention's worth
+	// of the key's records: a replay of the key's log partition from there
+	// rebuilds its window. -1 when
 	// the node has no log (--data-dir "" without Kafka).
 	Restore int64 `json:"restore"`
 	// Events are the kept events, oldest first.
