@@ -92,9 +92,9 @@ type Key struct {
 	// the key actor.
 	State any
 
-	// offs keeps where a replay that rebuilds the window starts; empty
-	// when not fed from a log.
-	offs keyOffsets
+	// offs keeps where a replay that rebuilds the window starts; nil
+	// until a record from a log is applied.
+	offs *keyOffsets
 
 	// prev and next link the partition's keys from least to most recently
 	// used, for passivation.
@@ -147,10 +147,16 @@ type KeySnapshot struct {
 // oldestOffset returns the offset of a log record at or before the oldest
 // one in the key's window (see keyOffsets), or -1.
 func (k *Key) oldestOffset() int64 {
+	if k.offs == nil {
+		return -1
+	}
 	return k.offs.oldest(k.win.NewestBucket()-k.p.windowBuckets, k.p.offSeg)
 }
 
 // offsetPairs returns the key's offsets as KeySnapshot.Offsets.
 func (k *Key) offsetPairs() []int64 {
+	if k.offs == nil {
+		return nil
+	}
 	return k.offs.pairs(k.win.NewestBucket()-k.p.windowBuckets, k.p.offSeg)
 }

@@ -20,9 +20,10 @@ type offsetSlot struct{ seg, off1 int64 }
 // applied to it. A segment is kept while any of its buckets is in the
 // window, so the oldest offset it gives is at or before the oldest record
 // still in the window — by less than a segment (a fifteenth of the
-// retention) of the key's records. A fixed ring: tracking a record is a
-// division and a compare, whatever the order of event times, and the
-// memory does not grow with the key's rate.
+// retention) of the key's records. A fixed ring (256 B, allocated with a
+// key's first record from a log): tracking a record is a division and a
+// compare, whatever the order of event times, and the memory does not grow
+// with the key's rate.
 type keyOffsets [offsetSlots]offsetSlot
 
 // track records that the record at offset off was applied to bucket.

@@ -210,3 +210,28 @@ func BenchmarkApplyRecordsSteady(b *testing.B) {
 	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N*batch), "ns/event")
 	b.ReportMetric(perKey, "heap-B/key") // (ResetTimer drops metrics)
 }
+
+// A key fed without a log keeps no offsets (and no ring); one fed from a
+// log hands its offsets over.
+func TestOffsetsOnlyFromALog(t *testing.T) {
+	ctx := context.Background()
+	e := clustered(t, nil)
+	e.Acquire(1, false)
+	ks := keysIn(1, 2)
+	if err := e.Submit(ctx, []event.Event{{Key: ks[0], TS: t0, Value: 1}}, make([]Result, 1)); err != nil {
+		t.Fatal(err)
+	}
+	submitRecords(t, e, false, []event.Event{{Key: ks[1], TS: t0, Value: 1}}, []int64{7})
+	snaps, err := e.Release(ctx, 1)
+	if err != nil || len(snaps) != 2 {
+		t.Fatalf("release: %d keys, %v", len(snaps), err)
+	}
+	for _, s := range snaps {
+		switch {
+		case s.Key == ks[0] && s.Offsets != nil:
+			t.Errorf("key fed without a log hands offsets over: %v", s.Offsets)
+		case s.Key == ks[1] && (len(s.Offsets) != 2 || s.Offsets[1] != 7):
+			t.Errorf("key fed from a log hands over %v, want one segment at offset 7", s.Offsets)
+		}
+	}
+}

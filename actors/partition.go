@@ -173,8 +173,11 @@ func (p *partition) restore(m *restore) error {
 			p.highWater = max(p.highWater, len(p.keys))
 		}
 		k.win, k.activated, k.lastEvent = w, ks.Activated, ks.LastEvent
-		k.offs = keyOffsets{}
-		k.offs.load(ks.Offsets, p.offSeg)
+		k.offs = nil
+		if len(ks.Offsets) > 0 {
+			k.offs = new(keyOffsets)
+			k.offs.load(ks.Offsets, p.offSeg)
+		}
 		p.touch(k)
 		if p.sh != nil {
 			if err := p.sh.RestoreState(k, ks.Handler); err != nil {
@@ -260,6 +263,9 @@ func (p *partition) applyFrom(b *applyBatch, i int, now time.Time) (next int) {
 		}
 		r := Result(p.e.cfg.Handler.Apply(k, ev))
 		if r == ResultApplied && b.offsets != nil {
+			if k.offs == nil {
+				k.offs = new(keyOffsets)
+			}
 			k.offs.track(ev.TS/p.resMS, b.offsets[i], p.offSeg)
 		}
 		b.sub.out[b.idx[i]] = r
