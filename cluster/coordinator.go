@@ -402,8 +402,8 @@ func (c *Coordinator) checkSession(w *watches) {
 	if current != nil && !applied {
 		// Serve again what the newest assignment still gives this node. Its
 		// state went with the session: nothing will be handed over. (An
-		// assignment the rearm applied was written after the join: its
-		// handoffs are for this session, and applying it again without
+		// assignment the rearm applied kept only handoffs written after
+		// the join, which are for this session: applying it again without
 		// them would make the node claim a partition whose previous owner
 		// is about to hand it over.)
 		again := *current
