@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/squallhq/squall/internal/testproc"
 	"github.com/squallhq/squall/internal/testutil"
 )
 
@@ -141,7 +142,7 @@ func freePortRun(t *testing.T, n int) int {
 		p := freePort(t)
 		ok := true
 		for i := range n {
-			if p+i > 65535 || !portFree(p+i) {
+			if p+i > 65535 || !testproc.Reserve(p+i) || !portFree(p+i) {
 				ok = false
 				break
 			}

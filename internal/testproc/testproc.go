@@ -141,6 +141,10 @@ func freePort() (int, error) {
 	var lastErr error
 	for range 100 {
 		port := portLow + rand.IntN(high-portLow)
+		if !reserve(port, true) {
+			lastErr = fmt.Errorf("port %d reserved already", port)
+			continue
+		}
 		got, err := listenAndClose(fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			return got, nil
@@ -148,6 +152,51 @@ func freePort() (int, error) {
 		lastErr = err
 	}
 	return 0, fmt.Errorf("no free port in [%d, %d) after 100 tries: %w", portLow, high, lastErr)
+}
+
+// reservations holds the lock files of the ports this process reserved,
+// open until it exits.
+var reservations struct {
+	sync.Mutex
+	files map[int]*os.File
+}
+
+// Reserve reserves port for this process until it exits, against every
+// test process that reserves ports through this package (FreePort does):
+// it takes an exclusive lock (flock) on the port's file in a directory they
+// share, which the kernel drops when the process exits. A port chosen once
+// thus stays this process's even while nothing listens on it — a broker or
+// server restarted on the same port (a crash test) cannot find it taken by
+// another test package running beside it. It returns false when another
+// process holds the port; true when this one does, or when no lock can be
+// taken at all (then the probe alone decides, as before).
+func Reserve(port int) bool { return reserve(port, false) }
+
+// reserve is Reserve; fresh: a port this process reserved already is not
+// free either (FreePort handed it out).
+func reserve(port int, fresh bool) bool {
+	reservations.Lock()
+	defer reservations.Unlock()
+	if _, ok := reservations.files[port]; ok {
+		return !fresh
+	}
+	dir := filepath.Join(os.TempDir(), "squall-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return true
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	if reservations.files == nil {
+		reservations.files = make(map[int]*os.File)
+	}
+	reservations.files[port] = f
+	return true
 }
 
 // ephemeralStart reads the start of the kernel's ephemeral port range.
