@@ -1,7 +1,8 @@
 package actors
 
 // offsetSlots is the number of segments of a key's window whose oldest log
-// record offset the key keeps.
+// record offset the key keeps; a power of two, so a segment's slot is its
+// low bits (two's complement: the floor modulo, negative segments too).
 const offsetSlots = 16
 
 // offsetSegment returns the number of buckets per segment for a window of
@@ -29,7 +30,7 @@ type keyOffsets [offsetSlots]offsetSlot
 // track records that the record at offset off was applied to bucket.
 func (o *keyOffsets) track(bucket, off, segBuckets int64) {
 	seg := floorDiv(bucket, segBuckets)
-	s := &o[floorMod(seg, offsetSlots)]
+	s := &o[seg&(offsetSlots-1)]
 	switch {
 	case s.off1 == 0 || s.seg < seg:
 		// Empty, or a segment offsetSlots older: every bucket of it is
@@ -86,12 +87,4 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
-}
-
-func floorMod(a, b int64) int64 {
-	m := a % b
-	if m < 0 {
-		m += b
-	}
-	return m
 }
